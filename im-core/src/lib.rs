@@ -1,0 +1,34 @@
+//! # im-core
+//!
+//! The core of the **im** SDK for instant-messaging backends: identifiers, the
+//! domain model, the client protocol, the ports (traits) every backend
+//! implements, the services of the four layers written against those ports,
+//! and in-memory backends that make a complete single-node system.
+//!
+//! # Layout
+//! - [`id`]: snowflake ids and typed ids (`UserId`, `ConversationId`, …).
+//! - [`model`]: users, groups, roles, messages, session routes, queue envelopes.
+//! - [`protocol`]: the client frames of the WebSocket protocol.
+//! - [`error`]: typed errors by meaning, and the public error codes.
+//! - [`ports`]: one trait per pluggable part (queue, stores, sessions, …).
+//! - [`compose`]: ports built from other ports (the composed send pipeline).
+//! - [`auth`]: argon2id password hashes and the built-in JWT authenticator.
+//! - [`memory`]: the in-memory backend of every port (the embedded default).
+//! - `testkit` (feature `testkit`): one conformance suite per port.
+//!
+//! `im-core` depends on no network client; `im-store`, `im-discovery` and
+//! `im-transport` plug real engines and transports into these ports.
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod compose;
+pub mod error;
+pub mod id;
+pub mod memory;
+pub mod model;
+pub mod ports;
+pub mod protocol;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use error::{Error, ErrorCode, Result};

@@ -1,0 +1,28 @@
+//! In-memory implementations of every port: the embedded default of a single
+//! node. They are bounded where they must be (queue capacity, history kept per
+//! conversation), expire what has a TTL (dedup keys, session routes), and pass
+//! the same conformance suites as the networked backends.
+
+mod dedup;
+mod discovery;
+mod queue;
+mod seq;
+mod session;
+mod store;
+
+pub use dedup::MemoryDedupStore;
+pub use discovery::MemoryDiscovery;
+pub use queue::MemoryQueue;
+pub use seq::MemorySequenceAllocator;
+pub use session::MemorySessionStore;
+pub use store::{MemoryGroupStore, MemoryMessageStore, MemoryUserStore};
+
+use std::time::{Duration, Instant};
+
+/// Runs `f` at most once per `every`, tracking the last run in `last`.
+pub(crate) fn every(last: &mut Instant, every: Duration, f: impl FnOnce()) {
+    if last.elapsed() >= every {
+        *last = Instant::now();
+        f();
+    }
+}

@@ -1,0 +1,222 @@
+//! The domain model: users, groups and roles, messages, session routes and the
+//! queue envelope that carries an accepted message from Logic to Task.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{ConversationId, GroupId, MessageId, SessionId, UserId};
+
+/// A user account as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The user's id.
+    pub id: UserId,
+    /// The unique, case-sensitive login name.
+    pub username: String,
+    /// The argon2id PHC string of the password.
+    pub password_hash: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A member's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Created the group (or received ownership); exactly one per group.
+    Owner,
+    /// May add and remove plain members.
+    Admin,
+    /// A plain member.
+    Member,
+}
+
+impl Role {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    /// Parses a wire or storage name.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+/// A group as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// The group's id.
+    pub id: GroupId,
+    /// Display name.
+    pub name: String,
+    /// The current owner.
+    pub owner: UserId,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The member.
+    pub user_id: UserId,
+    /// Its role.
+    pub role: Role,
+}
+
+/// The addressee of a send: `{"user": "<id>"}` or `{"group": "<id>"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// A 1:1 peer.
+    User(UserId),
+    /// A group.
+    Group(GroupId),
+}
+
+impl Target {
+    /// The conversation a message from `sender` to this target belongs to.
+    pub fn conversation(self, sender: UserId) -> Result<ConversationId, crate::id::IdError> {
+        match self {
+            Target::User(peer) => ConversationId::direct(sender, peer),
+            Target::Group(g) => Ok(ConversationId::Group(g)),
+        }
+    }
+}
+
+/// The kind of a message; `text` carries a string body, the others a JSON object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// Plain text; the body is a JSON string.
+    #[default]
+    Text,
+    /// An image reference; the body is a JSON object.
+    Image,
+    /// A file reference; the body is a JSON object.
+    File,
+    /// Application-defined; the body is a JSON object.
+    Custom,
+}
+
+impl MessageKind {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Image => "image",
+            MessageKind::File => "file",
+            MessageKind::Custom => "custom",
+        }
+    }
+
+    /// Parses a wire or storage name.
+    pub fn parse(s: &str) -> Option<MessageKind> {
+        match s {
+            "text" => Some(MessageKind::Text),
+            "image" => Some(MessageKind::Image),
+            "file" => Some(MessageKind::File),
+            "custom" => Some(MessageKind::Custom),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An accepted message: the message object of the protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Snowflake id, unique across the cluster.
+    pub msg_id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Position in the conversation: 1, 2, 3 … without gaps.
+    pub seq: u64,
+    /// The sender (always taken from the authenticated session).
+    pub from: UserId,
+    /// The addressee as sent.
+    pub to: Target,
+    /// The kind of body.
+    pub kind: MessageKind,
+    /// The body: a string for text, an object otherwise; absent once recalled.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub body: serde_json::Value,
+    /// The sender's idempotency key.
+    pub client_msg_id: String,
+    /// Acceptance time, Unix milliseconds.
+    pub ts: i64,
+    /// True once the message was recalled (the body is then gone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recalled: bool,
+}
+
+/// The name of a connect node (carried by every session route).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub String);
+
+impl NodeId {
+    /// A node id from any string.
+    pub fn new(s: impl Into<String>) -> Self {
+        NodeId(s.into())
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where one online session of a user lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SessionRoute {
+    /// The session's user.
+    pub user_id: UserId,
+    /// The connect node holding the socket.
+    pub node: NodeId,
+    /// The session on that node.
+    pub session_id: SessionId,
+    /// A free-form device or platform label (e.g. `web`, `ios`).
+    pub device: String,
+}
+
+/// A queue entry: an accepted message plus what the Task layer needs to route it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The message, with its seq and id assigned.
+    pub message: Message,
+    /// The session that sent it over WebSocket, which gets only the `send_ack`
+    /// and is skipped by the push (None for HTTP sends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<(NodeId, SessionId)>,
+}
+
+impl Envelope {
+    /// The conversation of the carried message.
+    pub fn conversation(&self) -> ConversationId {
+        self.message.conversation_id
+    }
+}

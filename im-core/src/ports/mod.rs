@@ -1,0 +1,27 @@
+//! The ports: one trait per pluggable part of the system.
+//!
+//! Every trait is object-safe (`Arc<dyn Trait>`), `Send + Sync + 'static`, and
+//! batch-first where the hot path needs it. Production backends live in
+//! `im-store` (Redis, MySQL, SQLite) and `im-discovery` (etcd); the in-memory
+//! ones in [`crate::memory`] are the embedded default. Every backend must pass
+//! the conformance suites of `crate::testkit` (feature `testkit`).
+
+mod auth;
+mod dedup;
+mod discovery;
+mod push;
+mod queue;
+mod send;
+mod seq;
+mod session;
+mod store;
+
+pub use auth::{Authenticator, Identity, IssuedToken};
+pub use dedup::{DedupKey, DedupStore};
+pub use discovery::{Discovery, ServiceInstance};
+pub use push::{PushBatch, PushItem, PushReport, Pusher};
+pub use queue::{Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer};
+pub use send::{Admission, Admitted, SendPipeline};
+pub use seq::SequenceAllocator;
+pub use session::SessionStore;
+pub use store::{GroupStore, MessageStore, UserStore};

@@ -1,0 +1,81 @@
+//! Durable stores: messages (history), users (accounts) and groups (membership).
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::id::{ConversationId, GroupId, MessageId, UserId};
+use crate::model::{Group, Member, Message, Role, User};
+
+/// The message archive.
+///
+/// Contract: `append` is idempotent by `msg_id` (a replay writes nothing
+/// twice, and a different message with an existing `(conversation, seq)` is
+/// ignored too); `history` is ordered by seq, strictly after `after_seq`, at
+/// most `limit` long.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Stores a batch; returns how many messages were new.
+    async fn append(&self, batch: &[Message]) -> Result<u64>;
+
+    /// Messages of `conversation` with seq > `after_seq`, ordered by seq.
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+
+    /// The highest stored seq of `conversation` (0 when empty).
+    async fn last_seq(&self, conversation: ConversationId) -> Result<u64>;
+
+    /// One message by id.
+    async fn get(&self, msg_id: MessageId) -> Result<Option<Message>>;
+}
+
+/// User accounts.
+///
+/// Contract: usernames are unique (`create` of a taken one is
+/// [`crate::Error::Conflict`]); lookups of unknown users return `None`.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Creates an account.
+    async fn create(&self, user: &User) -> Result<()>;
+
+    /// An account by id.
+    async fn get(&self, id: UserId) -> Result<Option<User>>;
+
+    /// An account by username (case-sensitive).
+    async fn by_username(&self, username: &str) -> Result<Option<User>>;
+
+    /// Which of `ids` exist (one round trip), in any order.
+    async fn existing(&self, ids: &[UserId]) -> Result<Vec<UserId>>;
+}
+
+/// Groups and their members.
+///
+/// Contract: `create` stores the group and its owner as a member with role
+/// owner; adding a present member is [`crate::Error::Conflict`]; removing an
+/// absent one, or touching an unknown group, is [`crate::Error::NotFound`].
+#[async_trait]
+pub trait GroupStore: Send + Sync + 'static {
+    /// Creates a group with `group.owner` as its owner member.
+    async fn create(&self, group: &Group) -> Result<()>;
+
+    /// A group by id.
+    async fn get(&self, id: GroupId) -> Result<Option<Group>>;
+
+    /// Adds a member.
+    async fn add_member(&self, group: GroupId, member: Member) -> Result<()>;
+
+    /// Removes a member.
+    async fn remove_member(&self, group: GroupId, user: UserId) -> Result<()>;
+
+    /// Changes a member's role.
+    async fn set_role(&self, group: GroupId, user: UserId, role: Role) -> Result<()>;
+
+    /// The role of `user` in `group`, or `None` when not a member (or no group).
+    async fn role_of(&self, group: GroupId, user: UserId) -> Result<Option<Role>>;
+
+    /// All members of a group (empty for an unknown group).
+    async fn members(&self, group: GroupId) -> Result<Vec<Member>>;
+}

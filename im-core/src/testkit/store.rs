@@ -1,0 +1,230 @@
+//! Conformance suites of `MessageStore`, `UserStore` and `GroupStore`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::{random_direct, random_id, sample_message, unique};
+use crate::error::Error;
+use crate::id::{ConversationId, GroupId, MessageId, UserId};
+use crate::model::{Group, Member, Role, User};
+use crate::ports::{GroupStore, MessageStore, UserStore};
+
+/// Runs every `MessageStore` check on fresh stores from `make`.
+pub async fn message_suite<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn MessageStore>>,
+{
+    let s = make().await;
+    let (_, _, conv) = random_direct();
+    let msgs: Vec<_> = (1..=30)
+        .map(|seq| sample_message(conv, seq, &format!("body {seq} ✓")))
+        .collect();
+    // Out of order and in two batches.
+    let (first, second) = msgs.split_at(12);
+    assert_eq!(s.append(second).await.expect("append"), 18);
+    assert_eq!(s.append(first).await.expect("append"), 12);
+    assert_eq!(
+        s.append(&msgs).await.expect("append"),
+        0,
+        "messages: append is idempotent by msg_id"
+    );
+    let mut clash = sample_message(conv, 5, "other");
+    clash.msg_id = MessageId(random_id());
+    assert_eq!(
+        s.append(&[clash])
+            .await
+            .expect("messages: a clashing (conversation, seq) is ignored, not an error"),
+        0
+    );
+    assert_eq!(s.last_seq(conv).await.expect("last_seq"), 30);
+    let (_, _, empty) = random_direct();
+    assert_eq!(
+        s.last_seq(empty).await.expect("last_seq"),
+        0,
+        "messages: an empty conversation's last seq is 0"
+    );
+    assert!(s.history(empty, 0, 10).await.expect("history").is_empty());
+
+    let all = s.history(conv, 0, 100).await.expect("history");
+    assert_eq!(
+        all, msgs,
+        "messages: history returns the messages as stored, ordered by seq"
+    );
+    let page = s.history(conv, 10, 5).await.expect("history");
+    assert_eq!(
+        page.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![11, 12, 13, 14, 15],
+        "messages: history honours after_seq and limit"
+    );
+    assert!(s.history(conv, 30, 10).await.expect("history").is_empty());
+    assert_eq!(
+        s.get(msgs[3].msg_id).await.expect("get"),
+        Some(msgs[3].clone())
+    );
+    assert_eq!(s.get(MessageId(random_id())).await.expect("get"), None);
+
+    let g = ConversationId::Group(GroupId(random_id()));
+    let mut obj = sample_message(g, 1, "x");
+    obj.kind = crate::model::MessageKind::Custom;
+    obj.body = serde_json::json!({"k": [1, 2, {"n": null}]});
+    s.append(std::slice::from_ref(&obj)).await.expect("append");
+    assert_eq!(
+        s.history(g, 0, 10).await.expect("history"),
+        vec![obj],
+        "messages: object bodies and kinds round-trip"
+    );
+}
+
+fn user(name: &str) -> User {
+    User {
+        id: UserId(random_id()),
+        username: name.to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        created_at: 1_700_000_000_000,
+    }
+}
+
+/// Runs every `UserStore` check on fresh stores from `make`.
+pub async fn user_suite<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn UserStore>>,
+{
+    let s = make().await;
+    let name = unique("alice");
+    let alice = user(&name);
+    s.create(&alice).await.expect("create");
+    let dup = user(&name);
+    assert!(
+        matches!(s.create(&dup).await, Err(Error::Conflict(_))),
+        "users: a taken username is a Conflict"
+    );
+    let upper = user(&name.to_uppercase());
+    s.create(&upper)
+        .await
+        .expect("users: usernames are case-sensitive");
+    assert_eq!(s.get(alice.id).await.expect("get"), Some(alice.clone()));
+    assert_eq!(
+        s.by_username(&name).await.expect("by_username"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        s.by_username(&unique("nobody")).await.expect("by_username"),
+        None
+    );
+    assert_eq!(
+        s.get(dup.id).await.expect("get"),
+        None,
+        "users: a refused create stores nothing"
+    );
+    let mut found = s
+        .existing(&[alice.id, dup.id, upper.id])
+        .await
+        .expect("existing");
+    found.sort();
+    let mut want = vec![alice.id, upper.id];
+    want.sort();
+    assert_eq!(found, want, "users: existing returns exactly the known ids");
+}
+
+/// Runs every `GroupStore` check on fresh stores from `make`.
+pub async fn group_suite<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn GroupStore>>,
+{
+    let s = make().await;
+    let owner = UserId(random_id());
+    let m1 = UserId(random_id());
+    let m2 = UserId(random_id());
+    let g = Group {
+        id: GroupId(random_id()),
+        name: "team ✓".into(),
+        owner,
+        created_at: 1_700_000_000_000,
+    };
+    s.create(&g).await.expect("create");
+    assert_eq!(s.get(g.id).await.expect("get"), Some(g.clone()));
+    assert_eq!(
+        s.role_of(g.id, owner).await.expect("role"),
+        Some(Role::Owner),
+        "groups: the creator is the owner member"
+    );
+    s.add_member(
+        g.id,
+        Member {
+            user_id: m1,
+            role: Role::Member,
+        },
+    )
+    .await
+    .expect("add");
+    s.add_member(
+        g.id,
+        Member {
+            user_id: m2,
+            role: Role::Admin,
+        },
+    )
+    .await
+    .expect("add");
+    assert!(
+        matches!(
+            s.add_member(
+                g.id,
+                Member {
+                    user_id: m1,
+                    role: Role::Member
+                }
+            )
+            .await,
+            Err(Error::Conflict(_))
+        ),
+        "groups: adding a present member is a Conflict"
+    );
+    let mut members = s.members(g.id).await.expect("members");
+    members.sort_by_key(|m| m.user_id);
+    let mut want = vec![
+        Member {
+            user_id: owner,
+            role: Role::Owner,
+        },
+        Member {
+            user_id: m1,
+            role: Role::Member,
+        },
+        Member {
+            user_id: m2,
+            role: Role::Admin,
+        },
+    ];
+    want.sort_by_key(|m| m.user_id);
+    assert_eq!(members, want);
+    s.set_role(g.id, m1, Role::Admin).await.expect("set_role");
+    assert_eq!(s.role_of(g.id, m1).await.expect("role"), Some(Role::Admin));
+    s.remove_member(g.id, m2).await.expect("remove");
+    assert_eq!(s.role_of(g.id, m2).await.expect("role"), None);
+    assert!(
+        matches!(s.remove_member(g.id, m2).await, Err(Error::NotFound(_))),
+        "groups: removing a non-member is NotFound"
+    );
+    let ghost = GroupId(random_id());
+    assert!(
+        matches!(
+            s.add_member(
+                ghost,
+                Member {
+                    user_id: m1,
+                    role: Role::Member
+                }
+            )
+            .await,
+            Err(Error::NotFound(_))
+        ),
+        "groups: an unknown group is NotFound"
+    );
+    assert_eq!(s.get(ghost).await.expect("get"), None);
+    assert!(s.members(ghost).await.expect("members").is_empty());
+    assert_eq!(s.role_of(ghost, owner).await.expect("role"), None);
+}

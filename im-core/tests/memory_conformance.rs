@@ -1,0 +1,59 @@
+//! The in-memory backends pass every conformance suite.
+#![cfg(feature = "testkit")]
+
+use std::sync::Arc;
+
+use im_core::memory::*;
+use im_core::testkit;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_queue_conforms() {
+    testkit::queue_suite(|| async { Arc::new(MemoryQueue::new(10_000)) as _ }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_messages_conform() {
+    testkit::message_suite(|| async { Arc::new(MemoryMessageStore::default()) as _ }).await;
+}
+
+#[tokio::test]
+async fn memory_users_conform() {
+    testkit::user_suite(|| async { Arc::new(MemoryUserStore::new()) as _ }).await;
+}
+
+#[tokio::test]
+async fn memory_groups_conform() {
+    testkit::group_suite(|| async { Arc::new(MemoryGroupStore::new()) as _ }).await;
+}
+
+#[tokio::test]
+async fn memory_sessions_conform() {
+    testkit::session_suite(|| async { Arc::new(MemorySessionStore::new()) as _ }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_sequences_conform() {
+    testkit::sequence_suite(|| async { Arc::new(MemorySequenceAllocator::new()) as _ }).await;
+}
+
+#[tokio::test]
+async fn memory_dedup_conforms() {
+    testkit::dedup_suite(|| async { Arc::new(MemoryDedupStore::new()) as _ }).await;
+}
+
+#[tokio::test]
+async fn memory_discovery_conforms() {
+    testkit::discovery_suite(|| async { Arc::new(MemoryDiscovery::new()) as _ }).await;
+}
+
+#[tokio::test]
+async fn memory_queue_is_bounded() {
+    use im_core::ports::MessageQueue;
+    let q = MemoryQueue::new(3);
+    q.create_group("g").await.unwrap();
+    let (_, _, c) = testkit::random_direct();
+    let batch: Vec<_> = (1..=3).map(|s| testkit::sample_envelope(c, s)).collect();
+    q.publish(&batch).await.unwrap();
+    let err = q.publish(&batch[..1]).await.unwrap_err();
+    assert_eq!(err.code(), im_core::ErrorCode::ResourceExhausted);
+}
