@@ -128,12 +128,13 @@ async fn unacked_entries_are_claimable_after_idle_only(q: Arc<dyn MessageQueue>)
     let taken = drain(dead.as_mut(), 5).await;
     assert_eq!(taken.len(), 5);
     let idle = Duration::from_millis(400);
+    tokio::time::sleep(idle / 2).await;
     let early = heir.claim_stale(idle, 100).await.expect("claim");
     assert!(
         early.is_empty(),
         "queue: an entry must not be claimable before its idle time"
     );
-    tokio::time::sleep(idle + Duration::from_millis(150)).await;
+    tokio::time::sleep(idle / 2 + Duration::from_millis(150)).await;
     let claimed = heir.claim_stale(idle, 100).await.expect("claim");
     let want: HashSet<_> = taken.iter().map(|d| d.id.clone()).collect();
     let got: HashSet<_> = claimed.iter().map(|d| d.id.clone()).collect();
