@@ -13,6 +13,10 @@
 //! - [`ports`]: one trait per pluggable part (queue, stores, sessions, …).
 //! - [`compose`]: ports built from other ports (the composed send pipeline).
 //! - [`auth`]: argon2id password hashes and the built-in JWT authenticator.
+//! - [`logic`]: the Logic layer (accounts, sessions, send, sync, groups).
+//! - [`task`]: the Task layer — what happens after Logic acks: push and persist workers.
+//! - [`connect`]: the Connect layer without the network: the session hub and frame handling.
+//! - [`node`]: composition of all layers over any set of ports.
 //! - [`memory`]: the in-memory backend of every port (the embedded default).
 //! - `testkit` (feature `testkit`): one conformance suite per port.
 //!
@@ -22,12 +26,16 @@
 
 pub mod auth;
 pub mod compose;
+pub mod connect;
 pub mod error;
 pub mod id;
+pub mod logic;
 pub mod memory;
 pub mod model;
+pub mod node;
 pub mod ports;
 pub mod protocol;
+pub mod task;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

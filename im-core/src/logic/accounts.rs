@@ -1,0 +1,110 @@
+//! Accounts: registration rules, password login and token issue.
+
+use crate::auth::{hash_password, verify_password};
+use crate::error::{Error, Result};
+use crate::id::{now_ms, UserId};
+use crate::model::User;
+
+use super::{Logic, Login};
+
+/// Username rule: 3–32 characters of ASCII letters, digits, `_`, `.`, `-`.
+pub fn validate_username(username: &str) -> Result<()> {
+    let ok = (3..=32).contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(
+            "username must be 3-32 characters of letters, digits, '_', '.', '-'".into(),
+        ))
+    }
+}
+
+/// Password rule: at least 8 characters (at most 1024 bytes, to bound hashing).
+pub fn validate_password(password: &str) -> Result<()> {
+    if password.chars().count() < 8 {
+        return Err(Error::InvalidArgument(
+            "password must be at least 8 characters".into(),
+        ));
+    }
+    if password.len() > 1024 {
+        return Err(Error::InvalidArgument(
+            "password must be at most 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("hashing task failed: {e}")))
+}
+
+/// A valid argon2id hash of a random password, so that a login for an unknown
+/// user costs the same time as one with a wrong password.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Xn7fS3ZPaaT0Yw7jwLd3m0mhLFdE1PRTqQ0Xv1IMbts";
+
+impl Logic {
+    pub(super) async fn register_user(&self, username: &str, password: &str) -> Result<UserId> {
+        validate_username(username)?;
+        validate_password(password)?;
+        if self.ports.users.by_username(username).await?.is_some() {
+            return Err(Error::Conflict(format!("username {username} is taken")));
+        }
+        let pw = password.to_owned();
+        let password_hash = blocking(move || hash_password(&pw)).await??;
+        let user = User {
+            id: UserId(self.next_id()),
+            username: username.to_owned(),
+            password_hash,
+            created_at: now_ms(),
+        };
+        self.ports.users.create(&user).await?;
+        Ok(user.id)
+    }
+
+    pub(super) async fn login_user(&self, username: &str, password: &str) -> Result<Login> {
+        let wrong = || Error::Unauthenticated("wrong username or password".into());
+        if validate_username(username).is_err() || password.len() > 1024 {
+            return Err(wrong());
+        }
+        let user = self.ports.users.by_username(username).await?;
+        let hash = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| DUMMY_HASH.to_owned());
+        let pw = password.to_owned();
+        let ok = blocking(move || verify_password(&pw, &hash)).await?;
+        let user = match user {
+            Some(u) if ok => u,
+            _ => return Err(wrong()),
+        };
+        let token = self.ports.auth.issue(user.id)?;
+        Ok(Login {
+            user_id: user.id,
+            token: token.token,
+            expires_at: token.expires_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_and_password_rules() {
+        for ok in ["abc", "a_b.c-d", "ABCdef123", &"x".repeat(32)] {
+            assert!(validate_username(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "", "a b", "émile", "a/b", &"x".repeat(33)] {
+            assert!(validate_username(bad).is_err(), "{bad}");
+        }
+        assert!(validate_password("12345678").is_ok());
+        assert!(validate_password("1234567").is_err());
+        assert!(validate_password("ééééééé").is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! The send path: validate, authorize, then admit whole batches through the
+//! [`SendPipeline`](crate::ports::SendPipeline) (dedup + seq + enqueue in one
+//! step) and answer each sender with its ack.
+//!
+//! Concurrent sends are queued to one batcher task, which takes everything
+//! waiting (up to `max_batch`), checks targets with one lookup per batch, and
+//! admits the batch at once: a networked backend is paid once per batch, not
+//! once per message per step.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::id::{now_ms, ConversationId, GroupId, MessageId, UserId};
+use crate::model::{Envelope, Message, MessageKind, Target};
+use crate::ports::{Admission, DedupKey};
+use crate::protocol::{SendAck, SendRequest};
+
+use super::{Logic, Sender};
+
+/// One queued send and where to answer it.
+#[derive(Debug)]
+pub struct SendJob {
+    sender: Sender,
+    request: SendRequest,
+    reply: oneshot::Sender<Result<SendAck>>,
+}
+
+impl Logic {
+    pub(super) async fn submit(&self, sender: Sender, request: SendRequest) -> Result<SendAck> {
+        // Cheap, stateless checks first, before queueing.
+        self.check_shape(sender.user, &request)?;
+        let (reply, rx) = oneshot::channel();
+        self.batcher
+            .send(SendJob {
+                sender,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| Error::unavailable_msg("logic is shutting down"))?;
+        rx.await
+            .map_err(|_| Error::unavailable_msg("logic is shutting down"))?
+    }
+
+    /// Validates everything that needs no lookup.
+    fn check_shape(&self, sender: UserId, r: &SendRequest) -> Result<()> {
+        let n = r.client_msg_id.chars().count();
+        if n == 0 || r.client_msg_id.len() > self.config.max_client_msg_id {
+            return Err(Error::InvalidArgument(format!(
+                "client_msg_id must be 1-{} bytes",
+                self.config.max_client_msg_id
+            )));
+        }
+        if r.to == Target::User(sender) {
+            return Err(Error::InvalidArgument("cannot send to yourself".into()));
+        }
+        let size = match (r.kind, &r.body) {
+            (MessageKind::Text, serde_json::Value::String(s)) => s.len(),
+            (MessageKind::Text, _) => {
+                return Err(Error::InvalidArgument(
+                    "a text body must be a string".into(),
+                ))
+            }
+            (_, serde_json::Value::Object(_)) => serde_json::to_vec(&r.body)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX),
+            (kind, _) => {
+                return Err(Error::InvalidArgument(format!(
+                    "a {kind} body must be a JSON object"
+                )))
+            }
+        };
+        if size > self.config.max_body_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "body is {size} bytes; the limit is {}",
+                self.config.max_body_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks targets for a whole batch: one existence lookup for all peers,
+    /// one membership lookup per (group, sender).
+    async fn authorize(&self, jobs: &[SendJob]) -> Vec<Result<()>> {
+        let peers: Vec<UserId> = jobs
+            .iter()
+            .filter_map(|j| match j.request.to {
+                Target::User(u) => Some(u),
+                Target::Group(_) => None,
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let existing: Result<HashSet<UserId>> = if peers.is_empty() {
+            Ok(HashSet::new())
+        } else {
+            self.ports
+                .users
+                .existing(&peers)
+                .await
+                .map(|v| v.into_iter().collect())
+        };
+        let mut memberships: HashMap<(GroupId, UserId), Result<()>> = HashMap::new();
+        for j in jobs {
+            if let Target::Group(g) = j.request.to {
+                let key = (g, j.sender.user);
+                if memberships.contains_key(&key) {
+                    continue;
+                }
+                let verdict = self.group_send_allowed(g, j.sender.user).await;
+                memberships.insert(key, verdict);
+            }
+        }
+        jobs.iter()
+            .map(|j| match j.request.to {
+                Target::User(u) => match &existing {
+                    Ok(set) if set.contains(&u) => Ok(()),
+                    Ok(_) => Err(Error::NotFound(format!("no user {u}"))),
+                    Err(e) => Err(clone_err(e)),
+                },
+                Target::Group(g) => match memberships.get(&(g, j.sender.user)) {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(e)) => Err(clone_err(e)),
+                    None => Err(Error::Internal("membership not checked".into())),
+                },
+            })
+            .collect()
+    }
+
+    async fn group_send_allowed(&self, g: GroupId, user: UserId) -> Result<()> {
+        match self.ports.groups.role_of(g, user).await? {
+            Some(_) => Ok(()),
+            None => match self.ports.groups.get(g).await? {
+                Some(_) => Err(Error::PermissionDenied(format!(
+                    "you are not a member of group {g}"
+                ))),
+                None => Err(Error::NotFound(format!("no group {g}"))),
+            },
+        }
+    }
+
+    async fn process(&self, jobs: Vec<SendJob>) {
+        let verdicts = self.authorize(&jobs).await;
+        let ts = now_ms();
+        let mut admitted_jobs = Vec::with_capacity(jobs.len());
+        let mut admissions = Vec::with_capacity(jobs.len());
+        for (job, verdict) in jobs.into_iter().zip(verdicts) {
+            if let Err(e) = verdict {
+                let _ = job.reply.send(Err(e));
+                continue;
+            }
+            let conversation = match job.request.to.conversation(job.sender.user) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = job.reply.send(Err(e.into()));
+                    continue;
+                }
+            };
+            admissions.push(self.admission(&job, conversation, ts));
+            admitted_jobs.push(job);
+        }
+        if admissions.is_empty() {
+            return;
+        }
+        match self
+            .ports
+            .pipeline
+            .admit(admissions, self.config.dedup_ttl)
+            .await
+        {
+            Ok(results) => {
+                for (job, r) in admitted_jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(r.map(|a| a.ack().clone()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "send batch failed");
+                for job in admitted_jobs {
+                    let _ = job.reply.send(Err(clone_err(&e)));
+                }
+            }
+        }
+    }
+
+    fn admission(&self, job: &SendJob, conversation: ConversationId, ts: i64) -> Admission {
+        let r = &job.request;
+        Admission {
+            key: DedupKey::of_send(job.sender.user, &r.client_msg_id),
+            envelope: Envelope {
+                message: Message {
+                    msg_id: MessageId(self.next_id()),
+                    conversation_id: conversation,
+                    seq: 0,
+                    from: job.sender.user,
+                    to: r.to,
+                    kind: r.kind,
+                    body: r.body.clone(),
+                    client_msg_id: r.client_msg_id.clone(),
+                    ts,
+                    recalled: false,
+                },
+                origin: job.sender.origin.clone(),
+            },
+        }
+    }
+}
+
+/// Errors are not `Clone` (they may carry a source); answer each caller with
+/// an equivalent one.
+pub(crate) fn clone_err(e: &Error) -> Error {
+    match e {
+        Error::Unavailable { message, .. } => Error::unavailable_msg(message.clone()),
+        Error::Timeout(m) => Error::Timeout(m.clone()),
+        other => Error::from_code(other.code(), other.public_message()),
+    }
+}
+
+/// The batcher loop: drains the queue into batches until Logic is dropped.
+pub(super) async fn run_batcher(logic: Weak<Logic>, mut rx: mpsc::Receiver<SendJob>) {
+    let mut buf = Vec::new();
+    loop {
+        let max = match logic.upgrade() {
+            Some(l) => l.config.max_batch,
+            None => return,
+        };
+        if rx.recv_many(&mut buf, max).await == 0 {
+            return;
+        }
+        let Some(logic) = logic.upgrade() else {
+            return;
+        };
+        let batch = std::mem::take(&mut buf);
+        process_batch(&logic, batch).await;
+    }
+}
+
+async fn process_batch(logic: &Arc<Logic>, batch: Vec<SendJob>) {
+    logic.process(batch).await;
+}

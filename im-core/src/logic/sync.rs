@@ -1,0 +1,62 @@
+//! Sync and history: messages of a conversation after a seq, for participants only.
+
+use crate::error::{Error, Result};
+use crate::id::{ConversationId, UserId};
+
+use super::{Logic, Page};
+
+impl Logic {
+    /// Checks that `user` may read `conversation`: 404 for an unknown peer or
+    /// group, 403 for a non-participant.
+    pub async fn authorize_read(&self, user: UserId, conversation: ConversationId) -> Result<()> {
+        match conversation {
+            ConversationId::Direct(a, b) => {
+                let peer = if a == user {
+                    b
+                } else if b == user {
+                    a
+                } else {
+                    return Err(Error::PermissionDenied(
+                        "you are not a participant of this conversation".into(),
+                    ));
+                };
+                if self.ports.users.existing(&[peer]).await?.is_empty() {
+                    return Err(Error::NotFound(format!("no user {peer}")));
+                }
+                Ok(())
+            }
+            ConversationId::Group(g) => {
+                if self.ports.groups.role_of(g, user).await?.is_some() {
+                    return Ok(());
+                }
+                if self.ports.groups.get(g).await?.is_none() {
+                    return Err(Error::NotFound(format!("no group {g}")));
+                }
+                Err(Error::PermissionDenied(format!(
+                    "you are not a member of group {g}"
+                )))
+            }
+        }
+    }
+
+    pub(super) async fn sync_conversation(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        after_seq: u64,
+        limit: Option<u32>,
+    ) -> Result<Page> {
+        self.authorize_read(user, conversation).await?;
+        let limit = limit
+            .unwrap_or(self.config.default_page)
+            .clamp(1, self.config.max_page) as usize;
+        let mut messages = self
+            .ports
+            .messages
+            .history(conversation, after_seq, limit + 1)
+            .await?;
+        let has_more = messages.len() > limit;
+        messages.truncate(limit);
+        Ok(Page { messages, has_more })
+    }
+}

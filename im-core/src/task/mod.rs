@@ -1,0 +1,55 @@
+//! The Task layer: what happens to a message after Logic acked it.
+//!
+//! Two consumer groups read the queue independently: [`PushWorker`] (group
+//! `push`) delivers to the connect nodes of the recipients' sessions, and
+//! [`PersistWorker`] (group `persist`) writes the archive. Both ack an entry
+//! only after their step succeeded, and both take over entries a dead consumer
+//! left pending ([`claim`]).
+
+pub mod claim;
+mod persist;
+mod push;
+
+use std::time::Duration;
+
+pub use persist::PersistWorker;
+pub use push::PushWorker;
+
+/// Name of the push consumer group.
+pub const PUSH_GROUP: &str = "push";
+/// Name of the persist consumer group.
+pub const PERSIST_GROUP: &str = "persist";
+
+/// Settings shared by the workers.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This consumer's name within its group (unique per process and worker).
+    pub consumer: String,
+    /// Most entries fetched at once.
+    pub batch: usize,
+    /// How long a fetch waits for entries.
+    pub block: Duration,
+    /// An entry pending this long is taken over from its (dead) consumer.
+    /// Must exceed the longest legitimate processing time.
+    pub claim_idle: Duration,
+    /// How often to look for such entries.
+    pub claim_every: Duration,
+    /// Deadline of one push to one connect node.
+    pub push_timeout: Duration,
+    /// Longest backoff between retries of a failing step.
+    pub max_backoff: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            consumer: "worker-0".into(),
+            batch: 512,
+            block: Duration::from_millis(1000),
+            claim_idle: Duration::from_secs(15),
+            claim_every: Duration::from_secs(5),
+            push_timeout: Duration::from_secs(3),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The persist worker (consumer group `persist`): one idempotent batch append,
+//! then ack; while the store fails it retries with capped exponential backoff
+//! and the entries stay pending.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::model::Message;
+use crate::ports::{Delivery, MessageQueue, MessageStore};
+
+use super::claim::{next_backoff, run_loop, Outcome};
+use super::{WorkerConfig, PERSIST_GROUP};
+
+/// Writes queued messages to the archive.
+pub struct PersistWorker {
+    queue: Arc<dyn MessageQueue>,
+    store: Arc<dyn MessageStore>,
+    config: WorkerConfig,
+}
+
+impl PersistWorker {
+    /// A worker over the ports.
+    pub fn new(
+        queue: Arc<dyn MessageQueue>,
+        store: Arc<dyn MessageStore>,
+        config: WorkerConfig,
+    ) -> Self {
+        PersistWorker {
+            queue,
+            store,
+            config,
+        }
+    }
+
+    /// Runs until `stop` fires.
+    pub async fn run(self, stop: CancellationToken) -> Result<()> {
+        let consumer = self
+            .queue
+            .consumer(PERSIST_GROUP, &self.config.consumer)
+            .await?;
+        let this = Arc::new(self);
+        let config = this.config.clone();
+        let stop2 = stop.clone();
+        run_loop(consumer, &config, stop, move |batch| {
+            let this = this.clone();
+            let stop = stop2.clone();
+            async move {
+                if this.persist(&batch, &stop).await {
+                    Outcome::Done
+                } else {
+                    Outcome::Abandoned
+                }
+            }
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Appends a batch, retrying until it succeeds (true) or `stop` fires (false).
+    pub async fn persist(&self, batch: &[Delivery], stop: &CancellationToken) -> bool {
+        let messages: Vec<Message> = batch.iter().map(|d| d.envelope.message.clone()).collect();
+        let started = Instant::now();
+        let mut backoff = Duration::ZERO;
+        loop {
+            match self.store.append(&messages).await {
+                Ok(inserted) => {
+                    metrics::counter!("im_messages_persisted_total").increment(inserted);
+                    metrics::histogram!("im_persist_batch_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    return true;
+                }
+                Err(e) => {
+                    metrics::counter!("im_persist_failures_total").increment(1);
+                    backoff = next_backoff(backoff, self.config.max_backoff);
+                    tracing::warn!(error = %e, ?backoff, count = messages.len(), "persisting failed; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                }
+            }
+        }
+    }
+}
