@@ -1,1 +1,12 @@
-//! im-transport
+//! # im-transport
+//!
+//! The network around the im-core services:
+//! - [`grpc`]: LogicRpc and ConnectRpc (tonic) — servers wrapping the core
+//!   services and clients implementing the core ports, so every layer can run
+//!   in its own process.
+//! - `ws`: the WebSocket Connect server (tokio-tungstenite).
+//! - `http`: the HTTP API (axum).
+//! - `client`: a Rust client of the public protocol.
+#![warn(missing_docs)]
+
+pub mod grpc;

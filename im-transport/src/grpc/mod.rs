@@ -1,0 +1,1 @@
+//! gRPC between the layers (being written).
