@@ -10,3 +10,6 @@
 #![warn(missing_docs)]
 
 pub mod grpc;
+pub mod http;
+pub mod server;
+pub mod ws;

@@ -1,0 +1,63 @@
+//! The JSON error shape `{"error":{"code","message"}}` and the mapping of
+//! error codes to HTTP statuses; also for unknown routes (404) and wrong
+//! methods (405, `invalid_argument`).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use im_core::{Error, ErrorCode};
+
+/// A core error answered over HTTP.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+/// The HTTP status of an error code (`resource_exhausted` is 413 here; the
+/// rate limiter answers 429 itself).
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::AlreadyExists => StatusCode::CONFLICT,
+        ErrorCode::ResourceExhausted => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A JSON error response with an explicit status.
+pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let body = serde_json::json!({"error": {"code": code.as_str(), "message": message}});
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.0.code();
+        if code == ErrorCode::Internal {
+            tracing::error!(error = ?self.0, "internal error answering an HTTP request");
+        }
+        error_response(status_of(code), code, &self.0.public_message())
+    }
+}
+
+/// 404 for unknown routes.
+pub async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+}
+
+/// 405 for known routes with a wrong method.
+pub async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::InvalidArgument,
+        "method not allowed on this route",
+    )
+}

@@ -1,0 +1,231 @@
+//! The upgrade: token from `Authorization: Bearer` (wins) or `?token=`, checked
+//! before the upgrade (401 otherwise); optional Origin allowlist (403); then
+//! the socket runs in its own task. The query string, which may hold a token,
+//! is never logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use im_core::connect::ConnectService;
+use im_core::Error;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::errors::ApiError;
+
+use super::session::run_session;
+
+/// Limits and timings of WebSocket sessions.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Largest message; bigger ones close the socket with 1009.
+    pub max_message: usize,
+    /// Largest frame.
+    pub max_frame: usize,
+    /// Read buffer per socket (small: idle sockets cost little).
+    pub read_buffer: usize,
+    /// Bytes buffered for writing before a flush is forced.
+    pub write_buffer: usize,
+    /// Most bytes buffered for writing before the session is failed.
+    pub max_write_buffer: usize,
+    /// A server ping is sent this often.
+    pub ping_every: Duration,
+    /// A session silent for this long (no frame, no pong) is closed.
+    pub idle_timeout: Duration,
+    /// A write that cannot complete for this long closes the session.
+    pub write_timeout: Duration,
+    /// Frames a session may have in flight (sends awaiting their ack) before
+    /// its reads pause.
+    pub max_in_flight: usize,
+    /// Allowed `Origin` values; empty: any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_message: 65_536,
+            max_frame: 65_536,
+            read_buffer: 4096,
+            write_buffer: 16 * 1024,
+            max_write_buffer: 1024 * 1024,
+            ping_every: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(10),
+            max_in_flight: 256,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl WsConfig {
+    pub(crate) fn tungstenite(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer)
+            .write_buffer_size(self.write_buffer)
+            .max_write_buffer_size(self.max_write_buffer.max(self.write_buffer + 1))
+            .max_message_size(Some(self.max_message))
+            .max_frame_size(Some(self.max_frame))
+    }
+}
+
+/// What the `/ws` route needs.
+#[derive(Clone)]
+pub struct WsState {
+    /// The node's Connect service.
+    pub connect: Arc<ConnectService>,
+    /// Session settings.
+    pub config: Arc<WsConfig>,
+    /// Cancelled on shutdown: sessions close with 1001.
+    pub shutdown: CancellationToken,
+}
+
+/// A router serving `GET /ws`.
+pub fn ws_router(state: WsState) -> Router {
+    Router::new().route("/ws", get(upgrade)).with_state(state)
+}
+
+fn bearer(req: &Request) -> Option<String> {
+    if let Some(h) = req.headers().get(header::AUTHORIZATION) {
+        let v = h.to_str().ok()?;
+        return v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(|t| t.trim().to_owned());
+    }
+    let query = req.uri().query()?;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token=").map(|t| percent_decode(t)))
+}
+
+fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn is_upgrade(req: &Request) -> bool {
+    let has = |name: header::HeaderName, want: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case(want)))
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+async fn upgrade(State(state): State<WsState>, mut req: Request) -> Response {
+    if !state.config.allowed_origins.is_empty() {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !state.config.allowed_origins.iter().any(|o| o == origin) {
+            return ApiError(Error::PermissionDenied("origin not allowed".into())).into_response();
+        }
+    }
+    let Some(token) = bearer(&req) else {
+        return ApiError(Error::Unauthenticated("missing bearer token".into())).into_response();
+    };
+    let user = match state.connect.authenticate(&token).await {
+        Ok(u) => u,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    if !is_upgrade(&req) {
+        return ApiError(Error::InvalidArgument(
+            "expected a WebSocket upgrade request".into(),
+        ))
+        .into_response();
+    }
+    let version_ok = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return ApiError(Error::InvalidArgument("missing Sec-WebSocket-Key".into()))
+            .into_response();
+    };
+    if !version_ok {
+        return ApiError(Error::InvalidArgument(
+            "unsupported WebSocket version".into(),
+        ))
+        .into_response();
+    }
+    let device = query_param(&req, "device")
+        .filter(|d| !d.is_empty() && d.len() <= 32)
+        .unwrap_or_else(|| "web".to_owned());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let accept = derive_accept_key(key.as_bytes());
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(state.config.tungstenite()),
+                )
+                .await;
+                run_session(ws, state, user, device).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("eyJ.x-y_z"), "eyJ.x-y_z");
+    }
+}
