@@ -6,3 +6,5 @@
 pub mod pb {
     tonic::include_proto!("im.v1");
 }
+
+pub mod status;
