@@ -36,6 +36,21 @@ async fn memory_sequences_conform() {
     testkit::sequence_suite(|| async { Arc::new(MemorySequenceAllocator::new()) as _ }).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_send_pipeline_conforms() {
+    use im_core::compose::ComposedSendPipeline;
+    testkit::send_pipeline_suite(|| async {
+        let queue = Arc::new(MemoryQueue::new(10_000));
+        let pipeline = ComposedSendPipeline::new(
+            Arc::new(MemoryDedupStore::new()),
+            Arc::new(MemorySequenceAllocator::new()),
+            queue.clone(),
+        );
+        (Arc::new(pipeline) as _, queue as _)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn memory_dedup_conforms() {
     testkit::dedup_suite(|| async { Arc::new(MemoryDedupStore::new()) as _ }).await;

@@ -19,6 +19,7 @@
 mod dedup;
 mod discovery;
 mod queue;
+mod send;
 mod seq;
 mod session;
 mod store;
@@ -26,6 +27,7 @@ mod store;
 pub use dedup::dedup_suite;
 pub use discovery::discovery_suite;
 pub use queue::queue_suite;
+pub use send::send_pipeline_suite;
 pub use seq::sequence_suite;
 pub use session::session_suite;
 pub use store::{group_suite, message_suite, user_suite};

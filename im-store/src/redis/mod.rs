@@ -1,0 +1,425 @@
+//! Redis backends: the Streams queue, session routing, sequences, dedup keys
+//! and the one-round-trip send pipeline, sharing one auto-reconnecting
+//! connection.
+//!
+//! # Connections
+//! [`RedisConn::connect`] opens one `redis::aio::ConnectionManager` (a
+//! multiplexed, auto-reconnecting connection) shared by every store built
+//! from it. Each queue consumer opens a dedicated connection of its own for
+//! its blocking `XREADGROUP`, so a blocked read never stalls the shared one.
+//! A call that fails because the connection dropped returns
+//! [`Error::Unavailable`]; the manager reconnects in the background and the
+//! next call goes through. Nothing is retried automatically (a blind retry of
+//! `XADD` could enqueue twice).
+//!
+//! # Key layout
+//! With prefix `P` (default `im`) and `N` shards (default 4):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `P:{qS}:stream` | stream | queue shard `S` (`S = conversation.shard_hash() % N`); fields `e` = envelope JSON, optional `s` = seq overriding the JSON's |
+//! | `P:{qS}:dead` | stream | dead letters of shard `S`: undecodable entries (`id`, `group`, original fields) |
+//! | `P:{qS}:seq:<conversation>` | string | last seq of a conversation of shard `S` (`u:<a>:<b>` or `g:<id>`) |
+//! | `P:dedup:<32 hex>` | string | a dedup key's value (the stored send ack JSON), with a PX TTL |
+//! | `P:sess:{<user>}` | hash | a user's routes: field `<session>@<node>`, value `<expiry ms>|<route JSON>`; the key's PEXPIRE is the latest expiry |
+//! | `P:node:{<node>}` | set | the routes of a node: members `<user>:<session>`, for `drop_node` |
+//!
+//! # Redis Cluster
+//! Every key carries a hash tag, so a cluster client can route it. What runs
+//! as-is on a cluster: the queue (each shard stream is one slot; `publish` would
+//! have to drop its MULTI or group per shard), sequences, dedup and sessions
+//! (their pipelines touch independent keys). The send-pipeline script touches,
+//! per admission, a dedup key, a seq key and a stream; a cluster requires every
+//! key of one script call to live in one slot. To run it on a cluster, split
+//! each batch by queue shard (one `EVALSHA` per shard, in parallel) and tag the
+//! dedup keys with their conversation's shard (`P:{qS}:dedup:<hex>`): a retry
+//! names the same conversation, so it finds its key. `RedisDedupStore` would
+//! then need the conversation of each key too (a port change), which is why
+//! the standalone layout keeps `P:dedup:<hex>` untagged.
+//!
+//! # Durability
+//! Redis replication is asynchronous: after a failover, acked writes can be
+//! lost. Deployments that need the queue itself durable should run Redis with
+//! `appendonly yes` and `appendfsync always` (at a throughput cost).
+
+mod dedup;
+mod pipeline;
+mod queue;
+mod script;
+mod seq;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use im_core::id::{ConversationId, UserId};
+use im_core::model::NodeId;
+use im_core::ports::DedupKey;
+use im_core::Error;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Value};
+
+pub use dedup::RedisDedupStore;
+pub use pipeline::RedisSendPipeline;
+pub use queue::{RedisConsumer, RedisQueue};
+pub use seq::RedisSequenceAllocator;
+pub use session::RedisSessionStore;
+
+/// The default Redis URL (`REDIS_URL` overrides it in [`RedisConfig::from_env`]).
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// How to reach Redis and lay out keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// A `redis://` (or `rediss://`) URL.
+    pub url: String,
+    /// The namespace of every key (default `im`).
+    pub prefix: String,
+    /// How many stream shards the queue has (default 4). Every process of a
+    /// deployment must use the same value.
+    pub shards: u32,
+    /// Deadline of establishing a connection.
+    pub connect_timeout: Duration,
+    /// Deadline of one command or pipeline on the shared connection (blocking
+    /// reads add their block time to it).
+    pub response_timeout: Duration,
+    /// How many times a lost connection is re-dialled before calls fail
+    /// (each call that finds the connection down fails fast meanwhile).
+    pub reconnect_retries: usize,
+    /// After how many published entries the queue trims its streams in the
+    /// background (0: only when [`RedisQueue::trim`] is called).
+    pub trim_every: u64,
+    /// Trim with `MINID ~` (whole macro nodes, cheap) instead of exactly.
+    pub trim_approx: bool,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: DEFAULT_REDIS_URL.to_owned(),
+            prefix: "im".to_owned(),
+            shards: 4,
+            connect_timeout: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(5),
+            reconnect_retries: 3,
+            trim_every: 4096,
+            trim_approx: true,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The defaults with another URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            ..RedisConfig::default()
+        }
+    }
+
+    /// The defaults with the URL of `REDIS_URL` (or [`DEFAULT_REDIS_URL`]).
+    pub fn from_env() -> Self {
+        RedisConfig::new(std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into()))
+    }
+
+    /// Sets the key prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the number of queue shards (at least 1).
+    pub fn with_shards(mut self, shards: u32) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+}
+
+/// Key names (see the module doc for the layout).
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+    shards: u32,
+}
+
+impl Keys {
+    pub(crate) fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    pub(crate) fn shard_of(&self, c: ConversationId) -> u32 {
+        (c.shard_hash() % u64::from(self.shards)) as u32
+    }
+
+    pub(crate) fn stream(&self, shard: u32) -> String {
+        format!("{}:{{q{shard}}}:stream", self.prefix)
+    }
+
+    pub(crate) fn dead(&self, shard: u32) -> String {
+        format!("{}:{{q{shard}}}:dead", self.prefix)
+    }
+
+    pub(crate) fn seq(&self, c: ConversationId) -> String {
+        format!("{}:{{q{}}}:seq:{c}", self.prefix, self.shard_of(c))
+    }
+
+    pub(crate) fn dedup(&self, k: DedupKey) -> String {
+        format!("{}:dedup:{}", self.prefix, k.to_hex())
+    }
+
+    pub(crate) fn sessions(&self, user: UserId) -> String {
+        format!("{}:sess:{{{user}}}", self.prefix)
+    }
+
+    pub(crate) fn node(&self, node: &NodeId) -> String {
+        format!("{}:node:{{{node}}}", self.prefix)
+    }
+}
+
+/// A connection to Redis shared by the stores built from it (cheap to clone).
+#[derive(Clone)]
+pub struct RedisConn {
+    client: redis::Client,
+    manager: ConnectionManager,
+    keys: Arc<Keys>,
+    config: Arc<RedisConfig>,
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn")
+            .field("prefix", &self.config.prefix)
+            .field("shards", &self.config.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConn {
+    /// Connects (failing with [`Error::Unavailable`] if Redis cannot be reached
+    /// within the connect timeout).
+    pub async fn connect(config: RedisConfig) -> Result<RedisConn, Error> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| Error::InvalidArgument(format!("bad Redis URL {:?}: {e}", config.url)))?;
+        let manager = client
+            .get_connection_manager_with_config(manager_config(
+                &config,
+                Some(config.response_timeout),
+            ))
+            .await
+            .map_err(|e| map_err("connect", e))?;
+        let mut named = manager.clone();
+        set_name(&mut named, &client_name(&config.prefix, None)).await;
+        let keys = Arc::new(Keys {
+            prefix: config.prefix.clone(),
+            shards: config.shards.max(1),
+        });
+        Ok(RedisConn {
+            client,
+            manager,
+            keys,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Connects to `url` with the default configuration.
+    pub async fn from_url(url: &str) -> Result<RedisConn, Error> {
+        RedisConn::connect(RedisConfig::new(url)).await
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The stream-sharded message queue.
+    pub fn queue(&self) -> RedisQueue {
+        RedisQueue::new(self.clone())
+    }
+
+    /// The session routing table.
+    pub fn sessions(&self) -> RedisSessionStore {
+        RedisSessionStore::new(self.clone())
+    }
+
+    /// The per-conversation seq counters.
+    pub fn sequences(&self) -> RedisSequenceAllocator {
+        RedisSequenceAllocator::new(self.clone())
+    }
+
+    /// The dedup keys.
+    pub fn dedup(&self) -> RedisDedupStore {
+        RedisDedupStore::new(self.clone())
+    }
+
+    /// The one-round-trip send pipeline, publishing into `queue` (build it
+    /// from the same connection's [`RedisConn::queue`]).
+    pub fn send_pipeline(&self, queue: RedisQueue) -> RedisSendPipeline {
+        RedisSendPipeline::new(self.clone(), queue)
+    }
+
+    /// Deletes every key under the prefix (test teardown, resets); returns how
+    /// many were deleted. Uses `SCAN`, so it is safe on a live server.
+    pub async fn delete_namespace(&self) -> Result<u64, Error> {
+        let mut con = self.manager.clone();
+        let pattern = format!("{}:*", self.config.prefix);
+        let mut cursor: u64 = 0;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| map_err("SCAN", e))?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(|e| map_err("DEL", e))?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub(crate) fn con(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
+    /// A new, dedicated connection (for blocking reads) named after `role`,
+    /// without a response timeout of its own: the caller bounds each call.
+    pub(crate) async fn dedicated(&self, role: &str) -> Result<ConnectionManager, Error> {
+        let mut con = self
+            .client
+            .get_connection_manager_with_config(manager_config(&self.config, None))
+            .await
+            .map_err(|e| map_err("connect", e))?;
+        set_name(&mut con, &client_name(&self.config.prefix, Some(role))).await;
+        Ok(con)
+    }
+}
+
+/// The `CLIENT SETNAME` of a connection: `<prefix>` for the shared one,
+/// `<prefix>:<role>` for a consumer's (spaces replaced, as names cannot hold them).
+pub fn client_name(prefix: &str, role: Option<&str>) -> String {
+    let name = match role {
+        Some(r) => format!("{prefix}:{r}"),
+        None => prefix.to_owned(),
+    };
+    name.chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .collect()
+}
+
+/// Names a connection so operators can tell ours apart in `CLIENT LIST`
+/// (best effort: a reconnected connection is unnamed).
+async fn set_name(con: &mut ConnectionManager, name: &str) {
+    let res: redis::RedisResult<()> = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(name)
+        .query_async(con)
+        .await;
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "redis: CLIENT SETNAME failed");
+    }
+}
+
+fn manager_config(config: &RedisConfig, response: Option<Duration>) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(response)
+        .set_number_of_retries(config.reconnect_retries)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1))
+}
+
+/// Maps a Redis failure of `what` onto the core error.
+pub(crate) fn map_err(what: &str, e: RedisError) -> Error {
+    use redis::{ErrorKind, ServerErrorKind};
+    if e.is_timeout() {
+        return Error::Timeout(format!("redis {what}: {e}"));
+    }
+    let down = e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        );
+    if down {
+        Error::unavailable(format!("redis unavailable ({what})"), e)
+    } else {
+        Error::backend(format!("redis {what} failed"), e)
+    }
+}
+
+/// A reply value as text (bulk, simple or verbatim strings, and integers).
+pub(crate) fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Okay => Some("OK".to_owned()),
+        _ => None,
+    }
+}
+
+/// A reply value as an integer (integers, or numeric strings).
+pub(crate) fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => as_string(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+/// The items of an array-like reply (arrays, sets; empty for nil).
+pub(crate) fn as_items(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(items) | Value::Set(items) => items,
+        _ => &[],
+    }
+}
+
+/// A key/value reply (RESP2 flat array of pairs, or a RESP3 map) as a map.
+pub(crate) fn as_map(v: &Value) -> HashMap<String, Value> {
+    match v {
+        Value::Map(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| as_string(k).map(|k| (k, v.clone())))
+            .collect(),
+        other => as_items(other)
+            .chunks(2)
+            .filter_map(|kv| match kv {
+                [k, v] => as_string(k).map(|k| (k, v.clone())),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+/// An error for a reply of an unexpected shape.
+pub(crate) fn bad_reply(what: &str, v: &Value) -> Error {
+    Error::Backend {
+        message: format!("unexpected Redis reply to {what}: {v:?}"),
+        source: None,
+    }
+}

@@ -1,0 +1,395 @@
+//! The Redis backends against a real Redis (`REDIS_URL`, default
+//! `redis://127.0.0.1:6379`): every applicable conformance suite, trimming,
+//! undecodable entries and reconnection after the server kills the connection.
+//! Each test uses its own random key prefix and deletes it at the end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use im_core::ports::{EntryId, MessageQueue, QueueConsumer};
+use im_core::testkit;
+use im_store::redis::{RedisConfig, RedisConn, RedisQueue};
+
+fn url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Connects with a fresh prefix, or fails the test naming the server.
+async fn connect(config: RedisConfig) -> RedisConn {
+    let url = config.url.clone();
+    RedisConn::connect(config).await.unwrap_or_else(|e| {
+        panic!(
+            "Redis is not reachable at {url} ({e}). These tests need a real Redis 7: \
+             start one with `redis-server --daemonize yes` (or `docker run -d -p 6379:6379 redis:7`), \
+             or point REDIS_URL at one."
+        )
+    })
+}
+
+/// Hands out fresh namespaces and deletes them all on `cleanup`.
+#[derive(Clone, Default)]
+struct Namespaces(Arc<Mutex<Vec<RedisConn>>>);
+
+impl Namespaces {
+    async fn fresh(&self) -> RedisConn {
+        self.fresh_with(|c| c).await
+    }
+
+    async fn fresh_with(&self, f: impl FnOnce(RedisConfig) -> RedisConfig) -> RedisConn {
+        let conn = connect(f(
+            RedisConfig::new(url()).with_prefix(testkit::unique("imtest"))
+        ))
+        .await;
+        self.0.lock().unwrap().push(conn.clone());
+        conn
+    }
+
+    async fn cleanup(&self) {
+        let conns: Vec<_> = self.0.lock().unwrap().drain(..).collect();
+        for c in conns {
+            c.delete_namespace().await.expect("cleanup");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_queue_conforms() {
+    let ns = Namespaces::default();
+    let n = ns.clone();
+    testkit::queue_suite(move || {
+        let n = n.clone();
+        async move { Arc::new(n.fresh().await.queue()) as _ }
+    })
+    .await;
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_queue_conforms_with_one_shard_and_eager_trimming() {
+    let ns = Namespaces::default();
+    let n = ns.clone();
+    testkit::queue_suite(move || {
+        let n = n.clone();
+        async move {
+            let c = n
+                .fresh_with(|c| RedisConfig {
+                    trim_every: 1,
+                    trim_approx: false,
+                    ..c.with_shards(1)
+                })
+                .await;
+            Arc::new(c.queue()) as _
+        }
+    })
+    .await;
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn redis_sessions_conform() {
+    let ns = Namespaces::default();
+    let n = ns.clone();
+    testkit::session_suite(move || {
+        let n = n.clone();
+        async move { Arc::new(n.fresh().await.sessions()) as _ }
+    })
+    .await;
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sequences_conform() {
+    let ns = Namespaces::default();
+    let n = ns.clone();
+    testkit::sequence_suite(move || {
+        let n = n.clone();
+        async move { Arc::new(n.fresh().await.sequences()) as _ }
+    })
+    .await;
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn redis_dedup_conforms() {
+    let ns = Namespaces::default();
+    let n = ns.clone();
+    testkit::dedup_suite(move || {
+        let n = n.clone();
+        async move { Arc::new(n.fresh().await.dedup()) as _ }
+    })
+    .await;
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_send_pipeline_conforms() {
+    let ns = Namespaces::default();
+    let n = ns.clone();
+    testkit::send_pipeline_suite(move || {
+        let n = n.clone();
+        async move {
+            let c = n.fresh().await;
+            let q = c.queue();
+            (Arc::new(c.send_pipeline(q.clone())) as _, Arc::new(q) as _)
+        }
+    })
+    .await;
+    ns.cleanup().await;
+}
+
+/// The composed pipeline over the Redis ports is wire-compatible with the
+/// script: both pass the same suite on the same key layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_composed_send_pipeline_conforms() {
+    use im_core::compose::ComposedSendPipeline;
+    let ns = Namespaces::default();
+    let n = ns.clone();
+    testkit::send_pipeline_suite(move || {
+        let n = n.clone();
+        async move {
+            let c = n.fresh().await;
+            let q = Arc::new(c.queue());
+            let p =
+                ComposedSendPipeline::new(Arc::new(c.dedup()), Arc::new(c.sequences()), q.clone());
+            (Arc::new(p) as _, q as _)
+        }
+    })
+    .await;
+    ns.cleanup().await;
+}
+
+async fn drain(c: &mut dyn QueueConsumer, want: usize) -> Vec<im_core::ports::Delivery> {
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        if got.len() >= want {
+            break;
+        }
+        got.extend(
+            c.fetch(want - got.len(), Duration::from_millis(100))
+                .await
+                .unwrap(),
+        );
+    }
+    got
+}
+
+fn batch(n: u64) -> Vec<im_core::model::Envelope> {
+    let (_, _, conv) = testkit::random_direct();
+    (1..=n).map(|s| testkit::sample_envelope(conv, s)).collect()
+}
+
+#[tokio::test]
+async fn trim_keeps_what_a_group_still_needs() {
+    let ns = Namespaces::default();
+    let c = ns
+        .fresh_with(|c| RedisConfig {
+            trim_every: 0,
+            trim_approx: false,
+            ..c.with_shards(2)
+        })
+        .await;
+    let q: RedisQueue = c.queue();
+    q.create_group("fast").await.unwrap();
+    q.create_group("slow").await.unwrap();
+    q.publish(&batch(30)).await.unwrap();
+    let mut fast = q.consumer("fast", "f").await.unwrap();
+    let got = drain(fast.as_mut(), 30).await;
+    fast.ack(&got.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(
+        q.trim().await.unwrap(),
+        0,
+        "nothing is trimmed while `slow` has read nothing"
+    );
+    let mut slow = q.consumer("slow", "s").await.unwrap();
+    let first = drain(slow.as_mut(), 10).await;
+    assert_eq!(first.len(), 10);
+    // `slow` holds 10 pending: they and everything after must stay.
+    q.trim().await.unwrap();
+    slow.ack(&first[..5].iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let trimmed = q.trim().await.unwrap();
+    assert!(trimmed <= 5, "trimmed {trimmed}, more than `slow` acked");
+    let rest = drain(slow.as_mut(), 20).await;
+    assert_eq!(rest.len(), 20, "un-fetched entries survive trimming");
+    let stale = slow.claim_stale(Duration::ZERO, 100).await.unwrap();
+    assert_eq!(stale.len(), 25, "pending entries survive trimming");
+    slow.ack(&stale.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(
+        q.trim().await.unwrap() + trimmed,
+        30,
+        "all acked: the streams are emptied"
+    );
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn undecodable_entries_are_skipped_and_dead_lettered() {
+    let ns = Namespaces::default();
+    let c = ns.fresh_with(|c| c.with_shards(1)).await;
+    let q = c.queue();
+    let mut consumer = q.consumer("g", "c").await.unwrap();
+    let prefix = c.config().prefix.clone();
+    let client = redis::Client::open(url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let stream = format!("{prefix}:{{q0}}:stream");
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("e")
+        .arg("{not json")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    q.publish(&batch(2)).await.unwrap();
+    let got = drain(consumer.as_mut(), 2).await;
+    assert_eq!(
+        got.len(),
+        2,
+        "the good entries after a bad one are delivered"
+    );
+    consumer
+        .ack(&got.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(
+        q.stats("g").await.unwrap().pending,
+        0,
+        "the bad entry was acked"
+    );
+    let dead: usize = redis::cmd("XLEN")
+        .arg(format!("{prefix}:{{q0}}:dead"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(dead, 1, "the bad entry is in the dead-letter stream");
+    assert!(matches!(
+        consumer.ack(&[EntryId("nonsense".into())]).await,
+        Err(im_core::Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        q.stats("nope").await,
+        Err(im_core::Error::NotFound(_))
+    ));
+    ns.cleanup().await;
+}
+
+/// Kills every normal client connection from another connection, and shows
+/// the shared and the consumer's connections come back without losing entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_the_server_kills_the_connection() {
+    let ns = Namespaces::default();
+    let c = ns.fresh().await;
+    let q = c.queue();
+    let mut consumer = q.consumer("g", "c").await.unwrap();
+    let first = batch(10);
+    q.publish(&first).await.unwrap();
+    let got = drain(consumer.as_mut(), 5).await;
+    assert_eq!(got.len(), 5);
+    consumer
+        .ack(&got.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+
+    // Kill exactly this test's connections (the shared one and the
+    // consumer's), found by their client names, so parallel tests and other
+    // users of the server are left alone.
+    let client = redis::Client::open(url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let prefix = c.config().prefix.clone();
+    let ids: Vec<String> = list
+        .lines()
+        .filter(|l| {
+            l.split(' ').any(|kv| {
+                kv.strip_prefix("name=")
+                    .is_some_and(|n| n == prefix || n.starts_with(&format!("{prefix}:")))
+            })
+        })
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|kv| kv.strip_prefix("id="))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "the shared and the consumer connection: {list}"
+    );
+    for id in &ids {
+        let n: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "CLIENT KILL ID {id}");
+    }
+
+    // The first call after the kill may fail (Unavailable, retryable); the
+    // next ones go through on a fresh connection.
+    let second = batch(10);
+    let mut published = false;
+    for _ in 0..50 {
+        match q.publish(&second).await {
+            Ok(()) => {
+                published = true;
+                break;
+            }
+            Err(e) => {
+                assert!(e.is_retryable(), "a dropped connection is retryable: {e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(published, "publish never succeeded after the kill");
+
+    let mut rest = Vec::new();
+    for _ in 0..100 {
+        if rest.len() >= 15 {
+            break;
+        }
+        match consumer
+            .fetch(15 - rest.len(), Duration::from_millis(100))
+            .await
+        {
+            Ok(b) => rest.extend(b),
+            Err(e) => {
+                assert!(e.is_retryable(), "a dropped connection is retryable: {e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // The 5 unacked of the first batch are pending for this consumer: not
+    // handed out again by fetch, but claimable.
+    let stale = consumer.claim_stale(Duration::ZERO, 100).await.unwrap();
+    let mut msg_ids: Vec<_> = rest
+        .iter()
+        .chain(&stale)
+        .map(|d| d.envelope.message.msg_id)
+        .collect();
+    msg_ids.sort();
+    msg_ids.dedup();
+    let mut want: Vec<_> = first[5..]
+        .iter()
+        .chain(&second)
+        .map(|e| e.message.msg_id)
+        .collect();
+    want.sort();
+    assert_eq!(
+        msg_ids, want,
+        "every unacked entry is still there after the reconnect"
+    );
+    ns.cleanup().await;
+}
