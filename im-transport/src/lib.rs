@@ -9,6 +9,7 @@
 //! - `client`: a Rust client of the public protocol.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod grpc;
 pub mod http;
 pub mod server;

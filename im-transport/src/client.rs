@@ -1,0 +1,468 @@
+//! A Rust client of the public protocol: log in over HTTP, hold a WebSocket
+//! with automatic reconnects, send with automatic `client_msg_id`s retried
+//! until acked, and receive messages without duplicates, in seq order per
+//! conversation, with gaps closed by `sync`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), im_transport::client::ClientError> {
+//! use im_transport::client::ImClient;
+//! use im_core::model::Target;
+//! let alice = ImClient::login("http://127.0.0.1:8080", "alice", "password123").await?;
+//! let mut conn = alice.connect().await?;
+//! let ack = conn.send(Target::User("42".parse().unwrap()), "hello".into()).await?;
+//! println!("sent seq {}", ack.seq);
+//! while let Some(m) = conn.next_message().await {
+//!     println!("{}: {}", m.from, m.body);
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use im_core::id::{ConversationId, UserId};
+use im_core::model::{Message, MessageKind, Target};
+use im_core::protocol::{ClientFrame, SendAck, SendRequest, ServerFrame};
+use im_core::ErrorCode;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server answered with a protocol error.
+    #[error("{code}: {message}")]
+    Server {
+        /// The error code.
+        code: ErrorCode,
+        /// The message.
+        message: String,
+    },
+    /// HTTP transport failure.
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    /// WebSocket failure.
+    #[error("websocket: {0}")]
+    Ws(String),
+    /// The connection task ended.
+    #[error("connection closed")]
+    Closed,
+    /// No ack within the deadline.
+    #[error("timed out")]
+    Timeout,
+}
+
+/// A logged-in user.
+#[derive(Debug, Clone)]
+pub struct ImClient {
+    http: reqwest::Client,
+    api: String,
+    /// The user.
+    pub user_id: UserId,
+    /// The bearer token.
+    pub token: String,
+    /// A fixed WebSocket URL (else asked from `GET /api/v1/connect`).
+    pub ws_url: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    error: ErrorInner,
+}
+#[derive(serde::Deserialize)]
+struct ErrorInner {
+    code: String,
+    message: String,
+}
+
+async fn check(res: reqwest::Response) -> Result<serde_json::Value, ClientError> {
+    let status = res.status();
+    let text = res.text().await?;
+    if status.is_success() {
+        return Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
+    }
+    let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(b) => (
+            ErrorCode::from_wire(&b.error.code).unwrap_or(ErrorCode::Internal),
+            b.error.message,
+        ),
+        Err(_) => (ErrorCode::Internal, format!("HTTP {status}")),
+    };
+    Err(ClientError::Server { code, message })
+}
+
+fn field<T: std::str::FromStr>(v: &serde_json::Value, name: &str) -> Result<T, ClientError> {
+    v[name]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| v[name].as_i64().map(|n| n.to_string()))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ClientError::Ws(format!("malformed answer: no {name}")))
+}
+
+impl ImClient {
+    /// Registers an account (`api` is the server base, e.g. `http://127.0.0.1:8080`).
+    pub async fn register(
+        api: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<UserId, ClientError> {
+        let http = reqwest::Client::new();
+        let v = check(
+            http.post(format!("{}/api/v1/users", api.trim_end_matches('/')))
+                .json(&serde_json::json!({"username": username, "password": password}))
+                .send()
+                .await?,
+        )
+        .await?;
+        field(&v, "user_id")
+    }
+
+    /// Logs in.
+    pub async fn login(api: &str, username: &str, password: &str) -> Result<ImClient, ClientError> {
+        let http = reqwest::Client::new();
+        let api = api.trim_end_matches('/').to_owned();
+        let v = check(
+            http.post(format!("{api}/api/v1/sessions"))
+                .json(&serde_json::json!({"username": username, "password": password}))
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(ImClient {
+            user_id: field(&v, "user_id")?,
+            token: v["token"].as_str().unwrap_or_default().to_owned(),
+            http,
+            api,
+            ws_url: None,
+        })
+    }
+
+    /// Calls the HTTP API with the bearer token; `body` None for GET.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.api))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        check(req.send().await?).await
+    }
+
+    async fn ws_url(&self) -> Result<String, ClientError> {
+        if let Some(u) = &self.ws_url {
+            return Ok(u.clone());
+        }
+        let v = self.call(reqwest::Method::GET, "/connect", None).await?;
+        v["ws_url"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Ws("no ws_url".into()))
+    }
+
+    /// Opens a connection (reconnecting by itself until dropped).
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
+        let url = self.ws_url().await?;
+        let socket = open(&url, &self.token).await?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (msg_tx, msg_rx) = mpsc::channel(65_536);
+        let driver = Driver {
+            client: self.clone(),
+            url,
+            cmds: cmd_rx,
+            out: msg_tx,
+            pending: HashMap::new(),
+            convs: HashMap::new(),
+        };
+        tokio::spawn(driver.run(socket));
+        Ok(Connection {
+            cmds: cmd_tx,
+            messages: msg_rx,
+            next_id: rand::random::<u64>() >> 16,
+            ack_timeout: Duration::from_secs(30),
+        })
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(url: &str, token: &str) -> Result<Socket, ClientError> {
+    let mut req = url
+        .into_client_request()
+        .map_err(|e| ClientError::Ws(e.to_string()))?;
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ClientError::Ws("bad token".into()))?;
+    req.headers_mut().insert("authorization", value);
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .map_err(|e| ClientError::Ws(e.to_string()))?;
+    Ok(ws)
+}
+
+enum Cmd {
+    Send(SendRequest, oneshot::Sender<Result<SendAck, ClientError>>),
+    Close,
+}
+
+/// A live connection.
+#[derive(Debug)]
+pub struct Connection {
+    cmds: mpsc::Sender<Cmd>,
+    messages: mpsc::Receiver<Message>,
+    next_id: u64,
+    ack_timeout: Duration,
+}
+
+impl Connection {
+    /// Sends a text message; retried (same `client_msg_id`) across reconnects until acked.
+    pub async fn send(&mut self, to: Target, body: String) -> Result<SendAck, ClientError> {
+        self.send_request(SendRequest {
+            client_msg_id: String::new(),
+            to,
+            kind: MessageKind::Text,
+            body: serde_json::Value::String(body),
+        })
+        .await
+    }
+
+    /// Sends any request; an empty `client_msg_id` gets a fresh one.
+    pub async fn send_request(&mut self, mut req: SendRequest) -> Result<SendAck, ClientError> {
+        if req.client_msg_id.is_empty() {
+            self.next_id += 1;
+            req.client_msg_id = format!("rs-{:x}", self.next_id);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Send(req, tx))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        match tokio::time::timeout(self.ack_timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => Err(ClientError::Timeout),
+        }
+    }
+
+    /// The next message of any conversation (including this user's own sends,
+    /// once acked): no duplicates, in seq order per conversation.
+    pub async fn next_message(&mut self) -> Option<Message> {
+        self.messages.recv().await
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        let _ = self.cmds.send(Cmd::Close).await;
+    }
+}
+
+#[derive(Default)]
+struct ConvState {
+    delivered: u64,
+    buffered: BTreeMap<u64, Message>,
+    syncing: bool,
+}
+
+struct Driver {
+    client: ImClient,
+    url: String,
+    cmds: mpsc::Receiver<Cmd>,
+    out: mpsc::Sender<Message>,
+    pending: HashMap<String, (SendRequest, oneshot::Sender<Result<SendAck, ClientError>>)>,
+    convs: HashMap<ConversationId, ConvState>,
+}
+
+impl Driver {
+    async fn run(mut self, mut socket: Socket) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.session(&mut socket).await {
+                Ok(()) => return,
+                Err(e) => tracing::debug!(error = %e, "connection lost; reconnecting"),
+            }
+            loop {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                let url = self
+                    .client
+                    .ws_url()
+                    .await
+                    .unwrap_or_else(|_| self.url.clone());
+                if let Ok(s) = open(&url, &self.client.token).await {
+                    socket = s;
+                    backoff = Duration::from_millis(100);
+                    break;
+                }
+                if self.out.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs one socket; Ok when the user closed, Err when the socket failed.
+    async fn session(&mut self, ws: &mut Socket) -> Result<(), ClientError> {
+        // After a (re)connect: resend what is un-acked, close gaps.
+        let resend: Vec<SendRequest> = self.pending.values().map(|(r, _)| r.clone()).collect();
+        for r in resend {
+            send_frame(ws, &ClientFrame::Send(r)).await?;
+        }
+        let convs: Vec<(ConversationId, u64)> =
+            self.convs.iter().map(|(c, s)| (*c, s.delivered)).collect();
+        for (c, after) in convs {
+            send_frame(
+                ws,
+                &ClientFrame::Sync {
+                    conversation_id: c,
+                    after_seq: after,
+                    limit: Some(100),
+                },
+            )
+            .await?;
+        }
+        loop {
+            tokio::select! {
+                cmd = self.cmds.recv() => match cmd {
+                    Some(Cmd::Send(req, reply)) => {
+                        send_frame(ws, &ClientFrame::Send(req.clone())).await?;
+                        self.pending.insert(req.client_msg_id.clone(), (req, reply));
+                    }
+                    Some(Cmd::Close) | None => {
+                        let _ = ws.close(None).await;
+                        return Ok(());
+                    }
+                },
+                incoming = ws.next() => match incoming {
+                    Some(Ok(WsMessage::Text(t))) => {
+                        if let Ok(frame) = ServerFrame::decode(t.as_bytes()) {
+                            self.on_frame(ws, frame).await?;
+                        }
+                    }
+                    Some(Ok(WsMessage::Close(_))) | None => return Err(ClientError::Closed),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(ClientError::Ws(e.to_string())),
+                },
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, ws: &mut Socket, frame: ServerFrame) -> Result<(), ClientError> {
+        match frame {
+            ServerFrame::SendAck(ack) => {
+                if let Some((req, reply)) = self.pending.remove(&ack.client_msg_id) {
+                    // Our own message joins the conversation's timeline too, so
+                    // its seq is not mistaken for a gap.
+                    let own = Message {
+                        msg_id: ack.msg_id,
+                        conversation_id: ack.conversation_id,
+                        seq: ack.seq,
+                        from: self.client.user_id,
+                        to: req.to,
+                        kind: req.kind,
+                        body: req.body,
+                        client_msg_id: req.client_msg_id,
+                        ts: ack.ts,
+                        recalled: false,
+                    };
+                    let _ = reply.send(Ok(ack));
+                    self.on_message(ws, own).await?;
+                }
+            }
+            ServerFrame::Error {
+                code,
+                message,
+                client_msg_id: Some(id),
+            } => {
+                // Unavailable: keep it pending and resend on the next connection.
+                if code != ErrorCode::Unavailable {
+                    if let Some((_, reply)) = self.pending.remove(&id) {
+                        let _ = reply.send(Err(ClientError::Server { code, message }));
+                    }
+                }
+            }
+            ServerFrame::Message(m) => self.on_message(ws, m).await?,
+            ServerFrame::SyncResult {
+                conversation_id,
+                messages,
+                has_more,
+            } => {
+                if let Some(s) = self.convs.get_mut(&conversation_id) {
+                    s.syncing = false;
+                }
+                for m in messages {
+                    self.on_message(ws, m).await?;
+                }
+                if has_more {
+                    let after = self.convs.get(&conversation_id).map_or(0, |s| s.delivered);
+                    send_frame(
+                        ws,
+                        &ClientFrame::Sync {
+                            conversation_id,
+                            after_seq: after,
+                            limit: Some(100),
+                        },
+                    )
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn on_message(&mut self, ws: &mut Socket, m: Message) -> Result<(), ClientError> {
+        let conv = m.conversation_id;
+        let state = self.convs.entry(conv).or_insert_with(|| ConvState {
+            // The first message seen of a conversation sets the baseline.
+            delivered: m.seq.saturating_sub(1),
+            ..ConvState::default()
+        });
+        if m.seq <= state.delivered {
+            return Ok(()); // duplicate
+        }
+        state.buffered.insert(m.seq, m);
+        let mut ready = Vec::new();
+        while let Some(next) = state.buffered.remove(&(state.delivered + 1)) {
+            state.delivered += 1;
+            ready.push(next);
+        }
+        let gap = !state.buffered.is_empty() && !state.syncing;
+        if gap {
+            state.syncing = true;
+        }
+        let after = state.delivered;
+        for m in ready {
+            if self.out.send(m).await.is_err() {
+                return Err(ClientError::Closed);
+            }
+        }
+        if gap {
+            send_frame(
+                ws,
+                &ClientFrame::Sync {
+                    conversation_id: conv,
+                    after_seq: after,
+                    limit: Some(100),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn send_frame(ws: &mut Socket, f: &ClientFrame) -> Result<(), ClientError> {
+    ws.send(WsMessage::Text(f.encode().into()))
+        .await
+        .map_err(|e| ClientError::Ws(e.to_string()))
+}
