@@ -1,0 +1,251 @@
+//! The LogicRpc server: any [`LogicApi`] behind gRPC.
+//!
+//! **Internal and trusted.** The sender of `Send`, the actor of group calls
+//! and the user of `Sync` are taken from the request: the caller (the API or
+//! Connect layer) authenticated them. Never expose this service publicly.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use im_core::id::{ConversationId, GroupId, UserId};
+use im_core::logic::LogicApi;
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+
+use super::convert::{
+    ack_to_pb, member_to_pb, message_to_pb, route_from_pb, routes_from_pb, send_from_pb,
+};
+use super::pb::logic_rpc_server::{self, LogicRpc};
+use super::pb::{self, send_result};
+use super::status::{error_to_rpc, error_to_status};
+use super::MAX_MESSAGE_SIZE;
+
+/// The tonic service of [`LogicRpcServer`], ready for `Server::add_service`.
+pub type LogicRpcService = logic_rpc_server::LogicRpcServer<LogicRpcServer>;
+
+/// Serves a [`LogicApi`] (usually `im_core::logic::Logic`) as LogicRpc.
+#[derive(Clone)]
+pub struct LogicRpcServer {
+    logic: Arc<dyn LogicApi>,
+}
+
+impl std::fmt::Debug for LogicRpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogicRpcServer").finish_non_exhaustive()
+    }
+}
+
+fn st(e: im_core::Error) -> Status {
+    error_to_status(&e)
+}
+
+impl LogicRpcServer {
+    /// Wraps a Logic implementation.
+    pub fn new(logic: Arc<dyn LogicApi>) -> Self {
+        LogicRpcServer { logic }
+    }
+
+    /// The tonic service with this crate's message size limits.
+    pub fn into_service(self) -> LogicRpcService {
+        logic_rpc_server::LogicRpcServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// Serves LogicRpc alone on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> im_core::Result<()> {
+        let router = super::server_builder().add_service(self.into_service());
+        super::serve_router(router, listener, shutdown).await
+    }
+}
+
+type Res<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl LogicRpc for LogicRpcServer {
+    async fn register(&self, request: Request<pb::RegisterRequest>) -> Res<pb::RegisterResponse> {
+        let r = request.into_inner();
+        let id = self
+            .logic
+            .register(&r.username, &r.password)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::RegisterResponse { user_id: id.0 }))
+    }
+
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Res<pb::LoginResponse> {
+        let r = request.into_inner();
+        let l = self
+            .logic
+            .login(&r.username, &r.password)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::LoginResponse {
+            user_id: l.user_id.0,
+            token: l.token,
+            expires_at: l.expires_at,
+        }))
+    }
+
+    async fn verify_token(
+        &self,
+        request: Request<pb::VerifyTokenRequest>,
+    ) -> Res<pb::VerifyTokenResponse> {
+        let r = request.into_inner();
+        let id = self.logic.verify_token(&r.token).await.map_err(st)?;
+        Ok(Response::new(pb::VerifyTokenResponse {
+            user_id: id.user_id.0,
+            expires_at: id.expires_at,
+        }))
+    }
+
+    async fn connect_session(
+        &self,
+        request: Request<pb::ConnectSessionRequest>,
+    ) -> Res<pb::ConnectSessionResponse> {
+        let route = route_from_pb(request.into_inner().route).map_err(st)?;
+        self.logic.connect_session(route).await.map_err(st)?;
+        Ok(Response::new(pb::ConnectSessionResponse {}))
+    }
+
+    async fn refresh_sessions(
+        &self,
+        request: Request<pb::RefreshSessionsRequest>,
+    ) -> Res<pb::RefreshSessionsResponse> {
+        let routes = routes_from_pb(request.into_inner().routes).map_err(st)?;
+        self.logic.refresh_sessions(routes).await.map_err(st)?;
+        Ok(Response::new(pb::RefreshSessionsResponse {}))
+    }
+
+    async fn disconnect_session(
+        &self,
+        request: Request<pb::DisconnectSessionRequest>,
+    ) -> Res<pb::DisconnectSessionResponse> {
+        let route = route_from_pb(request.into_inner().route).map_err(st)?;
+        self.logic.disconnect_session(route).await.map_err(st)?;
+        Ok(Response::new(pb::DisconnectSessionResponse {}))
+    }
+
+    async fn send(&self, request: Request<pb::SendRequest>) -> Res<pb::SendAck> {
+        let (sender, req) = send_from_pb(request.into_inner()).map_err(st)?;
+        let ack = self.logic.send(sender, req).await.map_err(st)?;
+        Ok(Response::new(ack_to_pb(ack)))
+    }
+
+    async fn send_batch(
+        &self,
+        request: Request<pb::SendBatchRequest>,
+    ) -> Res<pb::SendBatchResponse> {
+        // A malformed item fails alone; the valid ones go to Logic as one batch.
+        let sends = request.into_inner().sends;
+        let mut invalid: Vec<Option<im_core::Error>> = Vec::with_capacity(sends.len());
+        let mut valid = Vec::with_capacity(sends.len());
+        for item in sends {
+            match send_from_pb(item) {
+                Ok(send) => {
+                    valid.push(send);
+                    invalid.push(None);
+                }
+                Err(e) => invalid.push(Some(e)),
+            }
+        }
+        let mut answers = self.logic.send_batch(valid).await.into_iter();
+        let mut results = Vec::with_capacity(invalid.len());
+        for slot in invalid {
+            let outcome = match slot {
+                Some(e) => Err(e),
+                None => answers.next().unwrap_or_else(|| {
+                    Err(im_core::Error::Internal(
+                        "send_batch answered fewer items than it was given".into(),
+                    ))
+                }),
+            };
+            results.push(pb::SendResult {
+                result: Some(match outcome {
+                    Ok(ack) => send_result::Result::Ack(ack_to_pb(ack)),
+                    Err(e) => send_result::Result::Error(error_to_rpc(&e)),
+                }),
+            });
+        }
+        Ok(Response::new(pb::SendBatchResponse { results }))
+    }
+
+    async fn sync(&self, request: Request<pb::SyncRequest>) -> Res<pb::SyncResponse> {
+        let r = request.into_inner();
+        let conversation: ConversationId = r
+            .conversation_id
+            .parse()
+            .map_err(|e: im_core::id::IdError| st(e.into()))?;
+        let page = self
+            .logic
+            .sync(UserId(r.user_id), conversation, r.after_seq, r.limit)
+            .await
+            .map_err(st)?;
+        let messages = page
+            .messages
+            .into_iter()
+            .map(message_to_pb)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(st)?;
+        Ok(Response::new(pb::SyncResponse {
+            messages,
+            has_more: page.has_more,
+        }))
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Res<pb::CreateGroupResponse> {
+        let r = request.into_inner();
+        let g = self
+            .logic
+            .create_group(UserId(r.actor), &r.name)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::CreateGroupResponse { group_id: g.0 }))
+    }
+
+    async fn add_member(
+        &self,
+        request: Request<pb::AddMemberRequest>,
+    ) -> Res<pb::AddMemberResponse> {
+        let r = request.into_inner();
+        self.logic
+            .add_member(UserId(r.actor), GroupId(r.group_id), UserId(r.user_id))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::AddMemberResponse {}))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> Res<pb::RemoveMemberResponse> {
+        let r = request.into_inner();
+        self.logic
+            .remove_member(UserId(r.actor), GroupId(r.group_id), UserId(r.user_id))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::RemoveMemberResponse {}))
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Res<pb::ListMembersResponse> {
+        let r = request.into_inner();
+        let members = self
+            .logic
+            .members(UserId(r.actor), GroupId(r.group_id))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::ListMembersResponse {
+            members: members.into_iter().map(member_to_pb).collect(),
+        }))
+    }
+}
