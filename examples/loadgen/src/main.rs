@@ -1,0 +1,279 @@
+//! # loadgen: a benchmark client for im, over the public protocol only
+//!
+//! Run with:
+//! ```sh
+//! cargo run --release -p quickstart -- --send-rate 0 &          # a server without rate limits
+//! cargo run --release -p loadgen -- --users 1000 --duration 20   # closed loop, window 16
+//! cargo run --release -p loadgen -- --users 1000 --rate 50000 --duration 20 --json report.json --svg plot.svg
+//! cargo run --release -p loadgen -- --mode group --group-size 1000 --users 1000 --window 4
+//! cargo run --release -p loadgen -- --mode connections --connections 19000 --server-pid $(pgrep quickstart)
+//! ```
+//!
+//! N virtual users register and log in over HTTP, each holds one WebSocket
+//! (spread over every `--ws` URL, and over source addresses 127.0.0.x with
+//! `--spread-ips`), and they send 1:1 (user i to user i+1) or to their group.
+//! Open loop (`--rate`): sends are scheduled at a fixed total rate and latency
+//! counts from the scheduled time (no coordinated omission). Closed loop
+//! (`--window W`, the default with W=16): each user keeps W sends in flight.
+//! Measured: sent, acked, delivered, lost, duplicated, out-of-order, and
+//! send→ack / send→deliver latency as HDR histograms.
+
+mod report;
+mod setup;
+mod vu;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Each user sends to the next one.
+    OneToOne,
+    /// Users form groups of `--group-size`; each sends to its group.
+    Group,
+    /// Open idle authenticated connections and report the server's RSS per connection.
+    Connections,
+}
+
+/// Command-line options.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen", about = "Benchmark client for im (public protocol only)")]
+struct Args {
+    /// HTTP API base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// WebSocket URL of a connect node (repeat for several; default: ask GET /api/v1/connect).
+    #[arg(long)]
+    ws: Vec<String>,
+    /// Virtual users (one WebSocket each).
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    /// Traffic shape.
+    #[arg(long, value_enum, default_value_t = Mode::OneToOne)]
+    mode: Mode,
+    /// Members per group (group mode).
+    #[arg(long, default_value_t = 10)]
+    group_size: usize,
+    /// Open loop: total sends per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Closed loop: sends in flight per user (default 16 when no --rate).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured seconds before.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Stop after this many measured sends (instead of the duration).
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<String>,
+    /// Write an SVG plot of throughput and latency over time here.
+    #[arg(long)]
+    svg: Option<String>,
+    /// Count the persisted rows of this run in MySQL at the end (DATABASE_URL).
+    #[arg(long)]
+    check_db: bool,
+    /// MySQL URL for --check-db.
+    #[arg(long, env = "DATABASE_URL", default_value = "mysql://root@127.0.0.1:3306/test")]
+    database_url: String,
+    /// Spread client sockets over this many source addresses 127.0.0.1.. (loopback servers).
+    #[arg(long, default_value_t = 1)]
+    spread_ips: u8,
+    /// Connections to open (connections mode).
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Server process to measure (connections mode).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Password of the generated users.
+    #[arg(long, default_value = "loadgen-password")]
+    password: String,
+    /// Concurrent registrations/logins during setup.
+    #[arg(long, default_value_t = 32)]
+    setup_concurrency: usize,
+}
+
+/// Counters shared by every virtual user.
+#[derive(Default)]
+struct Stats {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    failed: AtomicU64,
+    expected: AtomicU64,
+    delivered: AtomicU64,
+    duplicated: AtomicU64,
+    out_of_order: AtomicU64,
+    measuring: AtomicBool,
+    stop_sending: AtomicBool,
+    /// Per-second samples of deliver latency (1 in 16), for the plot.
+    timeline: Mutex<Vec<Histogram<u64>>>,
+    started: Mutex<Option<Instant>>,
+}
+
+impl Stats {
+    fn second(&self) -> Option<usize> {
+        self.started.lock().map(|s| s.elapsed().as_secs() as usize)
+    }
+}
+
+/// Microseconds since the Unix epoch (shared clock of every process on this machine).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// A latency histogram in microseconds, 1 µs to 120 s, 3 significant digits.
+#[allow(clippy::expect_used)]
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("constant, valid histogram bounds")
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(ok) if ok => std::process::ExitCode::SUCCESS,
+        Ok(_) => std::process::ExitCode::from(2),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<bool, String> {
+    if args.mode == Mode::Connections {
+        return vu::connections(&args).await.map(|_| true);
+    }
+    if args.users < 2 {
+        return Err("need at least 2 users".into());
+    }
+    let plan = setup::prepare(&args).await?;
+    let stats = Arc::new(Stats::default());
+    let window = if args.rate.is_some() { 0 } else { args.window.unwrap_or(16).max(1) };
+    let mut handles = Vec::new();
+    let mut senders = Vec::new();
+    eprintln!("connecting {} users…", plan.users.len());
+    for (i, u) in plan.users.iter().enumerate() {
+        let ws_url = plan.ws_urls[i % plan.ws_urls.len()].clone();
+        let src = if args.spread_ips > 1 { Some(1 + (i % args.spread_ips as usize) as u8) } else { None };
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let vu = vu::VirtualUser {
+            index: i,
+            token: u.token.clone(),
+            target: plan.targets[i].clone(),
+            recipients: plan.recipients,
+            window,
+            stats: stats.clone(),
+        };
+        let socket = vu::open_socket(&ws_url, &u.token, src).await?;
+        handles.push(tokio::spawn(vu.run(socket, rx)));
+        senders.push(tx);
+    }
+    eprintln!("{} users connected; warming up for {:.0} s", senders.len(), args.warmup);
+
+    let started = Instant::now();
+    let warm = Duration::from_secs_f64(args.warmup);
+    let measure = Duration::from_secs_f64(args.duration);
+    // Open loop: one scheduler hands out sends at the target rate.
+    let sched = args.rate.map(|rate| {
+        let senders = senders.clone();
+        let stats = stats.clone();
+        tokio::spawn(vu::schedule(rate, senders, stats))
+    });
+    // Closed loop: kick every user off.
+    if window > 0 {
+        for s in &senders {
+            let _ = s.send(vu::Cmd::Start).await;
+        }
+    }
+    tokio::time::sleep(warm).await;
+    let base = report::Snapshot::take(&stats);
+    stats.measuring.store(true, Ordering::SeqCst);
+    *stats.started.lock() = Some(Instant::now());
+    let bar = report::progress(&args, measure);
+    let mut series = Vec::new();
+    let mut last = base.clone();
+    let measure_start = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = report::Snapshot::take(&stats);
+        series.push(now.delivered - last.delivered);
+        if let Some(b) = &bar {
+            b.set_position(measure_start.elapsed().as_secs().min(measure.as_secs()));
+            b.set_message(format!(
+                "sent {}/s  delivered {}/s  lost-so-far {}",
+                now.sent - last.sent,
+                now.delivered - last.delivered,
+                now.expected.saturating_sub(now.delivered)
+            ));
+        }
+        last = now;
+        let done_by_count = args.messages.is_some_and(|m| last.sent - base.sent >= m);
+        if measure_start.elapsed() >= measure || done_by_count {
+            break;
+        }
+    }
+    let elapsed = measure_start.elapsed();
+    stats.stop_sending.store(true, Ordering::SeqCst);
+    if let Some(s) = sched {
+        s.abort();
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    // Drain: wait for in-flight acks and deliveries.
+    let drain_deadline = Instant::now() + Duration::from_secs(10);
+    let mut stable = 0;
+    let mut prev = 0;
+    while Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let s = report::Snapshot::take(&stats);
+        if s.delivered >= s.expected && s.acked + s.failed >= s.sent {
+            break;
+        }
+        stable = if s.delivered == prev { stable + 1 } else { 0 };
+        prev = s.delivered;
+        if stable >= 15 {
+            break;
+        }
+    }
+    for s in &senders {
+        let _ = s.send(vu::Cmd::Finish).await;
+    }
+    let mut send_ack = hist();
+    let mut send_deliver = hist();
+    for h in handles {
+        if let Ok(Ok((a, d))) = tokio::time::timeout(Duration::from_secs(10), h).await {
+            let _ = send_ack.add(&a);
+            let _ = send_deliver.add(&d);
+        }
+    }
+    let db_rows = if args.check_db { Some(setup::count_db(&args, &plan).await?) } else { None };
+    let total = report::Snapshot::take(&stats);
+    let r = report::Report::build(&args, &plan, &base, &total, elapsed, &send_ack, &send_deliver, series, db_rows, started);
+    r.print();
+    if let Some(p) = &args.json {
+        std::fs::write(p, r.json()).map_err(|e| format!("writing {p}: {e}"))?;
+    }
+    if let Some(p) = &args.svg {
+        report::plot(p, &r, &stats).map_err(|e| format!("plotting {p}: {e}"))?;
+    }
+    Ok(r.lost == 0)
+}

@@ -1,0 +1,303 @@
+//! A virtual user: one WebSocket, sending on command (open loop) or keeping
+//! a window of sends in flight (closed loop), and checking what it receives.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::net::TcpSocket;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::{hist, now_us, Args, Stats};
+
+type Socket = WebSocketStream<tokio::net::TcpStream>;
+
+/// What the driver tells a virtual user.
+pub enum Cmd {
+    /// Open loop: send one message scheduled at this time (µs since epoch).
+    SendAt(u64),
+    /// Closed loop: fill the window.
+    Start,
+    /// Stop and report.
+    Finish,
+}
+
+pub struct VirtualUser {
+    pub index: usize,
+    #[allow(dead_code)]
+    pub token: String,
+    pub target: Value,
+    pub recipients: u64,
+    pub window: usize,
+    pub stats: Arc<Stats>,
+}
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    client_msg_id: Option<&'a str>,
+    #[serde(default)]
+    msg_id: Option<&'a str>,
+    #[serde(default)]
+    conversation_id: Option<&'a str>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    body: Option<&'a str>,
+    #[serde(default)]
+    code: Option<&'a str>,
+}
+
+/// Opens an authenticated WebSocket, optionally from source address 127.0.0.`src`.
+pub async fn open_socket(url: &str, token: &str, src: Option<u8>) -> Result<Socket, String> {
+    let req = format!("{url}{}token={token}", if url.contains('?') { '&' } else { '?' })
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
+    let host = req.uri().host().unwrap_or("127.0.0.1").to_owned();
+    let port = req.uri().port_u16().unwrap_or(80);
+    let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("{host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}: no address"))?;
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if let Some(k) = src {
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, k)), 0))
+            .map_err(|e| format!("bind 127.0.0.{k}: {e}"))?;
+    }
+    let stream = socket.connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(4 << 20);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(config))
+        .await
+        .map_err(|e| format!("websocket {url}: {e}"))?;
+    Ok(ws)
+}
+
+impl VirtualUser {
+    fn frame(&self, n: u64, t_us: u64) -> Message {
+        let to = self.target.to_string();
+        Message::Text(
+            format!(
+                r#"{{"type":"send","client_msg_id":"{}.{n}.{t_us}","to":{to},"body":"{t_us}"}}"#,
+                self.index
+            )
+            .into(),
+        )
+    }
+
+    /// Runs until told to finish; returns (send→ack, send→deliver) histograms.
+    pub async fn run(self, mut ws: Socket, mut cmds: mpsc::Receiver<Cmd>) -> (Histogram<u64>, Histogram<u64>) {
+        let mut ack_h = hist();
+        let mut del_h = hist();
+        let mut n = 0u64;
+        let mut in_flight = 0usize;
+        let mut seen: HashSet<u64> = HashSet::new();
+        let mut last_seq: HashMap<String, u64> = HashMap::new();
+        let stats = self.stats.clone();
+        let mut sample = 0u32;
+        loop {
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(Cmd::SendAt(t)) => {
+                        n += 1;
+                        stats.sent.fetch_add(1, Ordering::Relaxed);
+                        if ws.send(self.frame(n, t)).await.is_err() { break; }
+                    }
+                    Some(Cmd::Start) => {
+                        for _ in 0..self.window {
+                            n += 1;
+                            stats.sent.fetch_add(1, Ordering::Relaxed);
+                            in_flight += 1;
+                            if ws.feed(self.frame(n, now_us())).await.is_err() { break; }
+                        }
+                        if ws.flush().await.is_err() { break; }
+                    }
+                    Some(Cmd::Finish) | None => break,
+                },
+                incoming = ws.next() => {
+                    let text = match incoming {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(_)) => continue,
+                        _ => break,
+                    };
+                    let Ok(f) = serde_json::from_str::<Frame>(&text) else { continue };
+                    let now = now_us();
+                    let measuring = stats.measuring.load(Ordering::Relaxed);
+                    match f.kind {
+                        "send_ack" => {
+                            stats.acked.fetch_add(1, Ordering::Relaxed);
+                            stats.expected.fetch_add(self.recipients, Ordering::Relaxed);
+                            if let Some(t) = f.client_msg_id.and_then(|c| c.rsplit('.').next()).and_then(|t| t.parse::<u64>().ok()) {
+                                if measuring {
+                                    let _ = ack_h.record(now.saturating_sub(t).max(1));
+                                }
+                            }
+                            in_flight = in_flight.saturating_sub(1);
+                        }
+                        "message" => {
+                            let id = f.msg_id.and_then(|m| m.parse::<u64>().ok()).unwrap_or(0);
+                            if !seen.insert(id) {
+                                stats.duplicated.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            stats.delivered.fetch_add(1, Ordering::Relaxed);
+                            if let (Some(c), Some(seq)) = (f.conversation_id, f.seq) {
+                                let last = last_seq.entry(c.to_owned()).or_insert(0);
+                                if seq < *last {
+                                    stats.out_of_order.fetch_add(1, Ordering::Relaxed);
+                                }
+                                *last = (*last).max(seq);
+                            }
+                            if let Some(t) = f.body.and_then(|b| b.parse::<u64>().ok()) {
+                                if measuring {
+                                    let lat = now.saturating_sub(t).max(1);
+                                    let _ = del_h.record(lat);
+                                    sample = sample.wrapping_add(1);
+                                    if sample % 16 == 0 {
+                                        if let Some(sec) = stats.second() {
+                                            let mut tl = stats.timeline.lock();
+                                            while tl.len() <= sec { tl.push(hist()); }
+                                            let _ = tl[sec].record(lat);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        "error" => {
+                            stats.failed.fetch_add(1, Ordering::Relaxed);
+                            in_flight = in_flight.saturating_sub(1);
+                            if f.code != Some("resource_exhausted") {
+                                eprintln!("error frame: {text}");
+                            }
+                        }
+                        _ => {}
+                    }
+                    if self.window > 0 && in_flight < self.window && !stats.stop_sending.load(Ordering::Relaxed) {
+                        while in_flight < self.window {
+                            n += 1;
+                            in_flight += 1;
+                            stats.sent.fetch_add(1, Ordering::Relaxed);
+                            if ws.feed(self.frame(n, now_us())).await.is_err() { break; }
+                        }
+                        if ws.flush().await.is_err() { break; }
+                    }
+                }
+            }
+        }
+        let _ = ws.close(None).await;
+        (ack_h, del_h)
+    }
+}
+
+/// Open loop: hands out sends at `rate` per second, round-robin over users.
+pub async fn schedule(rate: f64, senders: Vec<mpsc::Sender<Cmd>>, stats: Arc<Stats>) {
+    let start = Instant::now();
+    let start_us = now_us();
+    let mut issued = 0u64;
+    let mut next = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    loop {
+        tick.tick().await;
+        if stats.stop_sending.load(Ordering::Relaxed) {
+            return;
+        }
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        while issued < due {
+            issued += 1;
+            // The scheduled time of this send, not the time we got to it.
+            let t = start_us + (issued as f64 * 1e6 / rate) as u64;
+            let s = &senders[next % senders.len()];
+            next += 1;
+            if s.try_send(Cmd::SendAt(t)).is_err() {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Connections mode: opens idle authenticated connections and reports the
+/// server's RSS per connection.
+pub async fn connections(args: &Args) -> Result<(), String> {
+    let http = reqwest::Client::new();
+    let run_id = format!("{:x}", rand::random::<u32>());
+    // A user may hold many sessions: a few users are enough.
+    let users = crate::setup::users(args, &http, &run_id, 10.min(args.connections.max(1))).await?;
+    let url = match args.ws.first() {
+        Some(u) => u.clone(),
+        None => {
+            let v: Value = http
+                .get(format!("{}/api/v1/connect", args.api.trim_end_matches('/')))
+                .bearer_auth(&users[0].token)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            v["ws_url"].as_str().ok_or("no ws_url")?.to_owned()
+        }
+    };
+    let before = args.server_pid.and_then(rss_kib);
+    let started = Instant::now();
+    let mut sockets = Vec::with_capacity(args.connections);
+    for i in 0..args.connections {
+        let src = if args.spread_ips > 1 { Some(1 + (i % args.spread_ips as usize) as u8) } else { None };
+        let s = open_socket(&url, &users[i % users.len()].token, src).await?;
+        sockets.push(s);
+        if (i + 1) % 1000 == 0 {
+            eprintln!("  {} connections", i + 1);
+        }
+    }
+    let open_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = args.server_pid.and_then(rss_kib);
+    let per = match (before, after) {
+        (Some(b), Some(a)) => Some((a.saturating_sub(b)) as f64 * 1024.0 / args.connections as f64),
+        _ => None,
+    };
+    let report = serde_json::json!({
+        "mode": "connections",
+        "connections": sockets.len(),
+        "open_seconds": open_secs,
+        "server_rss_kib_before": before,
+        "server_rss_kib_after": after,
+        "rss_bytes_per_connection": per,
+    });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    if let Some(p) = &args.json {
+        std::fs::write(p, report.to_string()).map_err(|e| e.to_string())?;
+    }
+    for mut s in sockets {
+        let _ = s.close(None).await;
+    }
+    Ok(())
+}
