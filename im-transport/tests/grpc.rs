@@ -1,0 +1,487 @@
+//! LogicRpc and ConnectRpc end to end: an in-process node on the memory
+//! backends behind real gRPC servers on loopback, driven through
+//! `LogicGrpcClient` and `GrpcPusher`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use im_core::connect::SessionHandle;
+use im_core::id::{ConversationId, SessionId, UserId};
+use im_core::logic::{LogicApi, Sender};
+use im_core::model::{Message, MessageKind, NodeId, Role, SessionRoute, Target};
+use im_core::node::{Backends, Node, NodeConfig};
+use im_core::ports::{PushBatch, PushItem, Pusher, ServiceInstance};
+use im_core::protocol::{SendRequest, ServerFrame};
+use im_core::{Error, ErrorCode};
+use im_transport::grpc::{
+    ConnectRpcServer, GrpcClientConfig, GrpcPusher, LogicGrpcClient, LogicRpcServer,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &[u8] = b"test secret test secret test secret!";
+const PASSWORD: &str = "correct horse battery";
+
+struct Cluster {
+    node: Node,
+    logic_addr: SocketAddr,
+    connect_addr: SocketAddr,
+    stop: CancellationToken,
+    servers: Vec<JoinHandle<im_core::Result<()>>>,
+}
+
+async fn start() -> Cluster {
+    let node = Node::start(Backends::memory(SECRET), NodeConfig::default()).unwrap();
+    let stop = CancellationToken::new();
+    let logic_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let connect_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let logic_addr = logic_listener.local_addr().unwrap();
+    let connect_addr = connect_listener.local_addr().unwrap();
+    let servers = vec![
+        tokio::spawn(
+            LogicRpcServer::new(node.logic.clone())
+                .serve(logic_listener, stop.clone().cancelled_owned()),
+        ),
+        tokio::spawn(
+            ConnectRpcServer::new(node.hub.clone())
+                .serve(connect_listener, stop.clone().cancelled_owned()),
+        ),
+    ];
+    Cluster {
+        node,
+        logic_addr,
+        connect_addr,
+        stop,
+        servers,
+    }
+}
+
+impl Cluster {
+    async fn shutdown(self) {
+        self.stop.cancel();
+        for s in self.servers {
+            s.await.unwrap().unwrap();
+        }
+        self.node.shutdown().await;
+    }
+}
+
+fn text(cmid: &str, to: Target, body: &str) -> SendRequest {
+    SendRequest {
+        client_msg_id: cmid.into(),
+        to,
+        kind: MessageKind::Text,
+        body: serde_json::json!(body),
+    }
+}
+
+async fn next_frame(h: &mut SessionHandle) -> Bytes {
+    tokio::time::timeout(Duration::from_secs(5), h.outbound.recv())
+        .await
+        .expect("a frame within 5 s")
+        .expect("session open")
+}
+
+async fn next_message(h: &mut SessionHandle) -> Message {
+    let bytes = next_frame(h).await;
+    match ServerFrame::decode(&bytes).unwrap() {
+        ServerFrame::Message(m) => m,
+        other => panic!("expected a message frame, got {other:?}"),
+    }
+}
+
+async fn assert_quiet(h: &mut SessionHandle) {
+    if let Ok(Some(b)) = tokio::time::timeout(Duration::from_millis(200), h.outbound.recv()).await {
+        panic!("unexpected frame {}", String::from_utf8_lossy(&b));
+    }
+}
+
+fn route(node: &Node, user: UserId, h: &SessionHandle) -> SessionRoute {
+    SessionRoute {
+        user_id: user,
+        node: node.hub.node().clone(),
+        session_id: h.id,
+        device: "test".into(),
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, Error>) -> ErrorCode {
+    r.expect_err("an error").code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logic_over_grpc_keeps_behaviour_and_error_codes() {
+    let c = start().await;
+    let client = LogicGrpcClient::connect(
+        &format!("http://{}", c.logic_addr),
+        GrpcClientConfig::default(),
+    )
+    .await
+    .unwrap();
+
+    // Accounts and tokens.
+    let alice = client.register("alice", PASSWORD).await.unwrap();
+    let bob = client.register("bob", PASSWORD).await.unwrap();
+    let carol = client.register("carol", PASSWORD).await.unwrap();
+    assert_eq!(
+        code(client.register("alice", PASSWORD).await),
+        ErrorCode::AlreadyExists
+    );
+    assert_eq!(
+        code(client.register("x", PASSWORD).await),
+        ErrorCode::InvalidArgument
+    );
+    let login = client.login("alice", PASSWORD).await.unwrap();
+    assert_eq!(login.user_id, alice);
+    let identity = client.verify_token(&login.token).await.unwrap();
+    assert_eq!(identity.user_id, alice);
+    assert_eq!(identity.expires_at, Some(login.expires_at));
+    assert_eq!(
+        code(client.login("alice", "wrong password").await),
+        ErrorCode::Unauthenticated
+    );
+    assert_eq!(
+        code(client.verify_token("not.a.token").await),
+        ErrorCode::Unauthenticated
+    );
+
+    // Groups.
+    let group = client.create_group(alice, "friends").await.unwrap();
+    client.add_member(alice, group, bob).await.unwrap();
+    assert_eq!(
+        code(client.add_member(alice, group, bob).await),
+        ErrorCode::AlreadyExists
+    );
+    assert_eq!(
+        code(client.add_member(carol, group, carol).await),
+        ErrorCode::PermissionDenied
+    );
+    let mut members = client.members(alice, group).await.unwrap();
+    members.sort_by_key(|m| m.role);
+    assert_eq!(members.len(), 2);
+    assert_eq!((members[0].user_id, members[0].role), (alice, Role::Owner));
+    assert_eq!((members[1].user_id, members[1].role), (bob, Role::Member));
+    assert_eq!(
+        code(client.members(carol, group).await),
+        ErrorCode::PermissionDenied
+    );
+
+    // Sessions on the hub, routes bound through the client.
+    let mut ha = c.node.hub.open(alice, "test");
+    let mut hb = c.node.hub.open(bob, "test");
+    client
+        .connect_session(route(&c.node, alice, &ha))
+        .await
+        .unwrap();
+    client
+        .connect_session(route(&c.node, bob, &hb))
+        .await
+        .unwrap();
+    client
+        .refresh_sessions(vec![route(&c.node, alice, &ha), route(&c.node, bob, &hb)])
+        .await
+        .unwrap();
+
+    // 1:1 over "HTTP" (no origin): the peer and all of the sender's sessions get it.
+    let ack = client
+        .send(Sender::http(alice), text("c1", Target::User(bob), "hi bob"))
+        .await
+        .unwrap();
+    assert_eq!(ack.client_msg_id, "c1");
+    assert_eq!(ack.seq, 1);
+    let direct = ConversationId::direct(alice, bob).unwrap();
+    assert_eq!(ack.conversation_id, direct);
+    let m = next_message(&mut hb).await;
+    assert_eq!((m.msg_id, m.from, m.seq), (ack.msg_id, alice, 1));
+    assert_eq!(m.body, serde_json::json!("hi bob"));
+    assert_eq!(next_message(&mut ha).await.msg_id, ack.msg_id);
+
+    // Group send from alice's WebSocket session: bob gets it, the origin only the ack.
+    let from_ws = Sender {
+        user: alice,
+        origin: Some((c.node.hub.node().clone(), ha.id)),
+    };
+    let g_ack = client
+        .send(
+            from_ws.clone(),
+            SendRequest {
+                client_msg_id: "g1".into(),
+                to: Target::Group(group),
+                kind: MessageKind::Custom,
+                body: serde_json::json!({"sticker": 7}),
+            },
+        )
+        .await
+        .unwrap();
+    let m = next_message(&mut hb).await;
+    assert_eq!(m.msg_id, g_ack.msg_id);
+    assert_eq!(m.kind, MessageKind::Custom);
+    assert_eq!(m.body, serde_json::json!({"sticker": 7}));
+    assert_quiet(&mut ha).await;
+
+    // Typed errors cross the wire with their codes.
+    assert_eq!(
+        code(
+            client
+                .send(Sender::http(carol), text("x1", Target::Group(group), "hey"))
+                .await
+        ),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(
+        code(
+            client
+                .send(
+                    Sender::http(alice),
+                    text("x2", Target::User(UserId(424_242)), "who?")
+                )
+                .await
+        ),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        code(
+            client
+                .send(Sender::http(alice), text("", Target::User(bob), "no key"))
+                .await
+        ),
+        ErrorCode::InvalidArgument
+    );
+
+    // A batch: a duplicated client_msg_id gets identical acks; a bad item fails alone.
+    let results = client
+        .send_batch(vec![
+            (Sender::http(bob), text("b1", Target::User(alice), "one")),
+            (Sender::http(bob), text("b1", Target::User(alice), "one")),
+            (Sender::http(carol), text("b2", Target::Group(group), "no")),
+            (Sender::http(bob), text("b3", Target::Group(group), "two")),
+        ])
+        .await;
+    assert_eq!(results.len(), 4);
+    let first = results[0].as_ref().unwrap();
+    assert_eq!(results[1].as_ref().unwrap(), first);
+    assert_eq!(
+        results[2].as_ref().unwrap_err().code(),
+        ErrorCode::PermissionDenied
+    );
+    let b3 = results[3].as_ref().unwrap();
+    assert_eq!(b3.seq, 2);
+    // A later retry of the same key still gets the original ack.
+    let again = client
+        .send(Sender::http(bob), text("b1", Target::User(alice), "one"))
+        .await
+        .unwrap();
+    assert_eq!(&again, first);
+    assert!(client.send_batch(Vec::new()).await.is_empty());
+
+    // Sync (history is persisted asynchronously: wait for it).
+    let page = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let page = client.sync(bob, direct, 0, None).await.unwrap();
+            if page.messages.len() == 2 {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("history persisted");
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(page.messages[0].body, serde_json::json!("hi bob"));
+    assert!(!page.has_more);
+    let page = client.sync(bob, direct, 1, Some(1)).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].msg_id, first.msg_id);
+    assert_eq!(
+        code(client.sync(carol, direct, 0, None).await),
+        ErrorCode::PermissionDenied
+    );
+
+    // Membership changes and session teardown.
+    client.remove_member(alice, group, bob).await.unwrap();
+    assert_eq!(
+        code(
+            client
+                .send(Sender::http(bob), text("b4", Target::Group(group), "gone"))
+                .await
+        ),
+        ErrorCode::PermissionDenied
+    );
+    client
+        .disconnect_session(route(&c.node, bob, &hb))
+        .await
+        .unwrap();
+
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_reaches_the_hub_over_connect_rpc() {
+    let c = start().await;
+    let node = c.node.hub.node().clone();
+    let (tx, rx) = watch::channel(vec![ServiceInstance::new(
+        "connect",
+        node.as_str(),
+        format!("http://{}", c.connect_addr),
+    )]);
+    let pusher = GrpcPusher::new(rx, GrpcClientConfig::default());
+
+    let mut s1 = c.node.hub.open(UserId(1), "test");
+    let mut s2 = c.node.hub.open(UserId(2), "test");
+    assert_eq!(pusher.session_count(&node).await.unwrap(), 2);
+
+    let f1 = Bytes::from_static(br#"{"type":"pong"}"#);
+    let f2 = Bytes::from_static(br#"{"type":"kicked","reason":"x"}"#);
+    let stale = SessionId(1);
+    let report = pusher
+        .push(
+            &node,
+            PushBatch {
+                items: vec![
+                    PushItem {
+                        frame: f1.clone(),
+                        sessions: vec![s1.id, s2.id, stale],
+                    },
+                    PushItem {
+                        frame: f2.clone(),
+                        sessions: vec![s2.id],
+                    },
+                ],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.delivered, 3);
+    assert_eq!(report.gone, vec![stale]);
+    assert_eq!(next_frame(&mut s1).await, f1);
+    assert_eq!(next_frame(&mut s2).await, f1);
+    assert_eq!(next_frame(&mut s2).await, f2);
+    assert_eq!(pusher.connected_nodes(), vec![node.clone()]);
+
+    // Unknown node: unavailable, retryable.
+    let other = NodeId::new("node-9");
+    let err = pusher.push(&other, PushBatch::default()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Unavailable);
+    assert!(err.is_retryable());
+    assert!(matches!(
+        pusher.kick(&other, s1.id, "x").await,
+        Err(Error::Unavailable { .. })
+    ));
+
+    // A different node now answering at this address: nothing is delivered,
+    // every session is reported gone.
+    let (tx2, rx2) = watch::channel(vec![ServiceInstance::new(
+        "connect",
+        "impostor",
+        format!("http://{}", c.connect_addr),
+    )]);
+    let confused = GrpcPusher::new(rx2, GrpcClientConfig::default());
+    let report = confused
+        .push(
+            &NodeId::new("impostor"),
+            PushBatch {
+                items: vec![PushItem {
+                    frame: f1.clone(),
+                    sessions: vec![s1.id],
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.gone), (0, vec![s1.id]));
+    assert_quiet(&mut s1).await;
+    drop(tx2);
+
+    // Kick: a kicked frame, then the session is closed.
+    assert!(pusher.kick(&node, s1.id, "replaced").await.unwrap());
+    let kicked = next_frame(&mut s1).await;
+    assert_eq!(
+        ServerFrame::decode(&kicked).unwrap(),
+        ServerFrame::Kicked {
+            reason: "replaced".into()
+        }
+    );
+    assert!(s1.closed.is_cancelled());
+    assert!(!pusher.kick(&node, s1.id, "again").await.unwrap());
+    assert_eq!(pusher.session_count(&node).await.unwrap(), 1);
+
+    // The node leaves the set: its channel is dropped and pushes are refused.
+    tx.send(Vec::new()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !pusher.connected_nodes().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("channel dropped");
+    assert_eq!(
+        pusher
+            .push(&node, PushBatch::default())
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Unavailable
+    );
+
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_servers_are_retryable_errors() {
+    // A port nothing listens on.
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let config = GrpcClientConfig {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_millis(500),
+        ..GrpcClientConfig::default()
+    };
+    let url = format!("http://{addr}");
+    let err = LogicGrpcClient::connect(&url, config.clone())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+
+    let lazy = LogicGrpcClient::new(&url, config.clone()).unwrap();
+    let err = lazy.register("dave", PASSWORD).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::Unavailable);
+    let batch = lazy
+        .send_batch(vec![
+            (
+                Sender::http(UserId(1)),
+                text("a", Target::User(UserId(2)), "x"),
+            ),
+            (
+                Sender::http(UserId(1)),
+                text("b", Target::User(UserId(2)), "y"),
+            ),
+        ])
+        .await;
+    assert!(batch.iter().all(|r| r.as_ref().unwrap_err().is_retryable()));
+
+    let (_tx, rx) = watch::channel(vec![ServiceInstance::new("connect", "n1", url)]);
+    let pusher = GrpcPusher::new(rx, config);
+    let err = pusher
+        .push(&NodeId::new("n1"), PushBatch::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+
+    assert_eq!(
+        LogicGrpcClient::new("not a url", GrpcClientConfig::default())
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidArgument
+    );
+}
