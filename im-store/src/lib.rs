@@ -20,4 +20,6 @@
 //! [`MessageQueue`]: im_core::ports::MessageQueue
 //! [`SendPipeline`]: im_core::ports::SendPipeline
 
+pub mod mysql;
 pub mod redis;
+mod sql;

@@ -1,0 +1,146 @@
+//! MySQL / MariaDB stores (sqlx, runtime queries only, so building needs no
+//! database): the message archive, user accounts and groups, on one pool.
+//!
+//! The schema lives in `migrations/mysql/*.sql`, embedded in the binary and
+//! applied on connect when [`MySqlConfig::run_migrations`] is set (sqlx keeps
+//! track in `_sqlx_migrations`). Tables: `users`, `` `groups` ``,
+//! `group_members` and `messages` (whose `UNIQUE (conversation_id, seq)` is
+//! also the history index).
+
+mod groups;
+mod messages;
+mod users;
+
+use std::time::Duration;
+
+use im_core::Error;
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+
+pub use groups::MySqlGroupStore;
+pub use messages::MySqlMessageStore;
+pub use users::MySqlUserStore;
+
+/// The default database URL (`DATABASE_URL` overrides it in [`MySqlConfig::from_env`]).
+pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// The embedded MySQL migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+
+pub(crate) fn map_err(what: &str, e: sqlx::Error) -> Error {
+    crate::sql::map_err("mysql", what, e)
+}
+
+/// A text column. Columns with a binary collation (`utf8mb4_bin`,
+/// `ascii_bin`) come back flagged binary, which sqlx will not decode as
+/// `String`, so they are read as bytes and checked to be UTF-8.
+pub(crate) fn text(r: &sqlx::mysql::MySqlRow, col: &str) -> Result<String, sqlx::Error> {
+    use sqlx::Row;
+    match r.try_get::<String, _>(col) {
+        Ok(s) => Ok(s),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            let b: Vec<u8> = r.try_get(col)?;
+            String::from_utf8(b).map_err(|e| sqlx::Error::ColumnDecode {
+                index: col.to_owned(),
+                source: Box::new(e),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// How to reach MySQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MySqlConfig {
+    /// A `mysql://user:password@host:port/database` URL.
+    pub url: String,
+    /// Pool size (default 10).
+    pub max_connections: u32,
+    /// How long a query waits for a free connection (default 5 s).
+    pub acquire_timeout: Duration,
+    /// Apply the embedded migrations on connect (default true).
+    pub run_migrations: bool,
+}
+
+impl MySqlConfig {
+    /// The defaults with another URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        MySqlConfig {
+            url: url.into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            run_migrations: true,
+        }
+    }
+
+    /// The defaults with the URL of `DATABASE_URL` (or [`DEFAULT_MYSQL_URL`]).
+    pub fn from_env() -> Self {
+        MySqlConfig::new(std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.into()))
+    }
+}
+
+/// A pool of MySQL connections shared by the stores built from it (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct MySqlStore {
+    pool: MySqlPool,
+}
+
+impl MySqlStore {
+    /// Connects (and migrates when configured); [`Error::Unavailable`] when
+    /// the server cannot be reached.
+    pub async fn connect(config: &MySqlConfig) -> Result<MySqlStore, Error> {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(config.acquire_timeout)
+            .connect(&config.url)
+            .await
+            .map_err(|e| map_err("connect", e))?;
+        let store = MySqlStore { pool };
+        if config.run_migrations {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Connects to `url` with the default configuration (migrating).
+    pub async fn from_url(url: &str) -> Result<MySqlStore, Error> {
+        MySqlStore::connect(&MySqlConfig::new(url)).await
+    }
+
+    /// Wraps an existing pool (no migration).
+    pub fn from_pool(pool: MySqlPool) -> MySqlStore {
+        MySqlStore { pool }
+    }
+
+    /// Applies the embedded migrations that are not applied yet.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => map_err("migrate", e),
+            other => Error::backend("mysql migration failed", other),
+        })
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// The message archive.
+    pub fn messages(&self) -> MySqlMessageStore {
+        MySqlMessageStore::new(self.pool.clone())
+    }
+
+    /// The user accounts.
+    pub fn users(&self) -> MySqlUserStore {
+        MySqlUserStore::new(self.pool.clone())
+    }
+
+    /// The groups and their members.
+    pub fn groups(&self) -> MySqlGroupStore {
+        MySqlGroupStore::new(self.pool.clone())
+    }
+
+    /// Closes the pool (waits for connections in use to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

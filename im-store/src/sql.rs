@@ -1,0 +1,202 @@
+//! What the MySQL and SQLite stores share: error mapping, the column
+//! encodings of targets, kinds and bodies, and the fixed batch shapes.
+
+use im_core::id::{ConversationId, GroupId, MessageId, UserId};
+use im_core::model::{Message, MessageKind, Target};
+use im_core::Error;
+
+/// Rows per multi-row statement. A batch is cut into chunks of these sizes
+/// and a short tail is padded (by repeating its last row, which `INSERT
+/// IGNORE` / `IN (…)` absorb), so each statement has one of five shapes and
+/// sqlx caches at most five prepared statements per query per connection.
+/// 500 rows × 10 columns stays far under MySQL's 65,535 placeholders.
+pub(crate) const SHAPES: [usize; 5] = [500, 100, 20, 5, 1];
+
+/// Cuts `n` items into `(start, len, shape)` chunks: full chunks of 500, 100
+/// and 20 rows, then a tail (< 20) padded up to the smallest shape that holds
+/// it (1, 5 or 20). At most nine statements below 500 rows, and at most 15
+/// padded rows.
+pub(crate) fn chunks(n: usize) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &shape in &SHAPES[..3] {
+        while n - start >= shape {
+            out.push((start, shape, shape));
+            start += shape;
+        }
+    }
+    let left = n - start;
+    if left > 0 {
+        let shape = SHAPES
+            .iter()
+            .rev()
+            .copied()
+            .find(|&s| s >= left)
+            .unwrap_or(SHAPES[2]);
+        out.push((start, left, shape));
+    }
+    out
+}
+
+/// `(?, ?, …)` repeated `rows` times with `cols` placeholders each.
+pub(crate) fn values_list(rows: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(","));
+    vec![row; rows].join(",")
+}
+
+/// `?, ?, …` with `n` placeholders (an `IN (…)` list).
+pub(crate) fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+/// Maps a sqlx failure of `what` onto the core error.
+pub(crate) fn map_err(engine: &str, what: &str, e: sqlx::Error) -> Error {
+    use sqlx::error::ErrorKind;
+    match &e {
+        sqlx::Error::PoolTimedOut => Error::Timeout(format!("{engine} {what}: no connection free")),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => {
+            Error::unavailable(format!("{engine} unavailable ({what})"), e)
+        }
+        sqlx::Error::Database(db) => match db.kind() {
+            ErrorKind::UniqueViolation => Error::Conflict(format!("{what}: already exists")),
+            ErrorKind::ForeignKeyViolation => Error::NotFound(format!("{what}: no such parent")),
+            _ => match db.code().as_deref() {
+                // MySQL: lock wait timeout; deadlock, too many connections,
+                // server shutting down.
+                Some("1205") => Error::Timeout(format!("{engine} {what}: {db}")),
+                Some("1213" | "1040" | "1053") => {
+                    Error::unavailable(format!("{engine} unavailable ({what})"), e)
+                }
+                // MySQL: data too long for a column.
+                Some("1406") => Error::InvalidArgument(format!("{what}: a value is too long")),
+                // SQLite: busy, locked.
+                Some("5" | "6" | "517" | "262") => {
+                    Error::unavailable(format!("{engine} busy ({what})"), e)
+                }
+                _ => Error::backend(format!("{engine} {what} failed"), e),
+            },
+        },
+        _ => Error::backend(format!("{engine} {what} failed"), e),
+    }
+}
+
+/// The stored form of a target: `u:<id>` or `g:<id>`.
+pub(crate) fn encode_target(t: Target) -> String {
+    match t {
+        Target::User(u) => format!("u:{u}"),
+        Target::Group(g) => format!("g:{g}"),
+    }
+}
+
+fn decode_target(s: &str) -> Option<Target> {
+    let (tag, id) = s.split_once(':')?;
+    let id: u64 = id.parse().ok()?;
+    match tag {
+        "u" => Some(Target::User(UserId(id))),
+        "g" => Some(Target::Group(GroupId(id))),
+        _ => None,
+    }
+}
+
+/// The stored form of a body: its JSON text (`null` once recalled).
+pub(crate) fn encode_body(m: &Message) -> Result<String, Error> {
+    serde_json::to_string(&m.body)
+        .map_err(|e| Error::Internal(format!("body does not serialize: {e}")))
+}
+
+/// Rejects messages that do not fit the columns.
+pub(crate) fn check_message(m: &Message) -> Result<(), Error> {
+    if m.client_msg_id.len() > 255 {
+        return Err(Error::InvalidArgument(
+            "client_msg_id longer than 255 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The columns of one stored message, in table order.
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "msg_id, conversation_id, seq, sender, target, kind, body, client_msg_id, ts, recalled";
+
+/// A stored row's fields, as decoded by either engine.
+pub(crate) struct MessageRow {
+    pub msg_id: u64,
+    pub conversation_id: String,
+    pub seq: u64,
+    pub sender: u64,
+    pub target: String,
+    pub kind: String,
+    pub body: String,
+    pub client_msg_id: String,
+    pub ts: i64,
+    pub recalled: bool,
+}
+
+impl MessageRow {
+    /// The message, or a `Backend` error naming the corrupt column.
+    pub(crate) fn into_message(self) -> Result<Message, Error> {
+        let corrupt = |col: &str, v: &str| Error::Backend {
+            message: format!("corrupt {col} {v:?} in message {}", self.msg_id),
+            source: None,
+        };
+        Ok(Message {
+            msg_id: MessageId(self.msg_id),
+            conversation_id: self
+                .conversation_id
+                .parse::<ConversationId>()
+                .map_err(|_| corrupt("conversation_id", &self.conversation_id))?,
+            seq: self.seq,
+            from: UserId(self.sender),
+            to: decode_target(&self.target).ok_or_else(|| corrupt("target", &self.target))?,
+            kind: MessageKind::parse(&self.kind).ok_or_else(|| corrupt("kind", &self.kind))?,
+            body: serde_json::from_str(&self.body).map_err(|_| corrupt("body", &self.body))?,
+            client_msg_id: self.client_msg_id,
+            ts: self.ts,
+            recalled: self.recalled,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_use_few_shapes_and_cover_everything() {
+        assert!(chunks(0).is_empty());
+        assert_eq!(chunks(1), vec![(0, 1, 1)]);
+        assert_eq!(chunks(19), vec![(0, 19, 20)]);
+        assert_eq!(
+            chunks(1234),
+            vec![
+                (0, 500, 500),
+                (500, 500, 500),
+                (1000, 100, 100),
+                (1100, 100, 100),
+                (1200, 20, 20),
+                (1220, 14, 20)
+            ]
+        );
+        assert_eq!(chunks(3), vec![(0, 3, 5)]);
+        for n in 0..1200 {
+            let c = chunks(n);
+            assert_eq!(c.iter().map(|x| x.1).sum::<usize>(), n);
+            assert!(c
+                .iter()
+                .all(|&(_, len, shape)| len <= shape && SHAPES.contains(&shape)));
+        }
+        assert_eq!(values_list(2, 3), "(?,?,?),(?,?,?)");
+    }
+
+    #[test]
+    fn targets_round_trip() {
+        for t in [Target::User(UserId(7)), Target::Group(GroupId(9))] {
+            assert_eq!(decode_target(&encode_target(t)), Some(t));
+        }
+        assert_eq!(decode_target("x:1"), None);
+    }
+}
