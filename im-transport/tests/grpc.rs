@@ -471,12 +471,23 @@ async fn unreachable_servers_are_retryable_errors() {
     assert!(batch.iter().all(|r| r.as_ref().unwrap_err().is_retryable()));
 
     let (_tx, rx) = watch::channel(vec![ServiceInstance::new("connect", "n1", url)]);
-    let pusher = GrpcPusher::new(rx, config);
+    let pusher = GrpcPusher::new(rx, config.clone());
     let err = pusher
         .push(&NodeId::new("n1"), PushBatch::default())
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
+
+    // A server that accepts connections but never answers: the deadline fires.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let hung = LogicGrpcClient::new(&silent_url, config.clone()).unwrap();
+    let started = std::time::Instant::now();
+    let err = hung.login("dave", PASSWORD).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(silent);
 
     assert_eq!(
         LogicGrpcClient::new("not a url", GrpcClientConfig::default())
