@@ -23,3 +23,4 @@
 pub mod mysql;
 pub mod redis;
 mod sql;
+pub mod sqlite;

@@ -86,7 +86,7 @@ impl UserStore for MySqlUserStore {
         for (start, len, shape) in chunks(ids.len()) {
             // Padded with the last id, so each statement has one of few shapes.
             let sql = format!("SELECT id FROM users WHERE id IN ({})", placeholders(shape));
-            let mut q = sqlx::query_scalar::<_, u64>(&sql);
+            let mut q = sqlx::query_scalar::<sqlx::MySql, u64>(&sql);
             for i in (start..start + len).chain(std::iter::repeat_n(start + len - 1, shape - len)) {
                 q = q.bind(ids[i].0);
             }

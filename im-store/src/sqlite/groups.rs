@@ -1,0 +1,174 @@
+//! `SqliteGroupStore`: groups and members on SQLite (`groups` and
+//! `group_members`; a group and its owner member are created in one
+//! transaction, and the foreign key turns a member of an unknown group into
+//! `NotFound`).
+
+use async_trait::async_trait;
+use im_core::id::{GroupId, UserId};
+use im_core::model::{Group, Member, Role};
+use im_core::ports::GroupStore;
+use im_core::{Error, Result};
+use sqlx::sqlite::SqlitePool;
+use sqlx::Row;
+
+use super::{from_db, map_err, to_db};
+
+/// Groups and their members on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteGroupStore {
+    pool: SqlitePool,
+}
+
+impl SqliteGroupStore {
+    pub(crate) fn new(pool: SqlitePool) -> Self {
+        SqliteGroupStore { pool }
+    }
+}
+
+fn role(s: &str) -> Result<Role> {
+    Role::parse(s).ok_or_else(|| Error::Backend {
+        message: format!("corrupt role {s:?}"),
+        source: None,
+    })
+}
+
+fn not_member(group: GroupId, user: UserId) -> Error {
+    Error::NotFound(format!("user {user} is not a member of group {group}"))
+}
+
+#[async_trait]
+impl GroupStore for SqliteGroupStore {
+    async fn create(&self, g: &Group) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| map_err("begin", e))?;
+        sqlx::query("INSERT INTO groups (id, name, owner, created_at) VALUES (?, ?, ?, ?)")
+            .bind(to_db(g.id.0))
+            .bind(&g.name)
+            .bind(to_db(g.owner.0))
+            .bind(g.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("create group", e))?;
+        sqlx::query("INSERT INTO group_members (group_id, user_id, role) VALUES (?, ?, ?)")
+            .bind(to_db(g.id.0))
+            .bind(to_db(g.owner.0))
+            .bind(Role::Owner.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("add group owner", e))?;
+        tx.commit().await.map_err(|e| map_err("commit", e))
+    }
+
+    async fn get(&self, id: GroupId) -> Result<Option<Group>> {
+        let row = sqlx::query("SELECT id, name, owner, created_at FROM groups WHERE id = ?")
+            .bind(to_db(id.0))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| map_err("get group", e))?;
+        row.map(|r| -> std::result::Result<Group, sqlx::Error> {
+            Ok(Group {
+                id: GroupId(from_db(r.try_get("id")?)),
+                name: r.try_get("name")?,
+                owner: UserId(from_db(r.try_get("owner")?)),
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+        .map_err(|e| map_err("read group", e))
+    }
+
+    async fn add_member(&self, group: GroupId, member: Member) -> Result<()> {
+        sqlx::query("INSERT INTO group_members (group_id, user_id, role) VALUES (?, ?, ?)")
+            .bind(to_db(group.0))
+            .bind(to_db(member.user_id.0))
+            .bind(member.role.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match map_err("add member", e) {
+                Error::Conflict(_) => Error::Conflict(format!(
+                    "user {} is already a member of group {group}",
+                    member.user_id
+                )),
+                Error::NotFound(_) => Error::NotFound(format!("no group {group}")),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn remove_member(&self, group: GroupId, user: UserId) -> Result<()> {
+        let n = sqlx::query("DELETE FROM group_members WHERE group_id = ? AND user_id = ?")
+            .bind(to_db(group.0))
+            .bind(to_db(user.0))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("remove member", e))?
+            .rows_affected();
+        if n == 0 {
+            return Err(not_member(group, user));
+        }
+        Ok(())
+    }
+
+    async fn set_role(&self, group: GroupId, user: UserId, role: Role) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| map_err("begin", e))?;
+        // Inside the write transaction: "not a member" is told apart from "already that role".
+        let present: Option<String> =
+            sqlx::query_scalar("SELECT role FROM group_members WHERE group_id = ? AND user_id = ?")
+                .bind(to_db(group.0))
+                .bind(to_db(user.0))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| map_err("set role", e))?;
+        if present.is_none() {
+            return Err(not_member(group, user));
+        }
+        sqlx::query("UPDATE group_members SET role = ? WHERE group_id = ? AND user_id = ?")
+            .bind(role.as_str())
+            .bind(to_db(group.0))
+            .bind(to_db(user.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("set role", e))?;
+        if role == Role::Owner {
+            sqlx::query("UPDATE groups SET owner = ? WHERE id = ?")
+                .bind(to_db(user.0))
+                .bind(to_db(group.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("set owner", e))?;
+        }
+        tx.commit().await.map_err(|e| map_err("commit", e))
+    }
+
+    async fn role_of(&self, group: GroupId, user: UserId) -> Result<Option<Role>> {
+        let r: Option<String> =
+            sqlx::query_scalar("SELECT role FROM group_members WHERE group_id = ? AND user_id = ?")
+                .bind(to_db(group.0))
+                .bind(to_db(user.0))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("role of", e))?;
+        r.as_deref().map(role).transpose()
+    }
+
+    async fn members(&self, group: GroupId) -> Result<Vec<Member>> {
+        let rows = sqlx::query(
+            "SELECT user_id, role FROM group_members WHERE group_id = ? ORDER BY user_id",
+        )
+        .bind(to_db(group.0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| map_err("members", e))?;
+        rows.iter()
+            .map(|r| {
+                let user: i64 = r
+                    .try_get("user_id")
+                    .map_err(|e| map_err("read member", e))?;
+                let s: String = r.try_get("role").map_err(|e| map_err("read member", e))?;
+                Ok(Member {
+                    user_id: UserId(from_db(user)),
+                    role: role(&s)?,
+                })
+            })
+            .collect()
+    }
+}

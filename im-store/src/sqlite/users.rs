@@ -1,0 +1,103 @@
+//! `SqliteUserStore`: user accounts on SQLite (`users`, usernames unique and
+//! case-sensitive: SQLite compares TEXT bytewise).
+
+use async_trait::async_trait;
+use im_core::id::UserId;
+use im_core::model::User;
+use im_core::ports::UserStore;
+use im_core::{Error, Result};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::Row;
+
+use super::{from_db, map_err, to_db};
+use crate::sql::{chunks, placeholders};
+
+/// User accounts on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteUserStore {
+    pool: SqlitePool,
+}
+
+fn user(r: &SqliteRow) -> Result<User> {
+    let f = || -> std::result::Result<User, sqlx::Error> {
+        Ok(User {
+            id: UserId(from_db(r.try_get("id")?)),
+            username: r.try_get("username")?,
+            password_hash: r.try_get("password_hash")?,
+            created_at: r.try_get("created_at")?,
+        })
+    };
+    f().map_err(|e| map_err("read user", e))
+}
+
+impl SqliteUserStore {
+    pub(crate) fn new(pool: SqlitePool) -> Self {
+        SqliteUserStore { pool }
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteUserStore {
+    async fn create(&self, u: &User) -> Result<()> {
+        if u.username.chars().count() > 32 {
+            return Err(Error::InvalidArgument(
+                "username longer than 32 characters".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(to_db(u.id.0))
+        .bind(&u.username)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match map_err("create user", e) {
+            Error::Conflict(_) => Error::Conflict(format!("username {:?} is taken", u.username)),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn get(&self, id: UserId) -> Result<Option<User>> {
+        let row =
+            sqlx::query("SELECT id, username, password_hash, created_at FROM users WHERE id = ?")
+                .bind(to_db(id.0))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("get user", e))?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn by_username(&self, username: &str) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, username, password_hash, created_at FROM users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| map_err("get user", e))?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn existing(&self, ids: &[UserId]) -> Result<Vec<UserId>> {
+        let mut found = Vec::new();
+        for (start, len, shape) in chunks(ids.len()) {
+            // Padded with the last id, so each statement has one of few shapes.
+            let sql = format!("SELECT id FROM users WHERE id IN ({})", placeholders(shape));
+            let mut q = sqlx::query_scalar::<sqlx::Sqlite, i64>(&sql);
+            for i in (start..start + len).chain(std::iter::repeat_n(start + len - 1, shape - len)) {
+                q = q.bind(to_db(ids[i].0));
+            }
+            let got = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err("existing users", e))?;
+            found.extend(got.into_iter().map(|id| UserId(from_db(id))));
+        }
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+}
