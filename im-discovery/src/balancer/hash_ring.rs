@@ -171,7 +171,10 @@ mod tests {
             if before[i] == "c" {
                 assert_ne!(after[i], "c");
             } else {
-                assert_eq!(after[i], before[i], "key {i} moved although its owner stayed");
+                assert_eq!(
+                    after[i], before[i],
+                    "key {i} moved although its owner stayed"
+                );
             }
         }
     }

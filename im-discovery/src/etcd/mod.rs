@@ -1,12 +1,12 @@
 //! `EtcdDiscovery`: the production [`Discovery`] on etcd v3.
 //!
-//! - **Registry** ([`registry`]): an instance is stored as JSON under
+//! - **Registry** (`registry.rs`): an instance is stored as JSON under
 //!   `{namespace}/{service}/{id}`, attached to a lease of `lease_ttl`. A
 //!   background task keeps the lease alive; after any error (etcd restarted,
 //!   connection lost, lease expired) it reconnects, grants a new lease and puts
 //!   the key again, with capped exponential backoff. `etcd-client` does not
 //!   resume keep-alive streams by itself, hence this loop.
-//! - **Watch** ([`watch`](self::watch)): one task per watched service lists the prefix, then
+//! - **Watch** (`watch.rs`): one task per watched service lists the prefix, then
 //!   watches from that revision + 1; on compaction, error, end of stream or
 //!   reconnect it lists again and resumes. All watchers of a service share one
 //!   `tokio::sync::watch` channel whose value is the live set sorted by id; it
@@ -269,6 +269,12 @@ struct Registration {
 /// Share it as `Arc<dyn Discovery>`. Dropping it stops the keep-alives
 /// without revoking (like a crash); call [`shutdown`](Self::shutdown) for a
 /// graceful exit. Watch channels live on until their last receiver is dropped.
+///
+/// `register` and `deregister` need etcd: while it is unreachable they fail
+/// with [`Error::Unavailable`] or [`Error::Timeout`] (both retryable). A
+/// failed `deregister` of an instance of this handle has still stopped its
+/// keep-alive, so the instance vanishes when its lease expires. `deregister`
+/// of an instance registered elsewhere deletes its key.
 ///
 /// ```no_run
 /// use im_core::ports::{Discovery, ServiceInstance};

@@ -35,7 +35,12 @@ pub(crate) async fn grant_and_put(shared: &Shared, key: &str, value: &str) -> Re
 /// Keeps the lease in `lease` alive forever; after any failure re-connects,
 /// grants a new lease, re-puts the key and stores the new lease id. Ends only
 /// when aborted.
-pub(crate) async fn keep_alive(shared: Arc<Shared>, key: String, value: String, lease: Arc<AtomicI64>) {
+pub(crate) async fn keep_alive(
+    shared: Arc<Shared>,
+    key: String,
+    value: String,
+    lease: Arc<AtomicI64>,
+) {
     let retry_cap = Duration::from_secs(1).min(shared.config.lease_ttl / 2);
     loop {
         let current = lease.load(Ordering::SeqCst);
@@ -45,7 +50,9 @@ pub(crate) async fn keep_alive(shared: Arc<Shared>, key: String, value: String, 
             "etcd: keep-alive lost; re-registering");
         let mut backoff = Backoff::new(retry_cap);
         let mut generation = generation;
+        let mut attempt = 0u32;
         loop {
+            attempt += 1;
             shared.reconnect(generation).await;
             match grant_and_put(&shared, &key, &value).await {
                 Ok(fresh) => {
@@ -58,7 +65,12 @@ pub(crate) async fn keep_alive(shared: Arc<Shared>, key: String, value: String, 
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(%key, error = %e, "etcd: re-registration failed; retrying");
+                    // Warn on the first failure and every 10th, not at every retry.
+                    if attempt == 1 || attempt % 10 == 0 {
+                        tracing::warn!(%key, attempt, error = %e, "etcd: re-registration failed; retrying");
+                    } else {
+                        tracing::debug!(%key, attempt, error = %e, "etcd: re-registration failed; retrying");
+                    }
                     generation = shared.client().0;
                     backoff.wait().await;
                 }
@@ -87,7 +99,11 @@ async fn keep_lease_alive(shared: &Shared, lease: i64) -> Error {
         }
         match shared.call("keep-alive reply", stream.message()).await {
             Ok(Some(resp)) if resp.ttl() > 0 => {
-                tracing::trace!(lease = format_args!("{lease:x}"), ttl = resp.ttl(), "etcd: lease refreshed");
+                tracing::trace!(
+                    lease = format_args!("{lease:x}"),
+                    ttl = resp.ttl(),
+                    "etcd: lease refreshed"
+                );
             }
             Ok(Some(_)) => return Error::unavailable_msg(format!("etcd: lease {lease:x} expired")),
             Ok(None) => return Error::unavailable_msg("etcd: keep-alive stream ended"),

@@ -19,6 +19,9 @@ use tokio::sync::watch;
 
 use super::{lock, Backoff, Shared};
 
+/// Longest pause between two re-list attempts while etcd is unreachable.
+const RELIST_BACKOFF_CAP: Duration = Duration::from_secs(1);
+
 /// The sending side of a service's live set.
 pub(crate) type ServiceSender = watch::Sender<Vec<ServiceInstance>>;
 
@@ -138,7 +141,8 @@ async fn run(
     mut next_rev: i64,
 ) {
     let prefix = shared.prefix(&service);
-    let mut backoff = Backoff::new(Duration::from_secs(2));
+    let mut backoff = Backoff::new(RELIST_BACKOFF_CAP);
+    let mut failures = 0u32;
     let mut need_list = false;
     loop {
         let (generation, mut c) = shared.client();
@@ -160,14 +164,22 @@ async fn run(
                     set = fresh;
                     next_rev = revision + 1;
                     need_list = false;
-                    backoff = Backoff::new(Duration::from_secs(2));
+                    backoff = Backoff::new(RELIST_BACKOFF_CAP);
+                    failures = 0;
                     let changed = publish(&tx, &set);
                     tracing::info!(%prefix, revision, instances = set.len(), changed,
                         "etcd: re-listed service; resuming watch");
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(%prefix, error = %e,
-                        "etcd: re-list failed; keeping the last known set");
+                    failures += 1;
+                    // Warn on the first failure and every 10th, not at every retry.
+                    if failures == 1 || failures % 10 == 0 {
+                        tracing::warn!(%prefix, failures, error = %e,
+                            "etcd: re-list failed; keeping the last known set");
+                    } else {
+                        tracing::debug!(%prefix, failures, error = %e,
+                            "etcd: re-list failed; keeping the last known set");
+                    }
                 }
             }
             continue;
@@ -200,7 +212,10 @@ async fn follow(
         .with_prefix()
         .with_start_revision(*next_rev);
     let mut stream = match shared
-        .call(&format!("watch of {prefix}"), c.watch(prefix, Some(options)))
+        .call(
+            &format!("watch of {prefix}"),
+            c.watch(prefix, Some(options)),
+        )
         .await
     {
         Ok(s) => s,
@@ -219,10 +234,7 @@ async fn follow(
                     resp.compact_revision()
                 ))
             } else {
-                Error::unavailable_msg(format!(
-                    "etcd: watch canceled: {}",
-                    resp.cancel_reason()
-                ))
+                Error::unavailable_msg(format!("etcd: watch canceled: {}", resp.cancel_reason()))
             };
         }
         if resp.created() {
