@@ -21,7 +21,7 @@
 //! | `P:{qS}:dead` | stream | dead letters of shard `S`: undecodable entries (`id`, `group`, original fields) |
 //! | `P:{qS}:seq:<conversation>` | string | last seq of a conversation of shard `S` (`u:<a>:<b>` or `g:<id>`) |
 //! | `P:dedup:<32 hex>` | string | a dedup key's value (the stored send ack JSON), with a PX TTL |
-//! | `P:sess:{<user>}` | hash | a user's routes: field `<session>@<node>`, value `<expiry ms>|<route JSON>`; the key's PEXPIRE is the latest expiry |
+//! | `P:sess:{<user>}` | hash | a user's routes: field `<session>@<node>`, value: the expiry (Unix ms), a bar, the route JSON; the key's PEXPIRE is the latest expiry |
 //! | `P:node:{<node>}` | set | the routes of a node: members `<user>:<session>`, for `drop_node` |
 //!
 //! # Redis Cluster

@@ -526,7 +526,7 @@ impl RedisConsumer {
         for _ in 0..shards {
             cmd.arg(">");
         }
-        let deadline = block + self.queue.conn().config().response_timeout;
+        let deadline = block.saturating_add(self.queue.conn().config().response_timeout);
         let reply: Value = tokio::time::timeout(deadline, cmd.query_async(&mut self.blocking))
             .await
             .map_err(|_| Error::Timeout(format!("redis XREADGROUP took longer than {deadline:?}")))?
@@ -620,7 +620,7 @@ impl QueueConsumer for RedisConsumer {
             let mut cursor = "0-0".to_owned();
             // Bounded: each XAUTOCLAIM scans at most 10×COUNT pending entries.
             for _ in 0..16 {
-                let left = max - raw.len();
+                let left = max.saturating_sub(raw.len());
                 if left == 0 {
                     break;
                 }
