@@ -5,7 +5,9 @@
 //! ```
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! use im_core::node::{Backends, Node, NodeConfig};
-//! let node = Node::start(Backends::memory(b"a secret of at least 32 bytes...."), NodeConfig::default()).unwrap();
+//! let node = Node::start(Backends::memory(b"a secret of at least 32 bytes...."), NodeConfig::default())
+//!     .await
+//!     .unwrap();
 //! assert_eq!(node.hub.session_count(), 0);
 //! node.shutdown().await;
 //! # });
@@ -124,7 +126,15 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// Starts Logic, the Task workers and the Connect service (needs a Tokio runtime).
-    pub fn start(backends: Backends, config: NodeConfig) -> Result<Node> {
+    ///
+    /// The `push` and `persist` consumer groups are created before Logic
+    /// accepts a send, so neither group can miss an entry.
+    pub async fn start(backends: Backends, config: NodeConfig) -> Result<Node> {
+        backends.queue.create_group(crate::task::PUSH_GROUP).await?;
+        backends
+            .queue
+            .create_group(crate::task::PERSIST_GROUP)
+            .await?;
         let logic = Logic::new(backends.logic.clone(), config.logic.clone())?;
         let hub = Arc::new(Hub::new(config.node.clone(), config.connect.session_queue));
         let connect = Arc::new(ConnectService::new(

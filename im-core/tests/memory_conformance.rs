@@ -70,5 +70,6 @@ async fn memory_queue_is_bounded() {
     let batch: Vec<_> = (1..=3).map(|s| testkit::sample_envelope(c, s)).collect();
     q.publish(&batch).await.unwrap();
     let err = q.publish(&batch[..1]).await.unwrap_err();
-    assert_eq!(err.code(), im_core::ErrorCode::ResourceExhausted);
+    assert_eq!(err.code(), im_core::ErrorCode::Unavailable);
+    assert!(err.is_retryable());
 }

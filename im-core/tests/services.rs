@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 const SECRET: &[u8] = b"test secret test secret test secret!";
 
-fn start(config: NodeConfig) -> Node {
-    Node::start(Backends::memory(SECRET), config).unwrap()
+async fn start(config: NodeConfig) -> Node {
+    Node::start(Backends::memory(SECRET), config).await.unwrap()
 }
 
 async fn user(node: &Node, name: &str) -> UserId {
@@ -97,7 +97,7 @@ async fn wait_stored(store: &Arc<dyn MessageStore>, conv: ConversationId, seq: u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_to_one_reaches_every_session_but_the_sending_one() {
-    let node = start(NodeConfig::default());
+    let node = start(NodeConfig::default()).await;
     let a = user(&node, "alice").await;
     let b = user(&node, "bob").await;
     let (a1, mut a1h) = session(&node, a).await;
@@ -130,7 +130,7 @@ async fn one_to_one_reaches_every_session_but_the_sending_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_of_fifty_gets_each_message_once_and_outsiders_are_refused() {
-    let node = start(NodeConfig::default());
+    let node = start(NodeConfig::default()).await;
     let owner = user(&node, "owner").await;
     let g = node.logic.create_group(owner, "fifty").await.unwrap();
     let mut members = vec![owner];
@@ -184,7 +184,7 @@ async fn group_of_fifty_gets_each_message_once_and_outsiders_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_user_syncs_everything_in_order() {
-    let node = start(NodeConfig::default());
+    let node = start(NodeConfig::default()).await;
     let a = user(&node, "alice").await;
     let b = user(&node, "bob").await;
     for i in 1..=100 {
@@ -242,7 +242,7 @@ async fn offline_user_syncs_everything_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_yield_one_message_and_identical_acks() {
-    let node = start(NodeConfig::default());
+    let node = start(NodeConfig::default()).await;
     let a = user(&node, "alice").await;
     let b = user(&node, "bob").await;
     let (_bctx, mut bh) = session(&node, b).await;
@@ -288,7 +288,7 @@ async fn retries_yield_one_message_and_identical_acks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_bodies_are_distinct_messages() {
-    let node = start(NodeConfig::default());
+    let node = start(NodeConfig::default()).await;
     let a = user(&node, "alice").await;
     let b = user(&node, "bob").await;
     let sends = (0..50).map(|i| {
@@ -316,7 +316,7 @@ async fn identical_bodies_are_distinct_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sends_get_typed_errors() {
-    let node = start(NodeConfig::default());
+    let node = start(NodeConfig::default()).await;
     let a = user(&node, "alice").await;
     let b = user(&node, "bob").await;
     let s = Sender::http(a);
@@ -383,7 +383,7 @@ async fn bad_sends_get_typed_errors() {
 async fn slow_session_is_closed_and_others_get_everything() {
     let mut config = NodeConfig::default();
     config.connect.session_queue = 16;
-    let node = start(config);
+    let node = start(config).await;
     let a = user(&node, "alice").await;
     let b = user(&node, "bob").await;
     let (_slow_ctx, slow) = session(&node, b).await;
@@ -481,6 +481,7 @@ async fn persist_retries_while_the_store_is_down() {
             ..NodeConfig::default()
         },
     )
+    .await
     .unwrap();
     let a = user(&node, "alice").await;
     let b = user(&node, "bob").await;
@@ -631,7 +632,7 @@ async fn a_dead_consumers_entries_are_claimed_and_finished() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_enforce_roles() {
-    let node = start(NodeConfig::default());
+    let node = start(NodeConfig::default()).await;
     let owner = user(&node, "owner").await;
     let admin = user(&node, "admin").await;
     let m = user(&node, "member").await;
@@ -704,7 +705,7 @@ async fn groups_enforce_roles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_login_and_tokens() {
-    let node = start(NodeConfig::default());
+    let node = start(NodeConfig::default()).await;
     let id = node.logic.register("carol", "password1").await.unwrap();
     assert_eq!(
         node.logic
@@ -761,7 +762,7 @@ async fn register_login_and_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_frames_get_error_frames() {
-    let node = start(NodeConfig::default());
+    let node = start(NodeConfig::default()).await;
     let a = user(&node, "alice").await;
     let (ctx, _h) = session(&node, a).await;
     for junk in [

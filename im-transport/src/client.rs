@@ -271,6 +271,7 @@ struct ConvState {
     delivered: u64,
     buffered: BTreeMap<u64, Message>,
     syncing: bool,
+    hole_since: Option<std::time::Instant>,
 }
 
 struct Driver {
@@ -330,8 +331,24 @@ impl Driver {
             )
             .await?;
         }
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
+                _ = tick.tick() => {
+                    // Re-ask for conversations that still have a hole.
+                    let holes: Vec<(ConversationId, u64)> = self
+                        .convs
+                        .iter_mut()
+                        .filter(|(_, s)| !s.buffered.is_empty() && !s.syncing)
+                        .map(|(c, s)| {
+                            s.syncing = true;
+                            (*c, s.delivered)
+                        })
+                        .collect();
+                    for (c, after) in holes {
+                        send_frame(ws, &ClientFrame::Sync { conversation_id: c, after_seq: after, limit: Some(100) }).await?;
+                    }
+                }
                 cmd = self.cmds.recv() => match cmd {
                     Some(Cmd::Send(req, reply)) => {
                         send_frame(ws, &ClientFrame::Send(req.clone())).await?;
@@ -378,16 +395,14 @@ impl Driver {
                     self.on_message(ws, own).await?;
                 }
             }
+            // Unavailable: keep it pending and resend on the next connection.
             ServerFrame::Error {
                 code,
                 message,
                 client_msg_id: Some(id),
-            } => {
-                // Unavailable: keep it pending and resend on the next connection.
-                if code != ErrorCode::Unavailable {
-                    if let Some((_, reply)) = self.pending.remove(&id) {
-                        let _ = reply.send(Err(ClientError::Server { code, message }));
-                    }
+            } if code != ErrorCode::Unavailable => {
+                if let Some((_, reply)) = self.pending.remove(&id) {
+                    let _ = reply.send(Err(ClientError::Server { code, message }));
                 }
             }
             ServerFrame::Message(m) => self.on_message(ws, m).await?,
@@ -401,6 +416,22 @@ impl Driver {
                 }
                 for m in messages {
                     self.on_message(ws, m).await?;
+                }
+                if !has_more {
+                    // A seq the store still lacks 2 s after we first missed it
+                    // (e.g. skipped when an enqueue failed) will never come:
+                    // move past the hole. Before that, the tick re-syncs.
+                    let stale = self.convs.get_mut(&conversation_id).is_some_and(|s| {
+                        if s.buffered.is_empty() {
+                            s.hole_since = None;
+                            return false;
+                        }
+                        let since = *s.hole_since.get_or_insert_with(std::time::Instant::now);
+                        since.elapsed() >= Duration::from_secs(2)
+                    });
+                    if stale {
+                        self.skip_hole(conversation_id).await?;
+                    }
                 }
                 if has_more {
                     let after = self.convs.get(&conversation_id).map_or(0, |s| s.delivered);
@@ -416,6 +447,25 @@ impl Driver {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    async fn skip_hole(&mut self, conv: ConversationId) -> Result<(), ClientError> {
+        let Some(state) = self.convs.get_mut(&conv) else {
+            return Ok(());
+        };
+        let mut ready = Vec::new();
+        state.hole_since = None;
+        while let Some((&first, _)) = state.buffered.iter().next() {
+            state.delivered = first - 1;
+            while let Some(next) = state.buffered.remove(&(state.delivered + 1)) {
+                state.delivered += 1;
+                ready.push(next);
+            }
+        }
+        for m in ready {
+            self.out.send(m).await.map_err(|_| ClientError::Closed)?;
         }
         Ok(())
     }

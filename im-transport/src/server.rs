@@ -45,6 +45,7 @@ pub fn app(parts: AppParts) -> Router {
         app = app.route("/", get(|| async { Html(WEB_PAGE).into_response() }));
     }
     app.fallback(crate::http::errors::not_found)
+        .method_not_allowed_fallback(crate::http::errors::method_not_allowed)
 }
 
 /// Serves `app` on `listener` until `shutdown` fires (in-flight requests finish).

@@ -36,7 +36,9 @@ struct Cluster {
 }
 
 async fn start() -> Cluster {
-    let node = Node::start(Backends::memory(SECRET), NodeConfig::default()).unwrap();
+    let node = Node::start(Backends::memory(SECRET), NodeConfig::default())
+        .await
+        .unwrap();
     let stop = CancellationToken::new();
     let logic_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let connect_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

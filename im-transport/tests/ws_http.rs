@@ -34,6 +34,7 @@ async fn start() -> Server {
         Backends::memory(b"0123456789abcdef0123456789abcdef"),
         NodeConfig::default(),
     )
+    .await
     .unwrap();
     let shutdown = CancellationToken::new();
     let config = ApiConfig::default();

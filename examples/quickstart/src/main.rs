@@ -111,8 +111,9 @@ async fn run(args: Args) -> Result<(), String> {
     let mut config = NodeConfig::default();
     config.connect.send_rate = rate;
     config.connect.send_burst = send_rate.max(1.0) * 2.0;
-    let node =
-        Node::start(Backends::memory(secret.as_bytes()), config).map_err(|e| e.to_string())?;
+    let node = Node::start(Backends::memory(secret.as_bytes()), config)
+        .await
+        .map_err(|e| e.to_string())?;
     let shutdown = CancellationToken::new();
     let api_config = ApiConfig {
         send_rate: rate,

@@ -68,7 +68,7 @@ impl State {
 }
 
 /// An in-memory queue holding at most `capacity` un-acked entries; `publish`
-/// fails with `resource_exhausted` beyond that (back-pressure, never loss).
+/// fails with `unavailable` beyond that (back-pressure, never loss).
 #[derive(Debug, Clone)]
 pub struct MemoryQueue {
     state: Arc<Mutex<State>>,
@@ -116,8 +116,8 @@ impl MessageQueue for MemoryQueue {
             if st.entries.len() + batch.len() > self.capacity {
                 st.trim();
                 if st.entries.len() + batch.len() > self.capacity {
-                    return Err(Error::ResourceExhausted(format!(
-                        "queue full ({} entries not yet processed)",
+                    return Err(Error::unavailable_msg(format!(
+                        "queue full ({} entries not yet processed); retry later",
                         st.entries.len()
                     )));
                 }

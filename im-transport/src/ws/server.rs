@@ -105,7 +105,7 @@ fn bearer(req: &Request) -> Option<String> {
     let query = req.uri().query()?;
     query
         .split('&')
-        .find_map(|kv| kv.strip_prefix("token=").map(|t| percent_decode(t)))
+        .find_map(|kv| kv.strip_prefix("token=").map(percent_decode))
 }
 
 fn query_param(req: &Request, name: &str) -> Option<String> {
