@@ -149,6 +149,8 @@ impl Logic {
         let mut admissions = Vec::with_capacity(jobs.len());
         for (job, verdict) in jobs.into_iter().zip(verdicts) {
             if let Err(e) = verdict {
+                metrics::counter!("im_send_failures_total", "code" => e.code().as_str())
+                    .increment(1);
                 let _ = job.reply.send(Err(e));
                 continue;
             }
@@ -172,12 +174,26 @@ impl Logic {
             .await
         {
             Ok(results) => {
+                let mut accepted = 0u64;
                 for (job, r) in admitted_jobs.into_iter().zip(results) {
+                    match &r {
+                        Ok(crate::ports::Admitted::New(_)) => accepted += 1,
+                        Ok(crate::ports::Admitted::Duplicate(_)) => {
+                            metrics::counter!("im_send_duplicates_total").increment(1)
+                        }
+                        Err(e) => {
+                            metrics::counter!("im_send_failures_total", "code" => e.code().as_str())
+                                .increment(1)
+                        }
+                    }
                     let _ = job.reply.send(r.map(|a| a.ack().clone()));
                 }
+                metrics::counter!("im_messages_accepted_total").increment(accepted);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "send batch failed");
+                metrics::counter!("im_send_failures_total", "code" => e.code().as_str())
+                    .increment(admitted_jobs.len() as u64);
                 for job in admitted_jobs {
                     let _ = job.reply.send(Err(clone_err(&e)));
                 }

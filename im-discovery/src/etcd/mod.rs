@@ -334,6 +334,18 @@ impl EtcdDiscovery {
         })
     }
 
+    /// Checks that etcd answers now (one `status` call), for readiness probes.
+    pub async fn ping(&self) -> Result<()> {
+        let (_, mut c) = self.shared.client();
+        self.shared
+            .call(
+                &format!("status of {:?}", self.shared.config.endpoints),
+                c.status(),
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &EtcdConfig {
         &self.shared.config
