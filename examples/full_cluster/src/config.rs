@@ -1,0 +1,219 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `IM_*`
+//! environment variables (nested with `__`, e.g. `IM_CONNECT__NODE_ID`), then
+//! command-line flags — each layer overriding the one before (figment).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Settings every role shares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cluster {
+    /// Redis (queue, sessions, sequences, dedup).
+    pub redis_url: String,
+    /// MySQL / MariaDB (users, groups, messages).
+    pub database_url: String,
+    /// etcd endpoints (discovery).
+    pub etcd_endpoints: Vec<String>,
+    /// Namespace of Redis keys and etcd keys: deployments sharing servers must differ.
+    pub namespace: String,
+    /// Redis stream shards (every process must agree).
+    pub redis_shards: u32,
+    /// Secret signing login tokens (api and logic must agree; at least 32 bytes).
+    pub jwt_secret: String,
+    /// Token lifetime in seconds.
+    pub token_ttl_secs: u64,
+    /// etcd lease TTL of every registered instance, in seconds.
+    pub lease_ttl_secs: u64,
+    /// Seconds a graceful shutdown may take before the process exits anyway.
+    pub shutdown_grace_secs: u64,
+    /// MySQL pool size per process.
+    pub mysql_pool: u32,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            database_url: "mysql://root@127.0.0.1:3306/test".into(),
+            etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+            namespace: "im".into(),
+            redis_shards: 4,
+            jwt_secret: "change-me-change-me-change-me-change-me".into(),
+            token_ttl_secs: 86_400,
+            lease_ttl_secs: 5,
+            shutdown_grace_secs: 10,
+            mysql_pool: 16,
+        }
+    }
+}
+
+/// The API role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Api {
+    /// HTTP listen address (API, web page, /healthz, /readyz, /metrics).
+    pub listen: SocketAddr,
+    /// Instance id in discovery.
+    pub id: String,
+    /// HTTP sends per second per user (0: unlimited).
+    pub send_rate: f64,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            id: "api-1".into(),
+            send_rate: 200.0,
+        }
+    }
+}
+
+/// The Logic role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Logic {
+    /// gRPC listen address (LogicRpc).
+    pub grpc_listen: SocketAddr,
+    /// Address others reach it at (default: the listen address).
+    pub advertise: Option<String>,
+    /// HTTP listen address of /healthz, /readyz, /metrics.
+    pub ops_listen: SocketAddr,
+    /// Snowflake worker id (0..=1023), unique per logic process; also its instance id.
+    pub worker_id: u16,
+}
+
+impl Default for Logic {
+    fn default() -> Self {
+        Logic {
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7001)),
+            advertise: None,
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
+            worker_id: 1,
+        }
+    }
+}
+
+/// The Connect role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Connect {
+    /// WebSocket listen address (`/ws`, plus /healthz, /readyz, /metrics).
+    pub listen: SocketAddr,
+    /// gRPC listen address (ConnectRpc).
+    pub grpc_listen: SocketAddr,
+    /// Address others reach the gRPC server at (default: the listen address).
+    pub advertise: Option<String>,
+    /// The node id session routes carry; unique per connect process.
+    pub node_id: String,
+    /// The ws:// URL clients are sent to (default: ws://{listen}/ws).
+    pub public_ws_url: Option<String>,
+    /// Sends per second per user on this node (0: unlimited).
+    pub send_rate: f64,
+    /// Outbound frames queued per session before it is closed as too slow.
+    pub session_queue: usize,
+    /// Allowed Origin values (empty: any).
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for Connect {
+    fn default() -> Self {
+        Connect {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7101)),
+            advertise: None,
+            node_id: "connect-1".into(),
+            public_ws_url: None,
+            send_rate: 200.0,
+            session_queue: 1024,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// The Task role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Task {
+    /// HTTP listen address of /healthz, /readyz, /metrics.
+    pub ops_listen: SocketAddr,
+    /// Instance id (also the prefix of its consumer names); unique per task process.
+    pub id: String,
+    /// Consumers in the `push` group.
+    pub push_workers: usize,
+    /// Consumers in the `persist` group.
+    pub persist_workers: usize,
+    /// Entries read per fetch.
+    pub batch: usize,
+    /// Seconds an entry may stay pending before another consumer takes it over.
+    pub claim_idle_secs: u64,
+}
+
+impl Default for Task {
+    fn default() -> Self {
+        Task {
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9201)),
+            id: "task-1".into(),
+            push_workers: 2,
+            persist_workers: 2,
+            batch: 512,
+            claim_idle_secs: 10,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Shared settings.
+    pub cluster: Cluster,
+    /// API role.
+    pub api: Api,
+    /// Logic role.
+    pub logic: Logic,
+    /// Connect role.
+    pub connect: Connect,
+    /// Task role.
+    pub task: Task,
+    /// Log JSON lines instead of text.
+    pub log_json: bool,
+}
+
+/// Loads defaults ← TOML file ← `IM_*` env ← `overrides` (from flags).
+pub fn load(file: Option<&PathBuf>, overrides: figment::value::Dict) -> Result<Config, String> {
+    let mut f = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(format!("config file {} does not exist", path.display()));
+        }
+        f = f.merge(Toml::file(path));
+    }
+    // Conventional variables of the machine, then IM_* which win.
+    for (var, key) in [
+        ("REDIS_URL", "cluster.redis_url"),
+        ("DATABASE_URL", "cluster.database_url"),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            f = f.merge(Serialized::global(key, v));
+        }
+    }
+    if let Ok(v) = std::env::var("ETCD_ENDPOINTS") {
+        let list: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        f = f.merge(Serialized::global("cluster.etcd_endpoints", list));
+    }
+    f = f.merge(
+        Env::prefixed("IM_")
+            .filter(|k| k.as_str().contains("__") || k == "log_json")
+            .split("__"),
+    );
+    for (k, v) in overrides {
+        f = f.merge(Serialized::global(&k, v));
+    }
+    f.extract().map_err(|e| format!("configuration: {e}"))
+}

@@ -1,0 +1,173 @@
+//! What every role needs: connections to Redis, MySQL and etcd, readiness
+//! checks, the operations HTTP server, and shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use im_core::id::{ConversationId, GroupId};
+use im_core::ports::SequenceAllocator;
+use im_discovery::etcd::{EtcdConfig, EtcdDiscovery};
+use im_store::mysql::{MySqlConfig, MySqlStore};
+use im_store::redis::{RedisConfig, RedisConn};
+use im_transport::http::{install_metrics, ReadyCheck};
+use im_transport::server::{app, serve, AppParts};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Cancelled on the first SIGTERM or SIGINT.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("signal received: shutting down");
+        t.cancel();
+    });
+    token
+}
+
+/// Connects to Redis with the cluster's namespace and shards.
+pub async fn redis(c: &Config) -> Result<RedisConn, String> {
+    let cfg = RedisConfig::new(&c.cluster.redis_url)
+        .with_prefix(&c.cluster.namespace)
+        .with_shards(c.cluster.redis_shards);
+    RedisConn::connect(cfg)
+        .await
+        .map_err(|e| format!("Redis at {}: {e}", c.cluster.redis_url))
+}
+
+/// Connects to MySQL (applying migrations).
+pub async fn mysql(c: &Config) -> Result<MySqlStore, String> {
+    let mut cfg = MySqlConfig::new(&c.cluster.database_url);
+    cfg.max_connections = c.cluster.mysql_pool;
+    MySqlStore::connect(&cfg)
+        .await
+        .map_err(|e| format!("MySQL at {}: {e}", c.cluster.database_url))
+}
+
+/// Connects to etcd with the cluster's namespace and lease TTL.
+pub async fn etcd(c: &Config) -> Result<Arc<EtcdDiscovery>, String> {
+    let cfg = EtcdConfig::new(c.cluster.etcd_endpoints.clone())
+        .with_namespace(format!("/{}/services", c.cluster.namespace))
+        .with_lease_ttl(Duration::from_secs(c.cluster.lease_ttl_secs.max(1)));
+    EtcdDiscovery::connect(cfg)
+        .await
+        .map(Arc::new)
+        .map_err(|e| format!("etcd at {:?}: {e}", c.cluster.etcd_endpoints))
+}
+
+/// Readiness of Redis: one GET.
+pub struct RedisReady(pub RedisConn);
+
+#[async_trait]
+impl ReadyCheck for RedisReady {
+    fn name(&self) -> &str {
+        "redis"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0
+            .sequences()
+            .current(ConversationId::Group(GroupId(0)))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Readiness of MySQL: `SELECT 1`.
+pub struct MySqlReady(pub MySqlStore);
+
+#[async_trait]
+impl ReadyCheck for MySqlReady {
+    fn name(&self) -> &str {
+        "mysql"
+    }
+    async fn check(&self) -> Result<(), String> {
+        sqlx::query("SELECT 1")
+            .execute(self.0.pool())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Readiness of etcd: one `status` call.
+pub struct EtcdReady(pub Arc<EtcdDiscovery>);
+
+#[async_trait]
+impl ReadyCheck for EtcdReady {
+    fn name(&self) -> &str {
+        "etcd"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+/// Serves /healthz, /readyz and /metrics on `addr` until `stop`.
+pub async fn ops_server(
+    addr: SocketAddr,
+    checks: Vec<Arc<dyn ReadyCheck>>,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let router = app(AppParts {
+        ready: checks,
+        metrics: Some(install_metrics()),
+        ..AppParts::default()
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = serve(listener, router, stop).await {
+            tracing::error!(error = %e, "ops server failed");
+        }
+    }))
+}
+
+/// Binds a TCP listener with a clear error.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// The URL peers use to reach a gRPC server.
+pub fn grpc_url(advertise: &Option<String>, listen: SocketAddr) -> String {
+    match advertise {
+        Some(a) if a.starts_with("http") => a.clone(),
+        Some(a) => format!("http://{a}"),
+        None => format!("http://{listen}"),
+    }
+}
+
+/// Waits for `fut` at most the configured grace period.
+pub async fn within_grace<F: std::future::Future>(c: &Config, what: &str, fut: F) {
+    if tokio::time::timeout(Duration::from_secs(c.cluster.shutdown_grace_secs.max(1)), fut)
+        .await
+        .is_err()
+    {
+        tracing::warn!("{what} did not finish within the grace period");
+    }
+}

@@ -1,0 +1,186 @@
+//! # full_cluster: the reference four-layer im deployment
+//!
+//! Run with:
+//! ```sh
+//! examples/full_cluster/run-local.sh          # 1 api, 2 logic, 2 task, 2 connect on 127.0.0.1
+//! cargo run --release -p full_cluster -- --help
+//! cargo run --release -p full_cluster -- logic --worker-id 1 --grpc-listen 127.0.0.1:7001
+//! cargo run --release -p full_cluster -- all  # every role in one process (still on Redis/MySQL/etcd)
+//! ```
+//!
+//! One binary, one role per layer: `api` (HTTP API and web page), `logic`
+//! (LogicRpc), `task` (push and persist consumer groups) and `connect`
+//! (WebSocket sessions and ConnectRpc). Every role registers itself in etcd and
+//! finds its peers only through it. Configuration: defaults ← `--config` TOML
+//! ← `IM_*` environment (`IM_CONNECT__NODE_ID=c2`; also `REDIS_URL`,
+//! `DATABASE_URL`, `ETCD_ENDPOINTS`) ← flags.
+
+mod config;
+mod infra;
+mod roles;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use figment::value::{Dict, Value};
+
+/// The reference im deployment: run one role per process.
+#[derive(Debug, Parser)]
+#[command(name = "full_cluster", version)]
+struct Cli {
+    /// TOML configuration file (sections: cluster, api, logic, connect, task).
+    #[arg(long, global = true, env = "IM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Redis URL [cluster.redis_url; env REDIS_URL].
+    #[arg(long, global = true)]
+    redis_url: Option<String>,
+    /// MySQL URL [cluster.database_url; env DATABASE_URL].
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// etcd endpoints, comma separated [cluster.etcd_endpoints; env ETCD_ENDPOINTS].
+    #[arg(long, global = true, value_delimiter = ',')]
+    etcd_endpoints: Option<Vec<String>>,
+    /// Namespace of Redis and etcd keys [cluster.namespace].
+    #[arg(long, global = true)]
+    namespace: Option<String>,
+    /// Token signing secret [cluster.jwt_secret; env IM_CLUSTER__JWT_SECRET].
+    #[arg(long, global = true, hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Log JSON lines [log_json].
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// HTTP API (register, login, send, history, groups, connect) and the web page.
+    Api {
+        /// Listen address [api.listen].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Instance id [api.id].
+        #[arg(long)]
+        id: Option<String>,
+        /// HTTP sends per second per user, 0 = unlimited [api.send_rate].
+        #[arg(long)]
+        send_rate: Option<f64>,
+    },
+    /// LogicRpc: auth, validation, dedup, ids, sequences, enqueue.
+    Logic {
+        /// gRPC listen address [logic.grpc_listen].
+        #[arg(long)]
+        grpc_listen: Option<SocketAddr>,
+        /// /healthz, /readyz, /metrics listen address [logic.ops_listen].
+        #[arg(long)]
+        ops_listen: Option<SocketAddr>,
+        /// Snowflake worker id 0..=1023, unique per logic process [logic.worker_id].
+        #[arg(long)]
+        worker_id: Option<u16>,
+    },
+    /// Task: the push and persist consumer groups.
+    Task {
+        /// /healthz, /readyz, /metrics listen address [task.ops_listen].
+        #[arg(long)]
+        ops_listen: Option<SocketAddr>,
+        /// Instance id, unique per task process [task.id].
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Connect: WebSocket sessions (/ws) and ConnectRpc.
+    Connect {
+        /// WebSocket (and ops) listen address [connect.listen].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// gRPC listen address [connect.grpc_listen].
+        #[arg(long)]
+        grpc_listen: Option<SocketAddr>,
+        /// Node id carried by session routes, unique per connect process [connect.node_id].
+        #[arg(long)]
+        node_id: Option<String>,
+        /// Sends per second per user, 0 = unlimited [connect.send_rate].
+        #[arg(long)]
+        send_rate: Option<f64>,
+    },
+    /// Every role in this one process (on the same Redis, MySQL and etcd).
+    All,
+}
+
+fn put<T: Into<Value>>(d: &mut Dict, key: &str, v: Option<T>) {
+    if let Some(v) = v {
+        d.insert(key.to_owned(), v.into());
+    }
+}
+
+fn overrides(cli: &Cli) -> Dict {
+    let mut d = Dict::new();
+    put(&mut d, "cluster.redis_url", cli.redis_url.clone());
+    put(&mut d, "cluster.database_url", cli.database_url.clone());
+    put(&mut d, "cluster.etcd_endpoints", cli.etcd_endpoints.clone());
+    put(&mut d, "cluster.namespace", cli.namespace.clone());
+    put(&mut d, "cluster.jwt_secret", cli.jwt_secret.clone());
+    if cli.log_json {
+        d.insert("log_json".into(), true.into());
+    }
+    match &cli.role {
+        Role::Api { listen, id, send_rate } => {
+            put(&mut d, "api.listen", listen.map(|a| a.to_string()));
+            put(&mut d, "api.id", id.clone());
+            put(&mut d, "api.send_rate", *send_rate);
+        }
+        Role::Logic { grpc_listen, ops_listen, worker_id } => {
+            put(&mut d, "logic.grpc_listen", grpc_listen.map(|a| a.to_string()));
+            put(&mut d, "logic.ops_listen", ops_listen.map(|a| a.to_string()));
+            put(&mut d, "logic.worker_id", *worker_id);
+        }
+        Role::Task { ops_listen, id } => {
+            put(&mut d, "task.ops_listen", ops_listen.map(|a| a.to_string()));
+            put(&mut d, "task.id", id.clone());
+        }
+        Role::Connect { listen, grpc_listen, node_id, send_rate } => {
+            put(&mut d, "connect.listen", listen.map(|a| a.to_string()));
+            put(&mut d, "connect.grpc_listen", grpc_listen.map(|a| a.to_string()));
+            put(&mut d, "connect.node_id", node_id.clone());
+            put(&mut d, "connect.send_rate", *send_rate);
+        }
+        Role::All => {}
+    }
+    d
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(cli.config.as_ref(), overrides(&cli)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("full_cluster: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log_json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    let shutdown = infra::shutdown_on_signal();
+    let result = match cli.role {
+        Role::Api { .. } => roles::api::run(config, shutdown).await,
+        Role::Logic { .. } => roles::logic::run(config, shutdown).await,
+        Role::Task { .. } => roles::task::run(config, shutdown).await,
+        Role::Connect { .. } => roles::connect::run(config, shutdown).await,
+        Role::All => roles::all(config, shutdown).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "stopped");
+            eprintln!("full_cluster: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The API role: the HTTP API and the web page, reaching Logic through the
+//! discovery-aware pool; `GET /api/v1/connect` picks the least loaded live
+//! connect node from discovery.
+
+use std::sync::Arc;
+
+use im_core::ports::{Discovery, ServiceInstance};
+use im_transport::grpc::{DiscoveryLocator, GrpcClientConfig, LogicPool};
+use im_transport::http::{install_metrics, ApiConfig, ApiState};
+use im_transport::server::{app, serve, AppParts};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::infra;
+
+/// Runs until `shutdown` (in-flight requests finish).
+pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
+    let etcd = infra::etcd(&c).await?;
+    let logic = Arc::new(LogicPool::new(
+        etcd.watch(super::LOGIC).await.map_err(|e| e.to_string())?,
+        GrpcClientConfig::default(),
+    ));
+    let locator = Arc::new(DiscoveryLocator::new(
+        etcd.watch(super::CONNECT).await.map_err(|e| e.to_string())?,
+    ));
+    let rate = (c.api.send_rate > 0.0).then_some(c.api.send_rate);
+    let api_config = ApiConfig {
+        send_rate: rate,
+        send_burst: c.api.send_rate.max(1.0) * 2.0,
+        ..ApiConfig::default()
+    };
+    let router = app(AppParts {
+        api: Some((ApiState::new(logic, locator, &api_config), api_config)),
+        ready: vec![Arc::new(infra::EtcdReady(etcd.clone()))],
+        metrics: Some(install_metrics()),
+        web_page: true,
+        ..AppParts::default()
+    });
+    let listener = infra::bind(c.api.listen).await?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    etcd.register(ServiceInstance::new(super::API, &c.api.id, format!("http://{addr}")))
+        .await
+        .map_err(|e| format!("registering in etcd: {e}"))?;
+    tracing::info!(%addr, "api is up: open http://{addr}/");
+    let stop = CancellationToken::new();
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(async move { serve(listener, router, stop).await })
+    };
+    shutdown.cancelled().await;
+    let _ = etcd.deregister(super::API, &c.api.id).await;
+    stop.cancel();
+    infra::within_grace(&c, "api server", server).await;
+    let _ = etcd.shutdown().await;
+    tracing::info!("api stopped");
+    Ok(())
+}

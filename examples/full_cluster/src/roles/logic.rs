@@ -1,0 +1,85 @@
+//! The Logic role: LogicRpc over Redis (send pipeline, sessions) and MySQL
+//! (users, groups, history), registered in etcd as `logic`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use im_core::auth::JwtAuthenticator;
+use im_core::logic::{Logic, LogicConfig, LogicPorts};
+use im_core::ports::{Discovery, MessageQueue, ServiceInstance};
+use im_core::task::{PERSIST_GROUP, PUSH_GROUP};
+use im_transport::grpc::LogicRpcServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::infra;
+
+/// Runs until `shutdown`: deregisters first, then lets in-flight calls finish.
+pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
+    let redis = infra::redis(&c).await?;
+    let mysql = infra::mysql(&c).await?;
+    let etcd = infra::etcd(&c).await?;
+    let queue = redis.queue();
+    for g in [PUSH_GROUP, PERSIST_GROUP] {
+        queue.create_group(g).await.map_err(|e| format!("creating group {g}: {e}"))?;
+    }
+    let ports = LogicPorts {
+        users: Arc::new(mysql.users()),
+        groups: Arc::new(mysql.groups()),
+        messages: Arc::new(mysql.messages()),
+        sessions: Arc::new(redis.sessions()),
+        pipeline: Arc::new(redis.send_pipeline(queue)),
+        auth: Arc::new(JwtAuthenticator::new(
+            c.cluster.jwt_secret.as_bytes(),
+            Duration::from_secs(c.cluster.token_ttl_secs),
+        )),
+    };
+    let logic = Logic::new(
+        ports,
+        LogicConfig {
+            worker_id: c.logic.worker_id,
+            ..LogicConfig::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+
+    let stop_rpc = CancellationToken::new();
+    let listener = infra::bind(c.logic.grpc_listen).await?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let rpc = {
+        let stop = stop_rpc.clone();
+        let server = LogicRpcServer::new(logic.clone());
+        tokio::spawn(async move { server.serve(listener, async move { stop.cancelled().await }).await })
+    };
+    let stop_ops = CancellationToken::new();
+    let ops = infra::ops_server(
+        c.logic.ops_listen,
+        vec![
+            Arc::new(infra::RedisReady(redis.clone())),
+            Arc::new(infra::MySqlReady(mysql.clone())),
+            Arc::new(infra::EtcdReady(etcd.clone())),
+        ],
+        stop_ops.clone(),
+    )
+    .await?;
+    let id = format!("logic-{}", c.logic.worker_id);
+    let url = infra::grpc_url(&c.logic.advertise, addr);
+    etcd.register(ServiceInstance::new(super::LOGIC, &id, &url))
+        .await
+        .map_err(|e| format!("registering in etcd: {e}"))?;
+    tracing::info!(%id, %url, ops = %c.logic.ops_listen, "logic is up");
+
+    shutdown.cancelled().await;
+    // Leave discovery first so clients stop picking us, then drain.
+    if let Err(e) = etcd.deregister(super::LOGIC, &id).await {
+        tracing::warn!(error = %e, "deregistering failed; the lease will expire");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_rpc.cancel();
+    infra::within_grace(&c, "LogicRpc drain", rpc).await;
+    stop_ops.cancel();
+    let _ = ops.await;
+    let _ = etcd.shutdown().await;
+    tracing::info!("logic stopped");
+    Ok(())
+}
