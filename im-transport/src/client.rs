@@ -64,7 +64,8 @@ pub struct ImClient {
     pub user_id: UserId,
     /// The bearer token.
     pub token: String,
-    /// A fixed WebSocket URL (else asked from `GET /api/v1/connect`).
+    /// The WebSocket URL of the first connection (else asked from
+    /// `GET /api/v1/connect`); reconnects fall back to the API when it is down.
     pub ws_url: Option<String>,
 }
 
@@ -162,6 +163,11 @@ impl ImClient {
         if let Some(u) = &self.ws_url {
             return Ok(u.clone());
         }
+        self.discover_ws_url().await
+    }
+
+    /// Asks `GET /api/v1/connect` for a live connect node.
+    pub async fn discover_ws_url(&self) -> Result<String, ClientError> {
         let v = self.call(reqwest::Method::GET, "/connect", None).await?;
         v["ws_url"]
             .as_str()
@@ -291,16 +297,24 @@ impl Driver {
                 Ok(()) => return,
                 Err(e) => tracing::debug!(error = %e, "connection lost; reconnecting"),
             }
+            let mut attempt = 0u32;
             loop {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-                let url = self
-                    .client
-                    .ws_url()
-                    .await
-                    .unwrap_or_else(|_| self.url.clone());
+                attempt += 1;
+                // First the node we were on; if it stays down, ask the API
+                // for a live one (discovery drops a dead node within its TTL).
+                let url = if attempt <= 2 {
+                    self.url.clone()
+                } else {
+                    self.client
+                        .discover_ws_url()
+                        .await
+                        .unwrap_or_else(|_| self.url.clone())
+                };
                 if let Ok(s) = open(&url, &self.client.token).await {
                     socket = s;
+                    self.url = url;
                     backoff = Duration::from_millis(100);
                     break;
                 }

@@ -204,7 +204,11 @@ pub fn load(file: Option<&PathBuf>, overrides: figment::value::Dict) -> Result<C
         }
     }
     if let Ok(v) = std::env::var("ETCD_ENDPOINTS") {
-        let list: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+        let list: Vec<String> = v
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
         f = f.merge(Serialized::global("cluster.etcd_endpoints", list));
     }
     f = f.merge(

@@ -164,9 +164,12 @@ pub fn grpc_url(advertise: &Option<String>, listen: SocketAddr) -> String {
 
 /// Waits for `fut` at most the configured grace period.
 pub async fn within_grace<F: std::future::Future>(c: &Config, what: &str, fut: F) {
-    if tokio::time::timeout(Duration::from_secs(c.cluster.shutdown_grace_secs.max(1)), fut)
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        Duration::from_secs(c.cluster.shutdown_grace_secs.max(1)),
+        fut,
+    )
+    .await
+    .is_err()
     {
         tracing::warn!("{what} did not finish within the grace period");
     }

@@ -125,23 +125,48 @@ fn overrides(cli: &Cli) -> Dict {
         d.insert("log_json".into(), true.into());
     }
     match &cli.role {
-        Role::Api { listen, id, send_rate } => {
+        Role::Api {
+            listen,
+            id,
+            send_rate,
+        } => {
             put(&mut d, "api.listen", listen.map(|a| a.to_string()));
             put(&mut d, "api.id", id.clone());
             put(&mut d, "api.send_rate", *send_rate);
         }
-        Role::Logic { grpc_listen, ops_listen, worker_id } => {
-            put(&mut d, "logic.grpc_listen", grpc_listen.map(|a| a.to_string()));
-            put(&mut d, "logic.ops_listen", ops_listen.map(|a| a.to_string()));
+        Role::Logic {
+            grpc_listen,
+            ops_listen,
+            worker_id,
+        } => {
+            put(
+                &mut d,
+                "logic.grpc_listen",
+                grpc_listen.map(|a| a.to_string()),
+            );
+            put(
+                &mut d,
+                "logic.ops_listen",
+                ops_listen.map(|a| a.to_string()),
+            );
             put(&mut d, "logic.worker_id", *worker_id);
         }
         Role::Task { ops_listen, id } => {
             put(&mut d, "task.ops_listen", ops_listen.map(|a| a.to_string()));
             put(&mut d, "task.id", id.clone());
         }
-        Role::Connect { listen, grpc_listen, node_id, send_rate } => {
+        Role::Connect {
+            listen,
+            grpc_listen,
+            node_id,
+            send_rate,
+        } => {
             put(&mut d, "connect.listen", listen.map(|a| a.to_string()));
-            put(&mut d, "connect.grpc_listen", grpc_listen.map(|a| a.to_string()));
+            put(
+                &mut d,
+                "connect.grpc_listen",
+                grpc_listen.map(|a| a.to_string()),
+            );
             put(&mut d, "connect.node_id", node_id.clone());
             put(&mut d, "connect.send_rate", *send_rate);
         }
@@ -160,7 +185,8 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let fmt = tracing_subscriber::fmt().with_env_filter(filter);
     if config.log_json {
         fmt.json().init();

@@ -21,7 +21,9 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         GrpcClientConfig::default(),
     ));
     let locator = Arc::new(DiscoveryLocator::new(
-        etcd.watch(super::CONNECT).await.map_err(|e| e.to_string())?,
+        etcd.watch(super::CONNECT)
+            .await
+            .map_err(|e| e.to_string())?,
     ));
     let rate = (c.api.send_rate > 0.0).then_some(c.api.send_rate);
     let api_config = ApiConfig {
@@ -38,9 +40,13 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     });
     let listener = infra::bind(c.api.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    etcd.register(ServiceInstance::new(super::API, &c.api.id, format!("http://{addr}")))
-        .await
-        .map_err(|e| format!("registering in etcd: {e}"))?;
+    etcd.register(ServiceInstance::new(
+        super::API,
+        &c.api.id,
+        format!("http://{addr}"),
+    ))
+    .await
+    .map_err(|e| format!("registering in etcd: {e}"))?;
     tracing::info!(%addr, "api is up: open http://{addr}/");
     let stop = CancellationToken::new();
     let server = {

@@ -40,7 +40,10 @@ impl ReadyCheck for LogicKnown {
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let etcd = infra::etcd(&c).await?;
     let logic_set = etcd.watch(super::LOGIC).await.map_err(|e| e.to_string())?;
-    let logic = Arc::new(LogicPool::new(logic_set.clone(), GrpcClientConfig::default()));
+    let logic = Arc::new(LogicPool::new(
+        logic_set.clone(),
+        GrpcClientConfig::default(),
+    ));
     let node = NodeId::new(c.connect.node_id.clone());
     let hub = Arc::new(Hub::new(node.clone(), c.connect.session_queue));
     let rate = (c.connect.send_rate > 0.0).then_some(c.connect.send_rate);
@@ -70,7 +73,10 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             }),
             shutdown: ws_stop.clone(),
         }),
-        ready: vec![Arc::new(infra::EtcdReady(etcd.clone())), Arc::new(LogicKnown(logic_set))],
+        ready: vec![
+            Arc::new(infra::EtcdReady(etcd.clone())),
+            Arc::new(LogicKnown(logic_set)),
+        ],
         metrics: Some(install_metrics()),
         ..AppParts::default()
     });
@@ -86,16 +92,26 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let rpc = {
         let stop = rpc_stop.clone();
         let server = ConnectRpcServer::new(hub.clone());
-        tokio::spawn(async move { server.serve(grpc_listener, async move { stop.cancelled().await }).await })
+        tokio::spawn(async move {
+            server
+                .serve(grpc_listener, async move { stop.cancelled().await })
+                .await
+        })
     };
-    let ws_url = c.connect.public_ws_url.clone().unwrap_or_else(|| format!("ws://{ws_addr}/ws"));
+    let ws_url = c
+        .connect
+        .public_ws_url
+        .clone()
+        .unwrap_or_else(|| format!("ws://{ws_addr}/ws"));
     let grpc_url = infra::grpc_url(&c.connect.advertise, grpc_addr);
     let instance = |sessions: usize| {
         ServiceInstance::new(super::CONNECT, node.as_str(), &grpc_url)
             .with_meta("ws_url", &ws_url)
             .with_meta("sessions", sessions.to_string())
     };
-    etcd.register(instance(0)).await.map_err(|e| format!("registering in etcd: {e}"))?;
+    etcd.register(instance(0))
+        .await
+        .map_err(|e| format!("registering in etcd: {e}"))?;
     tracing::info!(node = %node, %ws_url, %grpc_url, "connect is up");
 
     // Publish the session count every 3 s when it changed (for /api/v1/connect).

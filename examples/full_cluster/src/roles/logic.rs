@@ -21,7 +21,10 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let etcd = infra::etcd(&c).await?;
     let queue = redis.queue();
     for g in [PUSH_GROUP, PERSIST_GROUP] {
-        queue.create_group(g).await.map_err(|e| format!("creating group {g}: {e}"))?;
+        queue
+            .create_group(g)
+            .await
+            .map_err(|e| format!("creating group {g}: {e}"))?;
     }
     let ports = LogicPorts {
         users: Arc::new(mysql.users()),
@@ -49,7 +52,11 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let rpc = {
         let stop = stop_rpc.clone();
         let server = LogicRpcServer::new(logic.clone());
-        tokio::spawn(async move { server.serve(listener, async move { stop.cancelled().await }).await })
+        tokio::spawn(async move {
+            server
+                .serve(listener, async move { stop.cancelled().await })
+                .await
+        })
     };
     let stop_ops = CancellationToken::new();
     let ops = infra::ops_server(

@@ -22,11 +22,20 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let etcd = infra::etcd(&c).await?;
     let queue: Arc<dyn MessageQueue> = Arc::new(redis.queue());
     for g in [PUSH_GROUP, PERSIST_GROUP] {
-        queue.create_group(g).await.map_err(|e| format!("creating group {g}: {e}"))?;
+        queue
+            .create_group(g)
+            .await
+            .map_err(|e| format!("creating group {g}: {e}"))?;
     }
     let sessions: Arc<dyn SessionStore> = Arc::new(redis.sessions());
-    let connect_nodes = etcd.watch(super::CONNECT).await.map_err(|e| e.to_string())?;
-    let pusher: Arc<dyn Pusher> = Arc::new(GrpcPusher::new(connect_nodes.clone(), GrpcClientConfig::default()));
+    let connect_nodes = etcd
+        .watch(super::CONNECT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let pusher: Arc<dyn Pusher> = Arc::new(GrpcPusher::new(
+        connect_nodes.clone(),
+        GrpcClientConfig::default(),
+    ));
     let stop_workers = CancellationToken::new();
     let mut workers = Vec::new();
     let base = WorkerConfig {
@@ -42,7 +51,10 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             sessions.clone(),
             Arc::new(mysql.groups()),
             pusher.clone(),
-            WorkerConfig { consumer: format!("{}-push-{i}", c.task.id), ..base.clone() },
+            WorkerConfig {
+                consumer: format!("{}-push-{i}", c.task.id),
+                ..base.clone()
+            },
         );
         let stop = stop_workers.clone();
         workers.push(tokio::spawn(async move { w.run(stop).await }));
@@ -51,13 +63,20 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         let w = PersistWorker::new(
             queue.clone(),
             Arc::new(mysql.messages()),
-            WorkerConfig { consumer: format!("{}-persist-{i}", c.task.id), ..base.clone() },
+            WorkerConfig {
+                consumer: format!("{}-persist-{i}", c.task.id),
+                ..base.clone()
+            },
         );
         let stop = stop_workers.clone();
         workers.push(tokio::spawn(async move { w.run(stop).await }));
     }
     let background = CancellationToken::new();
-    tokio::spawn(drop_dead_nodes(connect_nodes, sessions.clone(), background.clone()));
+    tokio::spawn(drop_dead_nodes(
+        connect_nodes,
+        sessions.clone(),
+        background.clone(),
+    ));
     tokio::spawn(export_backlog(queue.clone(), background.clone()));
 
     let stop_ops = CancellationToken::new();
@@ -71,9 +90,13 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         stop_ops.clone(),
     )
     .await?;
-    etcd.register(ServiceInstance::new(super::TASK, &c.task.id, format!("http://{}", c.task.ops_listen)))
-        .await
-        .map_err(|e| format!("registering in etcd: {e}"))?;
+    etcd.register(ServiceInstance::new(
+        super::TASK,
+        &c.task.id,
+        format!("http://{}", c.task.ops_listen),
+    ))
+    .await
+    .map_err(|e| format!("registering in etcd: {e}"))?;
     tracing::info!(id = %c.task.id, ops = %c.task.ops_listen, "task is up");
 
     shutdown.cancelled().await;
@@ -101,11 +124,19 @@ async fn drop_dead_nodes(
             _ = stop.cancelled() => return,
             changed = nodes.changed() => if changed.is_err() { return },
         }
-        let now: BTreeSet<String> = nodes.borrow_and_update().iter().map(|i| i.id.clone()).collect();
+        let now: BTreeSet<String> = nodes
+            .borrow_and_update()
+            .iter()
+            .map(|i| i.id.clone())
+            .collect();
         for gone in known.difference(&now) {
             match sessions.drop_node(&NodeId::new(gone.clone())).await {
-                Ok(n) => tracing::info!(node = %gone, routes = n, "connect node left; dropped its routes"),
-                Err(e) => tracing::warn!(node = %gone, error = %e, "dropping routes of a dead node failed"),
+                Ok(n) => {
+                    tracing::info!(node = %gone, routes = n, "connect node left; dropped its routes")
+                }
+                Err(e) => {
+                    tracing::warn!(node = %gone, error = %e, "dropping routes of a dead node failed")
+                }
             }
         }
         known = now;

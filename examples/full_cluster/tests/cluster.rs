@@ -1,0 +1,507 @@
+//! End-to-end: the real multi-process cluster (separate OS processes: 2 logic,
+//! 2 task, 2 connect, 1 api) on the machine's Redis, MariaDB and etcd, driven
+//! by real clients. Kills a connect node and a task process with SIGKILL and
+//! sends SIGTERM to a logic process, and counts sent / acked / delivered /
+//! persisted / lost / duplicated.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use im_core::id::UserId;
+use im_core::model::Target;
+use im_transport::client::{Connection, ImClient};
+use serde_json::{json, Value};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+struct Cluster {
+    procs: Vec<Proc>,
+    ns: String,
+    api: u16,
+    ws: [u16; 2],
+    logic_ops: [u16; 2],
+    task_ops: [u16; 2],
+    logs: std::path::PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+}
+
+fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+impl Cluster {
+    fn spawn(&mut self, name: &str, args: &[String]) {
+        let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_full_cluster"))
+            .args(args)
+            .env("IM_CLUSTER__NAMESPACE", &self.ns)
+            .env(
+                "IM_CLUSTER__JWT_SECRET",
+                "cluster-test-secret-cluster-test-secret",
+            )
+            .env("IM_CLUSTER__LEASE_TTL_SECS", "2")
+            .env("IM_CLUSTER__MYSQL_POOL", "4")
+            .env("IM_TASK__CLAIM_IDLE_SECS", "3")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.push(Proc {
+            name: name.to_owned(),
+            child,
+        });
+    }
+
+    fn start() -> Cluster {
+        let logs = std::env::temp_dir().join(format!("im-cluster-test-{}", std::process::id()));
+        std::fs::create_dir_all(&logs).unwrap();
+        let mut c = Cluster {
+            procs: Vec::new(),
+            ns: format!("imt{:x}", rand_u32()),
+            api: free_port(),
+            ws: [free_port(), free_port()],
+            logic_ops: [free_port(), free_port()],
+            task_ops: [free_port(), free_port()],
+            logs,
+        };
+        for i in 0..2 {
+            let (grpc, ops) = (free_port(), c.logic_ops[i]);
+            c.spawn(
+                &format!("logic-{}", i + 1),
+                &[
+                    "logic".into(),
+                    "--worker-id".into(),
+                    format!("{}", 900 + i),
+                    "--grpc-listen".into(),
+                    format!("127.0.0.1:{grpc}"),
+                    "--ops-listen".into(),
+                    format!("127.0.0.1:{ops}"),
+                ],
+            );
+        }
+        for i in 0..2 {
+            let ops = c.task_ops[i];
+            c.spawn(
+                &format!("task-{}", i + 1),
+                &[
+                    "task".into(),
+                    "--id".into(),
+                    format!("task-{}", i + 1),
+                    "--ops-listen".into(),
+                    format!("127.0.0.1:{ops}"),
+                ],
+            );
+        }
+        for i in 0..2 {
+            let (ws, grpc) = (c.ws[i], free_port());
+            c.spawn(
+                &format!("connect-{}", i + 1),
+                &[
+                    "connect".into(),
+                    "--node-id".into(),
+                    format!("connect-{}", i + 1),
+                    "--listen".into(),
+                    format!("127.0.0.1:{ws}"),
+                    "--grpc-listen".into(),
+                    format!("127.0.0.1:{grpc}"),
+                    "--send-rate".into(),
+                    "0".into(),
+                ],
+            );
+        }
+        let api = c.api;
+        c.spawn(
+            "api",
+            &[
+                "api".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{api}"),
+                "--send-rate".into(),
+                "0".into(),
+            ],
+        );
+        c
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api)
+    }
+
+    fn proc_mut(&mut self, name: &str) -> &mut Proc {
+        self.procs.iter_mut().find(|p| p.name == name).unwrap()
+    }
+
+    fn kill9(&mut self, name: &str) {
+        let p = self.proc_mut(name);
+        p.child.kill().unwrap();
+        p.child.wait().unwrap();
+    }
+
+    fn term(&mut self, name: &str) -> std::process::ExitStatus {
+        let p = self.proc_mut(name);
+        let pid = p.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = p.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not exit within 20 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let mut out = String::new();
+        for p in &self.procs {
+            let text = std::fs::read_to_string(self.logs.join(format!("{}.log", p.name)))
+                .unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(8).collect();
+            out.push_str(&format!(
+                "--- {} ---\n{}\n",
+                p.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
+    }
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (t.as_nanos() as u32) ^ std::process::id().rotate_left(16)
+}
+
+async fn wait_ready(http: &reqwest::Client, url: &str, what: &str, cluster: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what} not ready at {url} within 60 s\n{}",
+                cluster.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
+    let text = http.get(url).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Receives until `want` distinct msg_ids arrived or `timeout`.
+async fn collect(
+    conn: &mut Connection,
+    me: UserId,
+    seen: &mut HashMap<u64, u32>,
+    want: usize,
+    timeout: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while seen.len() < want {
+        match tokio::time::timeout_at(deadline, conn.next_message()).await {
+            Ok(Some(m)) => {
+                if m.from != me {
+                    *seen.entry(m.msg_id.0).or_insert(0) += 1;
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_loses_nothing_through_kills_and_restarts() {
+    let mut cluster = Cluster::start();
+    let http = reqwest::Client::new();
+    let base = cluster.base();
+    wait_ready(&http, &format!("{base}/healthz"), "api", &cluster).await;
+    for (i, port) in cluster.ws.iter().enumerate() {
+        wait_ready(
+            &http,
+            &format!("http://127.0.0.1:{port}/readyz"),
+            &format!("connect-{}", i + 1),
+            &cluster,
+        )
+        .await;
+    }
+    for port in cluster.logic_ops.iter().chain(cluster.task_ops.iter()) {
+        wait_ready(
+            &http,
+            &format!("http://127.0.0.1:{port}/readyz"),
+            "logic/task",
+            &cluster,
+        )
+        .await;
+    }
+    // Six users: three on each connect node (placement by GET /connect: least loaded / round robin).
+    let mut users = Vec::new();
+    for i in 0..6 {
+        let name = format!("{}_u{i}", cluster.ns);
+        ImClient::register(&base, &name, "password123")
+            .await
+            .unwrap();
+        users.push(ImClient::login(&base, &name, "password123").await.unwrap());
+    }
+    let mut conns = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let mut u = u.clone();
+        u.ws_url = Some(format!("ws://127.0.0.1:{}/ws", cluster.ws[i % 2]));
+        conns.push(u.connect().await.unwrap());
+    }
+    // Stable placement done: later reconnects ask GET /api/v1/connect.
+    let ids: Vec<UserId> = users.iter().map(|u| u.user_id).collect();
+
+    // 1:1 across nodes (user 0 on node 1 → user 1 on node 2) and a group of all six.
+    let mut acked: Vec<u64> = Vec::new();
+    let mut expected: HashMap<usize, HashSet<u64>> = HashMap::new();
+    for k in 0..10 {
+        let ack = conns[0]
+            .send(Target::User(ids[1]), format!("direct {k}"))
+            .await
+            .unwrap();
+        acked.push(ack.msg_id.0);
+        expected.entry(1).or_default().insert(ack.msg_id.0);
+    }
+    let g: Value = http
+        .post(format!("{base}/api/v1/groups"))
+        .bearer_auth(&users[0].token)
+        .json(&json!({"name": "all"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gid = g["group_id"].as_str().unwrap().to_owned();
+    for u in &ids[1..] {
+        let s = http
+            .post(format!("{base}/api/v1/groups/{gid}/members"))
+            .bearer_auth(&users[0].token)
+            .json(&json!({"user_id": u.to_string()}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s.as_u16(), 204);
+    }
+    let group = Target::Group(gid.parse().unwrap());
+    for k in 0..10 {
+        let sender = k % 6;
+        let ack = conns[sender]
+            .send(group, format!("group {k}"))
+            .await
+            .unwrap();
+        acked.push(ack.msg_id.0);
+        for r in 0..6 {
+            if r != sender {
+                expected.entry(r).or_default().insert(ack.msg_id.0);
+            }
+        }
+    }
+    let mut seen: Vec<HashMap<u64, u32>> = vec![HashMap::new(); 6];
+    for r in 0..6 {
+        let want = expected.get(&r).map_or(0, HashSet::len);
+        collect(
+            &mut conns[r],
+            ids[r],
+            &mut seen[r],
+            want,
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(
+            seen[r].len(),
+            want,
+            "user {r} before faults\n{}",
+            cluster.log_tail()
+        );
+    }
+    println!("phase 1 (1:1 and group across two connect nodes): ok");
+
+    // SIGKILL connect-1: its clients (users 0, 2, 4) reconnect to connect-2 and sync.
+    // Their clients first retry node 1, then ask GET /api/v1/connect, which
+    // stops answering node 1 once its lease expired (TTL 2 s).
+    cluster.kill9("connect-1");
+    // Meanwhile, users on node 2 send to everyone.
+    for k in 0..10 {
+        let sender = 1 + 2 * (k % 3);
+        let ack = conns[sender]
+            .send(group, format!("during failover {k}"))
+            .await
+            .unwrap();
+        acked.push(ack.msg_id.0);
+        for r in 0..6 {
+            if r != sender {
+                expected.entry(r).or_default().insert(ack.msg_id.0);
+            }
+        }
+    }
+
+    // SIGKILL task-1 under load; SIGTERM logic-1 during sends over HTTP.
+    let sends = 300;
+    let mut http_acks = 0;
+    let mut http_failed = 0;
+    for k in 0..sends {
+        if k == 100 {
+            cluster.kill9("task-1");
+        }
+        if k == 200 {
+            let status = cluster.term("logic-1");
+            assert!(
+                status.success(),
+                "logic-1 exited with {status} after SIGTERM"
+            );
+        }
+        let r = http
+            .post(format!("{base}/api/v1/messages"))
+            .bearer_auth(&users[3].token)
+            .json(&json!({"client_msg_id": format!("load-{k}"), "to": {"user": ids[5].to_string()}, "body": format!("load {k}")}))
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            let v: Value = r.json().await.unwrap();
+            let id: u64 = v["msg_id"].as_str().unwrap().parse().unwrap();
+            http_acks += 1;
+            acked.push(id);
+            expected.entry(5).or_default().insert(id);
+        } else {
+            http_failed += 1;
+        }
+    }
+    assert_eq!(
+        http_failed,
+        0,
+        "sends through the API failed while logic-1 drained\n{}",
+        cluster.log_tail()
+    );
+
+    // Everyone gets everything (live or by sync after reconnect); wait for claims (3 s idle).
+    for r in 0..6 {
+        let want = expected.get(&r).map_or(0, HashSet::len);
+        collect(
+            &mut conns[r],
+            ids[r],
+            &mut seen[r],
+            want,
+            Duration::from_secs(40),
+        )
+        .await;
+    }
+    let mut lost = 0;
+    let mut duplicated = 0;
+    let mut delivered = 0;
+    for r in 0..6 {
+        let want = expected.get(&r).cloned().unwrap_or_default();
+        let got: HashSet<u64> = seen[r].keys().copied().collect();
+        lost += want.difference(&got).count();
+        duplicated += seen[r].values().filter(|n| **n > 1).count();
+        delivered += got.len();
+    }
+
+    // Persisted exactly once.
+    let db = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&env_or("DATABASE_URL", "mysql://root@127.0.0.1:3306/test"))
+        .await
+        .unwrap();
+    let list = acked
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (rows, distinct) = loop {
+        let (rows, distinct): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT COUNT(*), COUNT(DISTINCT msg_id) FROM messages WHERE msg_id IN ({list})"
+        ))
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if rows as usize >= acked.len() || Instant::now() > deadline {
+            break (rows, distinct);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "sent {} acked {} delivered {} persisted {} lost {} duplicated {} (http sends {} ok, {} failed)",
+        acked.len(), acked.len(), delivered, rows, lost, duplicated, http_acks, http_failed
+    );
+    assert_eq!(
+        lost,
+        0,
+        "every acked message reaches every recipient\n{}",
+        cluster.log_tail()
+    );
+    assert_eq!(duplicated, 0, "the client drops duplicates");
+    assert_eq!(
+        rows as usize,
+        acked.len(),
+        "every acked message is persisted\n{}",
+        cluster.log_tail()
+    );
+    assert_eq!(rows, distinct, "and exactly once");
+
+    // Metrics parse and moved.
+    let logic2 = format!("http://127.0.0.1:{}/metrics", cluster.logic_ops[1]);
+    let task2 = format!("http://127.0.0.1:{}/metrics", cluster.task_ops[1]);
+    assert!(
+        metric(&http, &logic2, "im_messages_accepted_total").await > 0.0,
+        "logic-2 accepted messages"
+    );
+    assert!(
+        metric(&http, &task2, "im_messages_persisted_total").await > 0.0,
+        "task-2 persisted messages"
+    );
+    assert!(
+        metric(&http, &task2, "im_messages_pushed_total").await > 0.0,
+        "task-2 pushed messages"
+    );
+    let connect2 = format!("http://127.0.0.1:{}/metrics", cluster.ws[1]);
+    assert!(metric(&http, &connect2, "im_ws_connections").await >= 1.0);
+
+    // Graceful stop of the rest: exit 0 on SIGTERM.
+    for name in ["api", "connect-2", "task-2", "logic-2"] {
+        let s = cluster.term(name);
+        assert!(s.success(), "{name} exit status {s}");
+    }
+}
