@@ -27,12 +27,16 @@ pub mod pb {
 mod client;
 mod connect;
 mod convert;
+mod locator;
 mod logic;
+mod pool;
 pub mod status;
 
 pub use client::{GrpcClientConfig, GrpcPusher, LogicGrpcClient, CONNECT_SERVICE};
 pub use connect::{ConnectRpcServer, ConnectRpcService};
+pub use locator::{DiscoveryLocator, SESSIONS_META, WS_URL_META};
 pub use logic::{LogicRpcServer, LogicRpcService};
+pub use pool::{BreakerConfig, BreakerState, InstanceStatus, LogicPool, NO_INSTANCE};
 
 /// Largest encoded message either side accepts or sends (push batches).
 pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
