@@ -418,14 +418,30 @@ fn never_sent(e: &Error) -> bool {
     false
 }
 
-/// [`LogicApi`] over the live Logic instances of a discovery watch, with
-/// round-robin balancing, per-instance circuit breakers and one retry on
-/// another instance for calls that are safe to repeat (see the
-/// [module docs](self)). Cheap to clone.
+/// [`LogicApi`] over the live Logic instances of a discovery watch: what
+/// API and Connect processes use to reach Logic in a cluster. Cheap to clone.
 ///
-/// With no instance able to take a call it answers
-/// [`Error::Unavailable`] ([`NO_INSTANCE`]); the per-call deadline is
-/// [`GrpcClientConfig::request_timeout`].
+/// - One lazily connected [`LogicGrpcClient`] per live instance, created and
+///   dropped as the watched set changes.
+/// - Calls go round-robin to the instances whose circuit breaker admits
+///   them. A breaker opens after [`BreakerConfig::failure_threshold`]
+///   consecutive retryable failures ([`Error::is_retryable`]), refuses calls
+///   for [`BreakerConfig::open_for`], then lets one probe through: its
+///   success closes the breaker, its failure re-opens it.
+/// - `verify_token`, `login`, `sync`, `members`, the session calls, `send`
+///   and `send_batch` (Logic deduplicates sends by `(sender,
+///   client_msg_id)`) are retried once on another instance after a retryable
+///   failure; `send_batch` retries only its items that failed retryably.
+///   `register`, `create_group`, `add_member` and `remove_member` are not
+///   idempotent: they are retried only when the connection was refused,
+///   which proves the request never reached a server.
+/// - With no instance able to take a call it answers
+///   [`Error::Unavailable`] ([`NO_INSTANCE`]); the per-call deadline is
+///   [`GrpcClientConfig::request_timeout`].
+/// - Metrics: `im_rpc_errors_total{peer}` counts each call that failed
+///   retryably on an instance (application errors such as `not_found` are
+///   answers, not RPC errors), and the gauge `im_logic_breakers_open` the
+///   instances whose breaker is not closed.
 #[derive(Clone)]
 pub struct LogicPool {
     inner: Arc<PoolInner>,
