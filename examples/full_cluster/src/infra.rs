@@ -47,6 +47,34 @@ pub fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+/// Retries `connect` with capped backoff until it succeeds or `shutdown`
+/// fires: a role started before its dependencies waits for them instead of
+/// exiting (deployments start in any order).
+pub async fn until_up<T, F, Fut>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut connect: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match connect().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "{what} not reachable yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(format!("stopped while waiting for {what}: {e}")),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// Connects to Redis with the cluster's namespace and shards.
 pub async fn redis(c: &Config) -> Result<RedisConn, String> {
     let cfg = RedisConfig::new(&c.cluster.redis_url)

@@ -4,7 +4,7 @@
 //! sends SIGTERM to a logic process, and counts sent / acked / delivered /
 //! persisted / lost / duplicated.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
@@ -161,7 +161,7 @@ impl Cluster {
         p.child.wait().unwrap();
     }
 
-    fn term(&mut self, name: &str) -> std::process::ExitStatus {
+    async fn term(&mut self, name: &str) -> std::process::ExitStatus {
         let p = self.proc_mut(name);
         let pid = p.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -174,7 +174,7 @@ impl Cluster {
                 Instant::now() < deadline,
                 "{name} did not exit within 20 s of SIGTERM"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -385,7 +385,7 @@ async fn the_cluster_loses_nothing_through_kills_and_restarts() {
             cluster.kill9("task-1");
         }
         if k == 200 {
-            let status = cluster.term("logic-1");
+            let status = cluster.term("logic-1").await;
             assert!(
                 status.success(),
                 "logic-1 exited with {status} after SIGTERM"
@@ -501,7 +501,7 @@ async fn the_cluster_loses_nothing_through_kills_and_restarts() {
 
     // Graceful stop of the rest: exit 0 on SIGTERM.
     for name in ["api", "connect-2", "task-2", "logic-2"] {
-        let s = cluster.term(name);
+        let s = cluster.term(name).await;
         assert!(s.success(), "{name} exit status {s}");
     }
 }

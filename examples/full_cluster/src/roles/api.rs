@@ -15,7 +15,7 @@ use crate::infra;
 
 /// Runs until `shutdown` (in-flight requests finish).
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
-    let etcd = infra::etcd(&c).await?;
+    let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let logic = Arc::new(LogicPool::new(
         etcd.watch(super::LOGIC).await.map_err(|e| e.to_string())?,
         GrpcClientConfig::default(),

@@ -38,7 +38,7 @@ impl ReadyCheck for LogicKnown {
 
 /// Runs until `shutdown`: leaves discovery, closes sessions with 1001, stops.
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
-    let etcd = infra::etcd(&c).await?;
+    let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let logic_set = etcd.watch(super::LOGIC).await.map_err(|e| e.to_string())?;
     let logic = Arc::new(LogicPool::new(
         logic_set.clone(),

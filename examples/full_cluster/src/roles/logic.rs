@@ -16,9 +16,9 @@ use crate::infra;
 
 /// Runs until `shutdown`: deregisters first, then lets in-flight calls finish.
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
-    let redis = infra::redis(&c).await?;
-    let mysql = infra::mysql(&c).await?;
-    let etcd = infra::etcd(&c).await?;
+    let redis = infra::until_up("Redis", &shutdown, || infra::redis(&c)).await?;
+    let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
+    let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let queue = redis.queue();
     for g in [PUSH_GROUP, PERSIST_GROUP] {
         queue

@@ -17,9 +17,9 @@ use crate::infra;
 
 /// Runs until `shutdown`: workers stop (un-acked entries stay pending for others).
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
-    let redis = infra::redis(&c).await?;
-    let mysql = infra::mysql(&c).await?;
-    let etcd = infra::etcd(&c).await?;
+    let redis = infra::until_up("Redis", &shutdown, || infra::redis(&c)).await?;
+    let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
+    let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let queue: Arc<dyn MessageQueue> = Arc::new(redis.queue());
     for g in [PUSH_GROUP, PERSIST_GROUP] {
         queue
