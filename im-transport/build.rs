@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
-    let files = [root.join("im/v1/logic.proto"), root.join("im/v1/connect.proto")];
+    let files = [
+        root.join("im/v1/logic.proto"),
+        root.join("im/v1/connect.proto"),
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -43,7 +43,10 @@ enum Mode {
 
 /// Command-line options.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadgen", about = "Benchmark client for im (public protocol only)")]
+#[command(
+    name = "loadgen",
+    about = "Benchmark client for im (public protocol only)"
+)]
 struct Args {
     /// HTTP API base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -85,7 +88,11 @@ struct Args {
     #[arg(long)]
     check_db: bool,
     /// MySQL URL for --check-db.
-    #[arg(long, env = "DATABASE_URL", default_value = "mysql://root@127.0.0.1:3306/test")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "mysql://root@127.0.0.1:3306/test"
+    )]
     database_url: String,
     /// Spread client sockets over this many source addresses 127.0.0.1.. (loopback servers).
     #[arg(long, default_value_t = 1)]
@@ -166,13 +173,21 @@ async fn run(args: Args) -> Result<bool, String> {
     }
     let plan = setup::prepare(&args).await?;
     let stats = Arc::new(Stats::default());
-    let window = if args.rate.is_some() { 0 } else { args.window.unwrap_or(16).max(1) };
+    let window = if args.rate.is_some() {
+        0
+    } else {
+        args.window.unwrap_or(16).max(1)
+    };
     let mut handles = Vec::new();
     let mut senders = Vec::new();
     eprintln!("connecting {} users…", plan.users.len());
     for (i, u) in plan.users.iter().enumerate() {
         let ws_url = plan.ws_urls[i % plan.ws_urls.len()].clone();
-        let src = if args.spread_ips > 1 { Some(1 + (i % args.spread_ips as usize) as u8) } else { None };
+        let src = if args.spread_ips > 1 {
+            Some(1 + (i % args.spread_ips as usize) as u8)
+        } else {
+            None
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         let vu = vu::VirtualUser {
             index: i,
@@ -186,7 +201,11 @@ async fn run(args: Args) -> Result<bool, String> {
         handles.push(tokio::spawn(vu.run(socket, rx)));
         senders.push(tx);
     }
-    eprintln!("{} users connected; warming up for {:.0} s", senders.len(), args.warmup);
+    eprintln!(
+        "{} users connected; warming up for {:.0} s",
+        senders.len(),
+        args.warmup
+    );
 
     let started = Instant::now();
     let warm = Duration::from_secs_f64(args.warmup);
@@ -265,9 +284,24 @@ async fn run(args: Args) -> Result<bool, String> {
             let _ = send_deliver.add(&d);
         }
     }
-    let db_rows = if args.check_db { Some(setup::count_db(&args, &plan).await?) } else { None };
+    let db_rows = if args.check_db {
+        Some(setup::count_db(&args, &plan).await?)
+    } else {
+        None
+    };
     let total = report::Snapshot::take(&stats);
-    let r = report::Report::build(&args, &plan, &base, &total, elapsed, &send_ack, &send_deliver, series, db_rows, started);
+    let r = report::Report::build(
+        &args,
+        &plan,
+        &base,
+        &total,
+        elapsed,
+        &send_ack,
+        &send_deliver,
+        series,
+        db_rows,
+        started,
+    );
     r.print();
     if let Some(p) = &args.json {
         std::fs::write(p, r.json()).map_err(|e| format!("writing {p}: {e}"))?;

@@ -114,7 +114,11 @@ impl Report {
             "persisted_rows": db_rows,
             "delivered_per_sec_series": series,
         });
-        Report { value, lost, series }
+        Report {
+            value,
+            lost,
+            series,
+        }
     }
 
     pub fn json(&self) -> String {
@@ -125,7 +129,13 @@ impl Report {
         let v = &self.value;
         println!(
             "sent {} acked {} delivered {} lost {} duplicated {} out-of-order {} failed {}",
-            v["sent"], v["acked"], v["delivered"], v["lost"], v["duplicated"], v["out_of_order"], v["failed"]
+            v["sent"],
+            v["acked"],
+            v["delivered"],
+            v["lost"],
+            v["duplicated"],
+            v["out_of_order"],
+            v["failed"]
         );
         println!(
             "throughput: sent {:.0}/s acked {:.0}/s delivered {:.0}/s over {:.1} s",
@@ -134,7 +144,10 @@ impl Report {
             v["delivered_per_sec"].as_f64().unwrap_or(0.0),
             v["duration_s"].as_f64().unwrap_or(0.0)
         );
-        for (name, key) in [("send->deliver", "latency_ms"), ("send->ack", "ack_latency_ms")] {
+        for (name, key) in [
+            ("send->deliver", "latency_ms"),
+            ("send->ack", "ack_latency_ms"),
+        ] {
             let l = &v[key];
             println!(
                 "{name} ms: p50 {} p90 {} p99 {} p99.9 {} max {}",
@@ -154,7 +167,13 @@ pub fn plot(path: &str, r: &Report, stats: &Stats) -> Result<(), String> {
         .timeline
         .lock()
         .iter()
-        .map(|h| if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 })
+        .map(|h| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(0.99) as f64 / 1000.0
+            }
+        })
         .collect();
     let n = r.series.len().max(1) as u32;
     let max_rate = r.series.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
@@ -169,9 +188,18 @@ pub fn plot(path: &str, r: &Report, stats: &Stats) -> Result<(), String> {
         .y_label_area_size(70)
         .build_cartesian_2d(0u32..n, 0f64..max_rate)
         .map_err(|e| e.to_string())?;
-    c1.configure_mesh().x_desc("second").draw().map_err(|e| e.to_string())?;
-    c1.draw_series(LineSeries::new(r.series.iter().enumerate().map(|(i, v)| (i as u32, *v as f64)), &BLUE))
+    c1.configure_mesh()
+        .x_desc("second")
+        .draw()
         .map_err(|e| e.to_string())?;
+    c1.draw_series(LineSeries::new(
+        r.series
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u32, *v as f64)),
+        &BLUE,
+    ))
+    .map_err(|e| e.to_string())?;
     let mut c2 = ChartBuilder::on(&bottom)
         .caption("p99 send→deliver latency (ms, sampled)", ("sans-serif", 18))
         .margin(10)
@@ -179,9 +207,15 @@ pub fn plot(path: &str, r: &Report, stats: &Stats) -> Result<(), String> {
         .y_label_area_size(70)
         .build_cartesian_2d(0u32..n, 0f64..max_lat)
         .map_err(|e| e.to_string())?;
-    c2.configure_mesh().x_desc("second").draw().map_err(|e| e.to_string())?;
-    c2.draw_series(LineSeries::new(p99.iter().enumerate().map(|(i, v)| (i as u32, *v)), &RED))
+    c2.configure_mesh()
+        .x_desc("second")
+        .draw()
         .map_err(|e| e.to_string())?;
+    c2.draw_series(LineSeries::new(
+        p99.iter().enumerate().map(|(i, v)| (i as u32, *v)),
+        &RED,
+    ))
+    .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
 }

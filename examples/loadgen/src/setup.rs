@@ -25,7 +25,12 @@ pub struct Plan {
     pub ws_urls: Vec<String>,
 }
 
-async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Result<Value, String> {
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> Result<Value, String> {
     let mut req = http.post(&url).json(&body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -40,7 +45,12 @@ async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Va
 }
 
 /// Registers and logs in `n` users named `lg{run}_{i}`.
-pub async fn users(args: &Args, http: &reqwest::Client, run_id: &str, n: usize) -> Result<Vec<UserCreds>, String> {
+pub async fn users(
+    args: &Args,
+    http: &reqwest::Client,
+    run_id: &str,
+    n: usize,
+) -> Result<Vec<UserCreds>, String> {
     let api = args.api.trim_end_matches('/').to_owned();
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let results: Vec<Result<UserCreds, String>> = stream::iter(0..n)
@@ -51,8 +61,20 @@ pub async fn users(args: &Args, http: &reqwest::Client, run_id: &str, n: usize) 
             let pw = args.password.clone();
             let done = done.clone();
             async move {
-                post(&http, format!("{api}/api/v1/users"), None, json!({"username": name, "password": pw})).await?;
-                let v = post(&http, format!("{api}/api/v1/sessions"), None, json!({"username": name, "password": pw})).await?;
+                post(
+                    &http,
+                    format!("{api}/api/v1/users"),
+                    None,
+                    json!({"username": name, "password": pw}),
+                )
+                .await?;
+                let v = post(
+                    &http,
+                    format!("{api}/api/v1/sessions"),
+                    None,
+                    json!({"username": name, "password": pw}),
+                )
+                .await?;
                 let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if k % 500 == 0 {
                     eprintln!("  {k}/{n} users ready");
@@ -79,7 +101,9 @@ pub async fn prepare(args: &Args) -> Result<Plan, String> {
     let (targets, recipients) = match args.mode {
         Mode::OneToOne => {
             let n = users.len();
-            let t = (0..n).map(|i| json!({"user": users[(i + 1) % n].id})).collect();
+            let t = (0..n)
+                .map(|i| json!({"user": users[(i + 1) % n].id}))
+                .collect();
             (t, 1)
         }
         Mode::Group => {
@@ -87,10 +111,21 @@ pub async fn prepare(args: &Args) -> Result<Plan, String> {
             let mut targets = vec![Value::Null; users.len()];
             for (k, chunk) in users.chunks(g).enumerate() {
                 let owner = &chunk[0];
-                let v = post(&http, format!("{api}/api/v1/groups"), Some(&owner.token), json!({"name": format!("lg{run_id}-{k}")})).await?;
+                let v = post(
+                    &http,
+                    format!("{api}/api/v1/groups"),
+                    Some(&owner.token),
+                    json!({"name": format!("lg{run_id}-{k}")}),
+                )
+                .await?;
                 let gid = v["group_id"].as_str().unwrap_or_default().to_owned();
                 let adds = chunk[1..].iter().map(|m| {
-                    post(&http, format!("{api}/api/v1/groups/{gid}/members"), Some(&owner.token), json!({"user_id": m.id}))
+                    post(
+                        &http,
+                        format!("{api}/api/v1/groups/{gid}/members"),
+                        Some(&owner.token),
+                        json!({"user_id": m.id}),
+                    )
                 });
                 for r in futures::future::join_all(adds).await {
                     r?;
@@ -115,11 +150,20 @@ pub async fn prepare(args: &Args) -> Result<Plan, String> {
             .await
             .map_err(|e| e.to_string())?;
         let v: Value = res.json().await.map_err(|e| e.to_string())?;
-        vec![v["ws_url"].as_str().ok_or("no ws_url from /api/v1/connect")?.to_owned()]
+        vec![v["ws_url"]
+            .as_str()
+            .ok_or("no ws_url from /api/v1/connect")?
+            .to_owned()]
     } else {
         args.ws.clone()
     };
-    Ok(Plan { run_id, users, targets, recipients, ws_urls })
+    Ok(Plan {
+        run_id,
+        users,
+        targets,
+        recipients,
+        ws_urls,
+    })
 }
 
 /// Rows of this run persisted in MySQL (messages sent by its users).
@@ -133,8 +177,14 @@ pub async fn count_db(args: &Args, plan: &Plan) -> Result<u64, String> {
     let mut total = 0u64;
     for chunk in plan.users.chunks(500) {
         let ids: Vec<String> = chunk.iter().map(|u| u.id.clone()).collect();
-        let sql = format!("SELECT COUNT(*) FROM messages WHERE sender IN ({})", ids.join(","));
-        let row = sqlx::query(&sql).fetch_one(&pool).await.map_err(|e| format!("--check-db: {e}"))?;
+        let sql = format!(
+            "SELECT COUNT(*) FROM messages WHERE sender IN ({})",
+            ids.join(",")
+        );
+        let row = sqlx::query(&sql)
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| format!("--check-db: {e}"))?;
         let n: i64 = row.try_get(0).map_err(|e| e.to_string())?;
         total += n as u64;
     }

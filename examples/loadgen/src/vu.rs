@@ -62,9 +62,12 @@ struct Frame<'a> {
 
 /// Opens an authenticated WebSocket, optionally from source address 127.0.0.`src`.
 pub async fn open_socket(url: &str, token: &str, src: Option<u8>) -> Result<Socket, String> {
-    let req = format!("{url}{}token={token}", if url.contains('?') { '&' } else { '?' })
-        .into_client_request()
-        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "{url}{}token={token}",
+        if url.contains('?') { '&' } else { '?' }
+    )
+    .into_client_request()
+    .map_err(|e| e.to_string())?;
     let host = req.uri().host().unwrap_or("127.0.0.1").to_owned();
     let port = req.uri().port_u16().unwrap_or(80);
     let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
@@ -78,7 +81,10 @@ pub async fn open_socket(url: &str, token: &str, src: Option<u8>) -> Result<Sock
             .bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, k)), 0))
             .map_err(|e| format!("bind 127.0.0.{k}: {e}"))?;
     }
-    let stream = socket.connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let stream = socket
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
     let config = WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
@@ -103,7 +109,11 @@ impl VirtualUser {
     }
 
     /// Runs until told to finish; returns (send→ack, send→deliver) histograms.
-    pub async fn run(self, mut ws: Socket, mut cmds: mpsc::Receiver<Cmd>) -> (Histogram<u64>, Histogram<u64>) {
+    pub async fn run(
+        self,
+        mut ws: Socket,
+        mut cmds: mpsc::Receiver<Cmd>,
+    ) -> (Histogram<u64>, Histogram<u64>) {
         let mut ack_h = hist();
         let mut del_h = hist();
         let mut n = 0u64;
@@ -270,7 +280,11 @@ pub async fn connections(args: &Args) -> Result<(), String> {
     let started = Instant::now();
     let mut sockets = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
-        let src = if args.spread_ips > 1 { Some(1 + (i % args.spread_ips as usize) as u8) } else { None };
+        let src = if args.spread_ips > 1 {
+            Some(1 + (i % args.spread_ips as usize) as u8)
+        } else {
+            None
+        };
         let s = open_socket(&url, &users[i % users.len()].token, src).await?;
         sockets.push(s);
         if (i + 1) % 1000 == 0 {
@@ -292,7 +306,10 @@ pub async fn connections(args: &Args) -> Result<(), String> {
         "server_rss_kib_after": after,
         "rss_bytes_per_connection": per,
     });
-    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
     if let Some(p) = &args.json {
         std::fs::write(p, report.to_string()).map_err(|e| e.to_string())?;
     }
