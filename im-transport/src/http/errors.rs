@@ -6,6 +6,48 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use im_core::{Error, ErrorCode};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every HTTP error: `{"error":{"code","message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "no group 5001"}}))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The code and message of an HTTP error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The error code (its HTTP status is fixed per code; see the protocol).
+    #[schema(value_type = ErrorCodeName)]
+    pub code: String,
+    /// A human-readable explanation (`"internal error"` for `internal`).
+    pub message: String,
+}
+
+/// The error codes of protocol v1.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCodeName {
+    /// 400 (and 405 for a wrong method): malformed or out-of-range input.
+    InvalidArgument,
+    /// 401: missing, bad or expired token; wrong username or password.
+    Unauthenticated,
+    /// 403: authenticated but not allowed.
+    PermissionDenied,
+    /// 404: no such user, group or route.
+    NotFound,
+    /// 409: username taken; user already a member.
+    AlreadyExists,
+    /// 413 (too large) or 429 (rate limited).
+    ResourceExhausted,
+    /// 503: a dependency is down; safe to retry.
+    Unavailable,
+    /// 500: a bug.
+    Internal,
+}
 
 /// A core error answered over HTTP.
 #[derive(Debug)]
@@ -34,7 +76,12 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 /// A JSON error response with an explicit status.
 pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let body = serde_json::json!({"error": {"code": code.as_str(), "message": message}});
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.as_str().to_owned(),
+            message: message.to_owned(),
+        },
+    };
     (status, Json(body)).into_response()
 }
 

@@ -1,10 +1,13 @@
 //! The HTTP API (axum): every endpoint of the protocol under `/api/v1`, the
-//! JSON error shape, `/healthz`, `/readyz` and `/metrics`.
+//! JSON error shape, the OpenAPI document at `/api/v1/openapi.json`,
+//! `/healthz`, `/readyz` and `/metrics`.
 
 pub mod errors;
+pub mod openapi;
 pub mod ops;
 pub mod routes;
 
 pub use errors::ApiError;
+pub use openapi::ApiDoc;
 pub use ops::{install_metrics, ReadyCheck};
 pub use routes::{api_router, ApiConfig, ApiState, WsLocator};

@@ -12,14 +12,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use im_core::connect::RateLimiter;
+use im_core::id::MessageId;
 use im_core::id::{ConversationId, GroupId, UserId};
 use im_core::logic::{LogicApi, Sender};
+use im_core::model::{Member, Message};
 use im_core::protocol::SendRequest;
 use im_core::{Error, ErrorCode};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::errors::{error_response, ApiError};
+use super::errors::{error_response, ApiError, ErrorBody};
+use super::openapi::{MemberDoc, MessageDoc, SendRequestDoc};
 
 /// Answers `GET /api/v1/connect`: where should this client open its WebSocket?
 #[async_trait]
@@ -93,9 +97,11 @@ impl ApiState {
     }
 }
 
-/// The `/api/v1` router (with body limit and JSON errors).
+/// The `/api/v1` router (with body limit and JSON errors), including its
+/// own OpenAPI document at `/api/v1/openapi.json`.
 pub fn api_router(state: ApiState, config: &ApiConfig) -> Router {
     let api = Router::new()
+        .route("/openapi.json", get(super::openapi::serve_document))
         .route("/users", post(register))
         .route("/sessions", post(login))
         .route("/messages", post(send))
@@ -175,35 +181,179 @@ fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
-struct Credentials {
-    username: String,
-    password: String,
+/// A username and password (register and log in).
+#[derive(Deserialize, ToSchema)]
+pub struct Credentials {
+    /// 3–32 characters: ASCII letters, digits, `_`, `.`, `-` (case-sensitive).
+    #[schema(example = "alice", min_length = 3, max_length = 32)]
+    pub username: String,
+    /// At least 8 characters, at most 1,024 bytes.
+    #[schema(example = "correct horse", min_length = 8)]
+    pub password: String,
 }
 
+/// The answer to a registration.
+#[derive(Serialize, ToSchema)]
+pub struct Registered {
+    /// The new user's id (canonical decimal string).
+    #[schema(value_type = String, example = "1001")]
+    pub user_id: UserId,
+}
+
+/// The answer to a login.
+#[derive(Serialize, ToSchema)]
+pub struct LoggedIn {
+    /// The user's id (canonical decimal string).
+    #[schema(value_type = String, example = "1001")]
+    pub user_id: UserId,
+    /// The bearer token for `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Token expiry, Unix milliseconds.
+    #[schema(example = 1767312000000_i64)]
+    pub expires_at: i64,
+}
+
+/// The answer to an accepted send (a WebSocket `send_ack` without
+/// `type` and `client_msg_id`).
+#[derive(Serialize, ToSchema)]
+pub struct Sent {
+    /// The message's id (canonical decimal string).
+    #[schema(value_type = String, example = "7262015623421952")]
+    pub msg_id: MessageId,
+    /// `u:{a}:{b}` or `g:{group_id}`.
+    #[schema(value_type = String, example = "u:1001:1002")]
+    pub conversation_id: ConversationId,
+    /// The message's position in its conversation (1, 2, 3, …).
+    #[schema(example = 42)]
+    pub seq: u64,
+    /// Acceptance time, Unix milliseconds.
+    #[schema(example = 1767225600123_i64)]
+    pub ts: i64,
+}
+
+/// A page of history.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    /// Messages with `seq > after_seq`, ascending by seq.
+    #[schema(value_type = Vec<MessageDoc>)]
+    pub messages: Vec<Message>,
+    /// Whether messages exist after the last one returned.
+    pub has_more: bool,
+}
+
+/// A new group.
+#[derive(Deserialize, ToSchema)]
+pub struct NewGroup {
+    /// 1–64 characters, not only whitespace.
+    #[schema(example = "Team", min_length = 1, max_length = 64)]
+    pub name: String,
+}
+
+/// The answer to a group creation.
+#[derive(Serialize, ToSchema)]
+pub struct GroupCreated {
+    /// The new group's id (canonical decimal string).
+    #[schema(value_type = String, example = "5001")]
+    pub group_id: GroupId,
+}
+
+/// A user to add to a group.
+#[derive(Deserialize, ToSchema)]
+pub struct NewMember {
+    /// The user's id (canonical decimal string).
+    #[schema(value_type = String, example = "1002")]
+    pub user_id: UserId,
+}
+
+/// A group's members.
+#[derive(Serialize, ToSchema)]
+pub struct MemberList {
+    /// Every member with its role, ordered by user id.
+    #[schema(value_type = Vec<MemberDoc>)]
+    pub members: Vec<Member>,
+}
+
+/// Where to open the WebSocket.
+#[derive(Serialize, ToSchema)]
+pub struct WsEndpoint {
+    /// An absolute `ws://` or `wss://` URL of `/ws` (without the token).
+    #[schema(example = "ws://127.0.0.1:8080/ws")]
+    pub ws_url: String,
+}
+
+/// Register an account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "accounts",
+    operation_id = "register",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Registered", body = Registered),
+        (status = 400, description = "`invalid_argument`: username or password rules, bad JSON", body = ErrorBody),
+        (status = 409, description = "`already_exists`: username taken", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
 async fn register(
     State(s): State<ApiState>,
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    let id = s.logic.register(&c.username, &c.password).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"user_id": id})),
-    )
-        .into_response())
+    let user_id = s.logic.register(&c.username, &c.password).await?;
+    Ok((StatusCode::CREATED, Json(Registered { user_id })).into_response())
 }
 
+/// Log in: trade a username and password for a bearer token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions",
+    tag = "accounts",
+    operation_id = "login",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in", body = LoggedIn),
+        (status = 400, description = "`invalid_argument`: bad JSON or missing field", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: wrong username or password (the same answer for an unknown user)", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
 async fn login(
     State(s): State<ApiState>,
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
     let l = s.logic.login(&c.username, &c.password).await?;
-    Ok(Json(
-        serde_json::json!({"user_id": l.user_id, "token": l.token, "expires_at": l.expires_at}),
-    )
+    Ok(Json(LoggedIn {
+        user_id: l.user_id,
+        token: l.token,
+        expires_at: l.expires_at,
+    })
     .into_response())
 }
 
+/// Send a message (idempotent per sender and `client_msg_id`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages",
+    tag = "messages",
+    operation_id = "send",
+    security(("bearerAuth" = [])),
+    request_body = SendRequestDoc,
+    responses(
+        (status = 200, description = "Accepted (or the original answer to a retry)", body = Sent),
+        (status = 400, description = "`invalid_argument`: shape, kind or body mismatch, send to self, bad `client_msg_id`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: not a member of the group", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such user or group", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: body over 16,384 bytes, or request over 64 KiB", body = ErrorBody),
+        (status = 429, description = "`resource_exhausted`: per-user send rate limit", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: queue or store down; retry with the same `client_msg_id`", body = ErrorBody),
+    )
+)]
 async fn send(
     State(s): State<ApiState>,
     Caller(me): Caller,
@@ -220,12 +370,12 @@ async fn send(
         }
     }
     let ack = s.logic.send(Sender::http(me), req).await?;
-    Ok(Json(serde_json::json!({
-        "msg_id": ack.msg_id,
-        "conversation_id": ack.conversation_id,
-        "seq": ack.seq,
-        "ts": ack.ts,
-    }))
+    Ok(Json(Sent {
+        msg_id: ack.msg_id,
+        conversation_id: ack.conversation_id,
+        seq: ack.seq,
+        ts: ack.ts,
+    })
     .into_response())
 }
 
@@ -235,6 +385,28 @@ struct HistoryQuery {
     limit: Option<String>,
 }
 
+/// Read a conversation's history, ascending by seq.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{conversation_id}/messages",
+    tag = "messages",
+    operation_id = "history",
+    security(("bearerAuth" = [])),
+    params(
+        ("conversation_id" = String, Path, description = "`u:{a}:{b}` (a < b numerically) or `g:{group_id}`", example = "u:1001:1002"),
+        ("after_seq" = Option<u64>, Query, description = "Return messages with `seq > after_seq` (default 0; empty counts as absent)"),
+        ("limit" = Option<u32>, Query, description = "Page size (default 50, clamped to 1–100; empty counts as absent)"),
+    ),
+    responses(
+        (status = 200, description = "A page (possibly empty)", body = HistoryPage),
+        (status = 400, description = "`invalid_argument`: malformed conversation id or query value", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the caller is not a participant", body = ErrorBody),
+        (status = 404, description = "`not_found`: the group or the peer does not exist", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
 async fn history(
     State(s): State<ApiState>,
     Caller(me): Caller,
@@ -251,35 +423,60 @@ async fn history(
         Some(v) => Some(parse::<u64>("limit", v)?.min(u64::from(u32::MAX)) as u32),
     };
     let page = s.logic.sync(me, conversation, after_seq, limit).await?;
-    Ok(
-        Json(serde_json::json!({"messages": page.messages, "has_more": page.has_more}))
-            .into_response(),
+    Ok(Json(HistoryPage {
+        messages: page.messages,
+        has_more: page.has_more,
+    })
+    .into_response())
+}
+
+/// Create a group; the caller becomes its owner.
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups",
+    tag = "groups",
+    operation_id = "create_group",
+    security(("bearerAuth" = [])),
+    request_body = NewGroup,
+    responses(
+        (status = 201, description = "Created", body = GroupCreated),
+        (status = 400, description = "`invalid_argument`: bad name or bad JSON", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
     )
-}
-
-#[derive(Deserialize)]
-struct NewGroup {
-    name: String,
-}
-
+)]
 async fn create_group(
     State(s): State<ApiState>,
     Caller(me): Caller,
     ApiJson(g): ApiJson<NewGroup>,
 ) -> Result<Response, ApiError> {
-    let id = s.logic.create_group(me, &g.name).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"group_id": id})),
+    let group_id = s.logic.create_group(me, &g.name).await?;
+    Ok((StatusCode::CREATED, Json(GroupCreated { group_id })).into_response())
+}
+
+/// Add a member (role `member`); only the owner or an admin may.
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups/{group_id}/members",
+    tag = "groups",
+    operation_id = "add_member",
+    security(("bearerAuth" = [])),
+    params(("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001")),
+    request_body = NewMember,
+    responses(
+        (status = 204, description = "Added (no body)"),
+        (status = 400, description = "`invalid_argument`: malformed id or bad JSON", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the caller is not the owner or an admin (including non-members)", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown group or unknown user", body = ErrorBody),
+        (status = 409, description = "`already_exists`: already a member", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
     )
-        .into_response())
-}
-
-#[derive(Deserialize)]
-struct NewMember {
-    user_id: UserId,
-}
-
+)]
 async fn add_member(
     State(s): State<ApiState>,
     Caller(me): Caller,
@@ -291,6 +488,28 @@ async fn add_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Remove a member: the owner removes anyone but itself, an admin removes
+/// plain members, anyone may remove itself except the owner.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/groups/{group_id}/members/{user_id}",
+    tag = "groups",
+    operation_id = "remove_member",
+    security(("bearerAuth" = [])),
+    params(
+        ("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001"),
+        ("user_id" = String, Path, description = "The member's id (canonical decimal string)", example = "1002"),
+    ),
+    responses(
+        (status = 204, description = "Removed (no body)"),
+        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: not allowed, including the owner removing itself and any non-member caller", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown group, or the target is not a member", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
 async fn remove_member(
     State(s): State<ApiState>,
     Caller(me): Caller,
@@ -302,6 +521,24 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// List a group's members; members only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{group_id}/members",
+    tag = "groups",
+    operation_id = "list_members",
+    security(("bearerAuth" = [])),
+    params(("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001")),
+    responses(
+        (status = 200, description = "The members", body = MemberList),
+        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the caller is not a member", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown group", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
 async fn list_members(
     State(s): State<ApiState>,
     Caller(me): Caller,
@@ -309,15 +546,30 @@ async fn list_members(
 ) -> Result<Response, ApiError> {
     let group: GroupId = parse("group id", &group)?;
     let members = s.logic.members(me, group).await?;
-    Ok(Json(serde_json::json!({"members": members})).into_response())
+    Ok(Json(MemberList { members }).into_response())
 }
 
+/// Where this client should open its WebSocket (ask before every (re)connect).
+#[utoipa::path(
+    get,
+    path = "/api/v1/connect",
+    tag = "connect",
+    operation_id = "connect",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The WebSocket URL", body = WsEndpoint),
+        (status = 400, description = "`invalid_argument`: no usable `Host` header and no configured public URL", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: no connect node available", body = ErrorBody),
+    )
+)]
 async fn connect(
     State(s): State<ApiState>,
     Caller(me): Caller,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let url = s.locator.locate(me, host).await?;
-    Ok(Json(serde_json::json!({"ws_url": url})).into_response())
+    let ws_url = s.locator.locate(me, host).await?;
+    Ok(Json(WsEndpoint { ws_url }).into_response())
 }

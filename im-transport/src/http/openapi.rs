@@ -1,0 +1,212 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers'
+//! `#[utoipa::path]` annotations and the request/response types of the http
+//! module, served at `GET /api/v1/openapi.json` wherever the API is served.
+//!
+//! Core types (ids, messages, members) are described here by doc-only
+//! structs, so im-core needs no OpenAPI dependency: every 64-bit id is a
+//! canonical decimal string on the wire.
+
+use std::sync::OnceLock;
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::errors::{ErrorBody, ErrorCodeName, ErrorDetail};
+use super::routes::{
+    self, Credentials, GroupCreated, HistoryPage, LoggedIn, MemberList, NewGroup, NewMember,
+    Registered, Sent, WsEndpoint,
+};
+
+/// The name of the bearer-token security scheme in the document.
+pub const BEARER_AUTH: &str = "bearerAuth";
+
+/// The addressee of a send: exactly one of `user` or `group`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetDoc {
+    /// A 1:1 peer's user id (canonical decimal string).
+    User(String),
+    /// A group id (canonical decimal string).
+    Group(String),
+}
+
+/// The kind of a message: `text` carries a string body, the others a JSON object.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KindDoc {
+    /// Plain text; the body is a JSON string.
+    Text,
+    /// An image reference; the body is a JSON object.
+    Image,
+    /// A file reference; the body is a JSON object.
+    File,
+    /// Application-defined; the body is a JSON object.
+    Custom,
+}
+
+/// A send request (`POST /api/v1/messages`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"client_msg_id": "c-8f14e45f", "to": {"user": "1002"}, "kind": "text", "body": "hello"}))]
+pub struct SendRequestDoc {
+    /// The sender's idempotency key (1–128 bytes); reuse it on every retry.
+    pub client_msg_id: String,
+    /// The addressee.
+    pub to: TargetDoc,
+    /// The kind (default `text`).
+    #[schema(required = false)]
+    pub kind: Option<KindDoc>,
+    /// A string for `text`, a JSON object for the other kinds (at most
+    /// 16,384 bytes).
+    pub body: serde_json::Value,
+}
+
+/// A stored message (in history, `sync_result` and `message` frames).
+#[derive(Serialize, ToSchema)]
+pub struct MessageDoc {
+    /// Snowflake id, unique across the cluster (canonical decimal string).
+    #[schema(example = "7262015623421952")]
+    pub msg_id: String,
+    /// `u:{a}:{b}` or `g:{group_id}`.
+    #[schema(example = "u:1001:1002")]
+    pub conversation_id: String,
+    /// Position in the conversation: 1, 2, 3, … (strictly increasing).
+    #[schema(example = 42)]
+    pub seq: u64,
+    /// The sender's user id (canonical decimal string).
+    #[schema(example = "1001")]
+    pub from: String,
+    /// The addressee as the sender wrote it.
+    pub to: TargetDoc,
+    /// The kind of body.
+    pub kind: KindDoc,
+    /// The body as sent (absent once recalled).
+    #[schema(required = false)]
+    pub body: serde_json::Value,
+    /// The sender's idempotency key.
+    pub client_msg_id: String,
+    /// Acceptance time, Unix milliseconds.
+    #[schema(example = 1767225600123_i64)]
+    pub ts: i64,
+    /// Present and true once the message was recalled (v1.1).
+    #[schema(required = false)]
+    pub recalled: Option<bool>,
+}
+
+/// A member's role in a group.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleDoc {
+    /// Created the group (or received ownership); exactly one per group.
+    Owner,
+    /// May add and remove plain members.
+    Admin,
+    /// A plain member.
+    Member,
+}
+
+/// A group member.
+#[derive(Serialize, ToSchema)]
+pub struct MemberDoc {
+    /// The member's user id (canonical decimal string).
+    #[schema(example = "1001")]
+    pub user_id: String,
+    /// Its role.
+    pub role: RoleDoc,
+}
+
+/// Adds the `bearerAuth` scheme (`Authorization: Bearer <token>` from `POST /api/v1/sessions`).
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi
+            .components
+            .get_or_insert_with(utoipa::openapi::Components::new);
+        components.add_security_scheme(
+            BEARER_AUTH,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "The token from `POST /api/v1/sessions`, as `Authorization: Bearer <token>`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document of `/api/v1`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "im HTTP API",
+        description = "Protocol v1 of the im SDK over HTTP: accounts, login, sending, history, \
+groups and finding a WebSocket endpoint. Every error is `{\"error\":{\"code\",\"message\"}}`; \
+every 64-bit id is a canonical decimal string. See docs/protocol.md."
+    ),
+    paths(
+        routes::register,
+        routes::login,
+        routes::send,
+        routes::history,
+        routes::create_group,
+        routes::add_member,
+        routes::list_members,
+        routes::remove_member,
+        routes::connect,
+        serve_document,
+    ),
+    components(schemas(
+        Credentials,
+        Registered,
+        LoggedIn,
+        SendRequestDoc,
+        TargetDoc,
+        KindDoc,
+        Sent,
+        HistoryPage,
+        MessageDoc,
+        NewGroup,
+        GroupCreated,
+        NewMember,
+        MemberList,
+        MemberDoc,
+        RoleDoc,
+        WsEndpoint,
+        ErrorBody,
+        ErrorDetail,
+        ErrorCodeName,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "accounts", description = "Registration and login"),
+        (name = "messages", description = "Sending and history"),
+        (name = "groups", description = "Groups and their members"),
+        (name = "connect", description = "Finding a WebSocket endpoint"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document (built once).
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(ApiDoc::openapi)
+}
+
+/// Answers `GET /api/v1/openapi.json` with this document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI document of this API", content_type = "application/json", body = Object))
+)]
+pub(crate) async fn serve_document() -> Response {
+    Json(document()).into_response()
+}
