@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
-use futures::{Future, SinkExt, StreamExt};
+use futures::{Future, FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use im_core::connect::{ConnectService, SessionCtx, CLOSE_GOING_AWAY};
 use im_core::id::UserId;
@@ -104,10 +104,20 @@ async fn drive(
                 }
             }
             Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Some(f) = reply {
-                    if timed(&config, ws.send(frame(&f))).await.is_err() {
-                        return End::Gone;
+                // Feed this reply and every other one already finished, then
+                // flush once.
+                let write = async {
+                    let mut next = Some(reply);
+                    while let Some(r) = next {
+                        if let Some(f) = r {
+                            ws.feed(frame(&f)).await?;
+                        }
+                        next = in_flight.next().now_or_never().flatten();
                     }
+                    ws.flush().await
+                };
+                if timed(&config, write).await.is_err() {
+                    return End::Gone;
                 }
             }
             incoming = ws.next(), if in_flight.len() < config.max_in_flight => {
