@@ -346,9 +346,20 @@ impl Driver {
             .await?;
         }
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        // Messages pushed while we were away may not be readable yet when the
+        // first sync runs (persistence lags by up to a second): sync again.
+        let mut resync_at = Some(tokio::time::Instant::now() + Duration::from_millis(1500));
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    if resync_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
+                        resync_at = None;
+                        let all: Vec<(ConversationId, u64)> =
+                            self.convs.iter().map(|(c, s)| (*c, s.delivered)).collect();
+                        for (c, after) in all {
+                            send_frame(ws, &ClientFrame::Sync { conversation_id: c, after_seq: after, limit: Some(100) }).await?;
+                        }
+                    }
                     // Re-ask for conversations that still have a hole.
                     let holes: Vec<(ConversationId, u64)> = self
                         .convs
