@@ -8,21 +8,24 @@
 //!
 //! All four layers (HTTP API, Logic, Task, Connect) run in this process on
 //! the embedded in-memory backends: no Redis, MySQL or etcd needed. One port
-//! serves the API (`/api/v1`), the WebSocket endpoint (`/ws`), the web chat
-//! page (`/`), `/healthz`, `/readyz` and `/metrics`.
+//! serves the API (`/api/v1`, described by `/api/v1/openapi.json`), the
+//! WebSocket endpoint (`/ws`), the web chat page (`/`), `/healthz`, `/readyz`
+//! and `/metrics`.
+//!
+//! To keep users, groups and messages across restarts, give it a SQLite file:
+//! ```sh
+//! cargo run --release -p quickstart -- --data sqlite://im.db
+//! ```
+//! (the queue, sessions, sequences and dedup stay in memory; sequences
+//! continue after the stored messages).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Parser;
-use im_core::node::{Backends, Node, NodeConfig};
-use im_transport::http::routes::SameHostLocator;
-use im_transport::http::{install_metrics, ApiConfig, ApiState};
-use im_transport::server::{app, serve, AppParts};
-use im_transport::ws::{WsConfig, WsState};
+use im_transport::server::serve;
+use quickstart::{Quickstart, Settings};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 /// Command-line options (each also readable from the environment or a TOML file).
 #[derive(Debug, Parser)]
@@ -46,6 +49,10 @@ struct Args {
     /// Sends per second allowed per user (0 = unlimited).
     #[arg(long, env = "IM_SEND_RATE")]
     send_rate: Option<f64>,
+    /// Keep users, groups and messages in SQLite, e.g. sqlite://im.db
+    /// (created if missing); default: everything in memory.
+    #[arg(long, env = "IM_DATA", value_name = "URL")]
+    data: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "IM_LOG_JSON")]
     log_json: bool,
@@ -59,6 +66,7 @@ struct FileConfig {
     secret: Option<String>,
     public_ws_url: Option<String>,
     send_rate: Option<f64>,
+    data: Option<String>,
 }
 
 fn load(args: &Args) -> Result<FileConfig, String> {
@@ -104,55 +112,33 @@ async fn run(args: Args) -> Result<(), String> {
             .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
             .collect()
     });
-    let send_rate = args.send_rate.or(file.send_rate).unwrap_or(200.0);
-    let rate = (send_rate > 0.0).then_some(send_rate);
-
-    let metrics = install_metrics();
-    let mut config = NodeConfig::default();
-    config.connect.send_rate = rate;
-    config.connect.send_burst = send_rate.max(1.0) * 2.0;
-    let node = Node::start(Backends::memory(secret.as_bytes()), config)
-        .await
-        .map_err(|e| e.to_string())?;
-    let shutdown = CancellationToken::new();
-    let api_config = ApiConfig {
-        send_rate: rate,
-        send_burst: send_rate.max(1.0) * 2.0,
-        ..ApiConfig::default()
-    };
-    let locator = Arc::new(SameHostLocator {
-        public_url: args.public_ws_url.or(file.public_ws_url),
-    });
-    let router = app(AppParts {
-        api: Some((
-            ApiState::new(node.logic.clone(), locator, &api_config),
-            api_config,
-        )),
-        ws: Some(WsState {
-            connect: node.connect.clone(),
-            config: Arc::new(WsConfig::default()),
-            shutdown: shutdown.clone(),
-        }),
-        ready: Vec::new(),
-        metrics: Some(metrics),
+    let settings = Settings {
+        secret,
+        public_ws_url: args.public_ws_url.or(file.public_ws_url),
+        send_rate: args.send_rate.or(file.send_rate).unwrap_or(200.0),
+        data: args.data.or(file.data),
         web_page: true,
-    });
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let qs = Quickstart::start(&settings).await?;
+    if let Some(data) = &settings.data {
+        tracing::info!(data = %data, "users, groups and messages are kept in SQLite");
+    }
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("im quickstart is running: open http://{addr}/  (API http://{addr}/api/v1, WebSocket ws://{addr}/ws)");
-    let stop = shutdown.clone();
+    let stop = qs.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
-    serve(listener, router, shutdown)
+    let served = serve(listener, qs.router.clone(), qs.shutdown.clone())
         .await
-        .map_err(|e| e.to_string())?;
-    node.shutdown().await;
-    Ok(())
+        .map_err(|e| e.to_string());
+    qs.stop().await;
+    served
 }
 
 async fn wait_for_signal() {
@@ -174,5 +160,18 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileConfig;
+
+    #[test]
+    fn config_file_accepts_data() {
+        let c: FileConfig =
+            toml::from_str("listen = \"127.0.0.1:9000\"\ndata = \"sqlite://im.db\"\n").unwrap();
+        assert_eq!(c.data.as_deref(), Some("sqlite://im.db"));
+        assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
     }
 }

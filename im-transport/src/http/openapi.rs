@@ -55,9 +55,9 @@ pub struct SendRequestDoc {
     pub client_msg_id: String,
     /// The addressee.
     pub to: TargetDoc,
-    /// The kind (default `text`).
+    /// The kind (default `text`; optional, not nullable).
     #[schema(required = false)]
-    pub kind: Option<KindDoc>,
+    pub kind: KindDoc,
     /// A string for `text`, a JSON object for the other kinds (at most
     /// 16,384 bytes).
     pub body: serde_json::Value,
@@ -92,7 +92,7 @@ pub struct MessageDoc {
     pub ts: i64,
     /// Present and true once the message was recalled (v1.1).
     #[schema(required = false)]
-    pub recalled: Option<bool>,
+    pub recalled: bool,
 }
 
 /// A member's role in a group.

@@ -1,0 +1,234 @@
+//! The quickstart's wiring as a library: [`Quickstart::start`] builds the
+//! node (all four layers) and the axum app from [`Settings`], so the binary
+//! and the tests start exactly the same thing.
+//!
+//! Storage: by default every port is in memory. With
+//! [`Settings::data`] = `sqlite://path/to/im.db` users, groups and messages
+//! live in SQLite (durable across restarts) while the queue, sessions,
+//! sequences and dedup stay in memory; sequences are seeded from the stored
+//! messages by [`SeededSequenceAllocator`].
+
+pub mod seq;
+
+use std::sync::Arc;
+
+use axum::Router;
+use im_core::compose::ComposedSendPipeline;
+use im_core::memory::{MemoryDedupStore, MemorySequenceAllocator};
+use im_core::node::{Backends, Node, NodeConfig};
+use im_core::ports::MessageStore;
+use im_store::sqlite::SqliteStore;
+use im_transport::http::routes::SameHostLocator;
+use im_transport::http::{install_metrics, ApiConfig, ApiState};
+use im_transport::server::{app, AppParts};
+use im_transport::ws::{WsConfig, WsState};
+use tokio_util::sync::CancellationToken;
+
+pub use seq::SeededSequenceAllocator;
+
+/// What the quickstart runs with (flags, environment and config file merged).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Secret signing the login tokens.
+    pub secret: String,
+    /// Public WebSocket URL answered by `GET /api/v1/connect`.
+    pub public_ws_url: Option<String>,
+    /// Sends per second allowed per user (0 = unlimited).
+    pub send_rate: f64,
+    /// Where users, groups and messages live: `None` for memory, or a
+    /// `sqlite:` URL.
+    pub data: Option<String>,
+    /// Serve the web chat page at `/`.
+    pub web_page: bool,
+}
+
+impl Settings {
+    /// Defaults (200 sends/s, in memory, with the web page) around a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Settings {
+            secret: secret.into(),
+            public_ws_url: None,
+            send_rate: 200.0,
+            data: None,
+            web_page: true,
+        }
+    }
+}
+
+/// Normalizes a `--data` URL for [`SqliteStore::open`]: only `sqlite:` URLs
+/// are accepted, and a file database without a `mode` gets `mode=rwc`
+/// (create the file if missing).
+pub fn sqlite_url(data: &str) -> Result<String, String> {
+    let data = data.trim();
+    if !data.starts_with("sqlite:") {
+        return Err(format!(
+            "unsupported --data URL {data:?}: expected sqlite://path/to/im.db"
+        ));
+    }
+    let path = data
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() {
+        return Err(format!("--data URL {data:?} names no database file"));
+    }
+    let memory = data.contains(":memory:");
+    let has_mode = data
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("mode=")));
+    Ok(if memory || has_mode {
+        data.to_owned()
+    } else if data.contains('?') {
+        format!("{data}&mode=rwc")
+    } else {
+        format!("{data}?mode=rwc")
+    })
+}
+
+/// The ports of the node, and the SQLite database behind some of them.
+pub struct Storage {
+    /// Every port the node runs on.
+    pub backends: Backends,
+    /// The database holding users, groups and messages (with `--data`).
+    pub sqlite: Option<SqliteStore>,
+}
+
+impl Storage {
+    /// All in memory, or (with `data`) users, groups and messages in SQLite,
+    /// with sequences seeded from the stored messages.
+    pub async fn open(secret: &[u8], data: Option<&str>) -> Result<Storage, String> {
+        let mut backends = Backends::memory(secret);
+        let Some(data) = data else {
+            return Ok(Storage {
+                backends,
+                sqlite: None,
+            });
+        };
+        let url = sqlite_url(data)?;
+        let store = SqliteStore::open(&url)
+            .await
+            .map_err(|e| format!("cannot open --data {url}: {e}"))?;
+        let messages: Arc<dyn MessageStore> = Arc::new(store.messages());
+        backends.logic.users = Arc::new(store.users());
+        backends.logic.groups = Arc::new(store.groups());
+        backends.logic.messages = messages.clone();
+        backends.messages = messages.clone();
+        // The memory allocator would restart every conversation at 0 and
+        // collide with the stored seqs: seed it from the archive.
+        backends.logic.pipeline = Arc::new(ComposedSendPipeline::new(
+            Arc::new(MemoryDedupStore::new()),
+            Arc::new(SeededSequenceAllocator::new(
+                Arc::new(MemorySequenceAllocator::new()),
+                messages,
+            )),
+            backends.queue.clone(),
+        ));
+        Ok(Storage {
+            backends,
+            sqlite: Some(store),
+        })
+    }
+}
+
+/// A started quickstart: the node and the app serving it.
+pub struct Quickstart {
+    /// All four layers.
+    pub node: Node,
+    /// The app: API (`/api/v1`, with `/api/v1/openapi.json`), `/ws`, the web
+    /// page, `/healthz`, `/readyz`, `/metrics`.
+    pub router: Router,
+    /// Cancel to stop serving (WebSocket sessions close).
+    pub shutdown: CancellationToken,
+    sqlite: Option<SqliteStore>,
+}
+
+impl Quickstart {
+    /// Opens the storage and starts the node and the app (not yet listening).
+    pub async fn start(settings: &Settings) -> Result<Quickstart, String> {
+        let storage = Storage::open(settings.secret.as_bytes(), settings.data.as_deref()).await?;
+        let rate = (settings.send_rate > 0.0).then_some(settings.send_rate);
+        let burst = settings.send_rate.max(1.0) * 2.0;
+        let mut config = NodeConfig::default();
+        config.connect.send_rate = rate;
+        config.connect.send_burst = burst;
+        let node = Node::start(storage.backends, config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let shutdown = CancellationToken::new();
+        let api_config = ApiConfig {
+            send_rate: rate,
+            send_burst: burst,
+            ..ApiConfig::default()
+        };
+        let locator = Arc::new(SameHostLocator {
+            public_url: settings.public_ws_url.clone(),
+        });
+        let router = app(AppParts {
+            api: Some((
+                ApiState::new(node.logic.clone(), locator, &api_config),
+                api_config,
+            )),
+            ws: Some(WsState {
+                connect: node.connect.clone(),
+                config: Arc::new(WsConfig::default()),
+                shutdown: shutdown.clone(),
+            }),
+            ready: Vec::new(),
+            metrics: Some(install_metrics()),
+            web_page: settings.web_page,
+        });
+        Ok(Quickstart {
+            node,
+            router,
+            shutdown,
+            sqlite: storage.sqlite,
+        })
+    }
+
+    /// Whether users, groups and messages are kept in SQLite.
+    pub fn is_durable(&self) -> bool {
+        self.sqlite.is_some()
+    }
+
+    /// Stops the node (workers, sessions) and closes the database.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.node.shutdown().await;
+        if let Some(db) = self.sqlite {
+            db.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_url;
+
+    #[test]
+    fn data_urls() {
+        assert_eq!(
+            sqlite_url("sqlite://data/im.db").as_deref(),
+            Ok("sqlite://data/im.db?mode=rwc")
+        );
+        assert_eq!(
+            sqlite_url("sqlite:im.db").as_deref(),
+            Ok("sqlite:im.db?mode=rwc")
+        );
+        assert_eq!(
+            sqlite_url("sqlite://im.db?mode=rw").as_deref(),
+            Ok("sqlite://im.db?mode=rw")
+        );
+        assert_eq!(
+            sqlite_url("sqlite://im.db?cache=shared").as_deref(),
+            Ok("sqlite://im.db?cache=shared&mode=rwc")
+        );
+        assert_eq!(
+            sqlite_url("sqlite::memory:").as_deref(),
+            Ok("sqlite::memory:")
+        );
+        assert!(sqlite_url("mysql://x/y").is_err());
+        assert!(sqlite_url("sqlite://").is_err());
+    }
+}
