@@ -61,7 +61,10 @@ async fn send_path(name: &str, p: Arc<dyn SendPipeline>, total: u64, batch: u64,
                         let m = message(k, run);
                         Admission {
                             key: DedupKey::of_send(m.from, &m.client_msg_id),
-                            envelope: Envelope { message: m, origin: None },
+                            envelope: Envelope {
+                                message: m,
+                                origin: None,
+                            },
                         }
                     })
                     .collect();
@@ -75,44 +78,83 @@ async fn send_path(name: &str, p: Arc<dyn SendPipeline>, total: u64, batch: u64,
         t.await.unwrap();
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("{name:<44} batch {batch:>4}: {:>9.0} sends/s ({total} in {secs:.2} s)", total as f64 / secs);
+    println!(
+        "{name:<44} batch {batch:>4}: {:>9.0} sends/s ({total} in {secs:.2} s)",
+        total as f64 / secs
+    );
 }
 
 #[tokio::main]
 async fn main() {
-    let total: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let total: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let run = u64::from(std::process::id()) << 8 | (Instant::now().elapsed().subsec_nanos() as u64 & 0xff);
+    let run = u64::from(std::process::id()) << 8
+        | (Instant::now().elapsed().subsec_nanos() as u64 & 0xff);
     println!("store_bench: {total} messages per case, {CALLERS} concurrent callers");
     for batch in [1u64, 16, 128, 512] {
         let prefix = format!("bench{run:x}b{batch}");
-        let conn = RedisConn::connect(RedisConfig::new(&redis_url).with_prefix(&prefix)).await.unwrap();
+        let conn = RedisConn::connect(RedisConfig::new(&redis_url).with_prefix(&prefix))
+            .await
+            .unwrap();
         let queue = conn.queue();
         let pipeline = Arc::new(conn.send_pipeline(queue.clone()));
         let n = if batch == 1 { total / 4 } else { total };
-        send_path("redis: Lua send pipeline (1 round trip)", pipeline, n, batch, run + batch).await;
+        send_path(
+            "redis: Lua send pipeline (1 round trip)",
+            pipeline,
+            n,
+            batch,
+            run + batch,
+        )
+        .await;
         conn.delete_namespace().await.unwrap();
     }
     for batch in [1u64, 128] {
         let prefix = format!("bench{run:x}c{batch}");
-        let conn = RedisConn::connect(RedisConfig::new(&redis_url).with_prefix(&prefix)).await.unwrap();
+        let conn = RedisConn::connect(RedisConfig::new(&redis_url).with_prefix(&prefix))
+            .await
+            .unwrap();
         let composed = Arc::new(ComposedSendPipeline::new(
             Arc::new(conn.dedup()),
             Arc::new(conn.sequences()),
             Arc::new(conn.queue()),
         ));
         let n = if batch == 1 { total / 4 } else { total };
-        send_path("redis: composed ports (3 round trips)", composed, n, batch, run + 1000 + batch).await;
+        send_path(
+            "redis: composed ports (3 round trips)",
+            composed,
+            n,
+            batch,
+            run + 1000 + batch,
+        )
+        .await;
         conn.delete_namespace().await.unwrap();
     }
 
     // MariaDB batch persist.
-    let db_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-    let admin = MySqlStore::connect(&MySqlConfig { run_migrations: false, ..MySqlConfig::new(&db_url) }).await.unwrap();
+    let db_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let admin = MySqlStore::connect(&MySqlConfig {
+        run_migrations: false,
+        ..MySqlConfig::new(&db_url)
+    })
+    .await
+    .unwrap();
     let db = format!("im_bench_{run:x}");
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(admin.pool()).await.unwrap();
-    let base = db_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(db_url.clone());
-    let store = MySqlStore::connect(&MySqlConfig::new(format!("{base}/{db}"))).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    let base = db_url
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(db_url.clone());
+    let store = MySqlStore::connect(&MySqlConfig::new(format!("{base}/{db}")))
+        .await
+        .unwrap();
     let messages = Arc::new(store.messages());
     let writers = 4u64;
     let per = total / writers;
@@ -129,7 +171,8 @@ async fn main() {
                     .map(|k| {
                         let mut m = message(k, run);
                         m.seq = k + 1;
-                        m.conversation_id = ConversationId::Direct(UserId(run), UserId(run + 1 + w));
+                        m.conversation_id =
+                            ConversationId::Direct(UserId(run), UserId(run + 1 + w));
                         m
                     })
                     .collect();
@@ -148,12 +191,21 @@ async fn main() {
         total as f64 / secs
     );
     // Replay: idempotent, nothing new.
-    let replay: Vec<Message> = (0..500).map(|k| {
-        let mut m = message(k, run);
-        m.seq = k + 1;
-        m.conversation_id = ConversationId::Direct(UserId(run), UserId(run + 1));
-        m
-    }).collect();
-    assert_eq!(messages.append(&replay).await.unwrap(), 0, "a replay inserts nothing");
-    sqlx::query(&format!("DROP DATABASE {db}")).execute(admin.pool()).await.unwrap();
+    let replay: Vec<Message> = (0..500)
+        .map(|k| {
+            let mut m = message(k, run);
+            m.seq = k + 1;
+            m.conversation_id = ConversationId::Direct(UserId(run), UserId(run + 1));
+            m
+        })
+        .collect();
+    assert_eq!(
+        messages.append(&replay).await.unwrap(),
+        0,
+        "a replay inserts nothing"
+    );
+    sqlx::query(&format!("DROP DATABASE {db}"))
+        .execute(admin.pool())
+        .await
+        .unwrap();
 }

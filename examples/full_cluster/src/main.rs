@@ -15,6 +15,10 @@
 //! ← `IM_*` environment (`IM_CONNECT__NODE_ID=c2`; also `REDIS_URL`,
 //! `DATABASE_URL`, `ETCD_ENDPOINTS`) ← flags.
 
+/// mimalloc: the allocator is on every hot path (frames, envelopes, JSON).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod config;
 mod infra;
 mod roles;

@@ -18,6 +18,10 @@
 //! Measured: sent, acked, delivered, lost, duplicated, out-of-order, and
 //! send→ack / send→deliver latency as HDR histograms.
 
+/// mimalloc: the allocator is on every hot path (frames, envelopes, JSON).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod report;
 mod setup;
 mod vu;

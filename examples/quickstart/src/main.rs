@@ -19,6 +19,10 @@
 //! (the queue, sessions, sequences and dedup stay in memory; sequences
 //! continue after the stored messages).
 
+/// mimalloc: the allocator is on every hot path (frames, envelopes, JSON).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -16,13 +16,3 @@ pub use queue::MemoryQueue;
 pub use seq::MemorySequenceAllocator;
 pub use session::MemorySessionStore;
 pub use store::{MemoryGroupStore, MemoryMessageStore, MemoryUserStore};
-
-use std::time::{Duration, Instant};
-
-/// Runs `f` at most once per `every`, tracking the last run in `last`.
-pub(crate) fn every(last: &mut Instant, every: Duration, f: impl FnOnce()) {
-    if last.elapsed() >= every {
-        *last = Instant::now();
-        f();
-    }
-}

@@ -33,7 +33,7 @@ pub struct MemoryMessageStore {
 
 impl Default for MemoryMessageStore {
     fn default() -> Self {
-        MemoryMessageStore::new(100_000)
+        MemoryMessageStore::new(10_000)
     }
 }
 
