@@ -276,10 +276,18 @@ pub async fn connections(args: &Args) -> Result<(), String> {
             v["ws_url"].as_str().ok_or("no ws_url")?.to_owned()
         }
     };
-    let before = args.server_pid.and_then(rss_kib);
     let started = Instant::now();
     let mut sockets = Vec::with_capacity(args.connections);
+    // The baseline is taken after the first 10% of the sockets, so memory the
+    // server's allocator kept from the setup (argon2 buffers) is not
+    // mistaken for a saving.
+    let first = (args.connections / 10).max(1);
+    let mut before = None;
     for i in 0..args.connections {
+        if i == first {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            before = args.server_pid.and_then(rss_kib);
+        }
         let src = if args.spread_ips > 1 {
             Some(1 + (i % args.spread_ips as usize) as u8)
         } else {
@@ -294,10 +302,12 @@ pub async fn connections(args: &Args) -> Result<(), String> {
     let open_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = args.server_pid.and_then(rss_kib);
+    let measured = args.connections.saturating_sub(first).max(1);
     let per = match (before, after) {
-        (Some(b), Some(a)) => Some((a.saturating_sub(b)) as f64 * 1024.0 / args.connections as f64),
+        (Some(b), Some(a)) => Some((a.saturating_sub(b)) as f64 * 1024.0 / measured as f64),
         _ => None,
     };
+    let upper = after.map(|a| a as f64 * 1024.0 / args.connections as f64);
     let report = serde_json::json!({
         "mode": "connections",
         "connections": sockets.len(),
@@ -305,6 +315,8 @@ pub async fn connections(args: &Args) -> Result<(), String> {
         "server_rss_kib_before": before,
         "server_rss_kib_after": after,
         "rss_bytes_per_connection": per,
+        "baseline_after_connections": first,
+        "rss_bytes_per_connection_upper_bound": upper,
     });
     println!(
         "{}",

@@ -55,7 +55,7 @@ impl Default for WsConfig {
         WsConfig {
             max_message: 65_536,
             max_frame: 65_536,
-            read_buffer: 4096,
+            read_buffer: 1024,
             write_buffer: 16 * 1024,
             max_write_buffer: 1024 * 1024,
             ping_every: Duration::from_secs(25),
