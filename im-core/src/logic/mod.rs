@@ -6,6 +6,7 @@
 //! [`Logic`] in one process and by a gRPC client in a cluster.
 
 mod accounts;
+mod coalesce;
 mod groups;
 mod send;
 mod sync;
@@ -24,6 +25,7 @@ use crate::ports::{
 };
 use crate::protocol::{SendAck, SendRequest};
 
+pub use coalesce::CoalescingLogic;
 pub use send::SendJob;
 
 /// Limits and timings of the Logic layer.

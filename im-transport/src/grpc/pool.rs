@@ -371,8 +371,12 @@ impl Permit<'_> {
         }
     }
 
+    /// Only connection-level failures (`unavailable`) count against the
+    /// breaker: a deadline that passed on a live but busy instance is load,
+    /// and opening every breaker under load would turn overload into an
+    /// outage. A dead or unreachable instance fails its connection instead.
     fn settle_result<T>(self, result: &Result<T>) {
-        let failed = matches!(result, Err(e) if e.is_retryable());
+        let failed = matches!(result, Err(Error::Unavailable { .. }));
         self.settle(failed);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use im_core::logic::CoalescingLogic;
 use im_core::ports::{Discovery, ServiceInstance};
 use im_transport::grpc::{DiscoveryLocator, GrpcClientConfig, LogicPool};
 use im_transport::http::{install_metrics, ApiConfig, ApiState};
@@ -16,9 +17,13 @@ use crate::infra;
 /// Runs until `shutdown` (in-flight requests finish).
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
-    let logic = Arc::new(LogicPool::new(
-        etcd.watch(super::LOGIC).await.map_err(|e| e.to_string())?,
-        GrpcClientConfig::default(),
+    let logic = Arc::new(CoalescingLogic::new(
+        Arc::new(LogicPool::new(
+            etcd.watch(super::LOGIC).await.map_err(|e| e.to_string())?,
+            GrpcClientConfig::default(),
+        )),
+        256,
+        8,
     ));
     let locator = Arc::new(DiscoveryLocator::new(
         etcd.watch(super::CONNECT)

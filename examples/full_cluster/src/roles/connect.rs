@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use im_core::connect::{ConnectConfig, ConnectService, Hub, CLOSE_GOING_AWAY};
+use im_core::logic::CoalescingLogic;
 use im_core::model::NodeId;
 use im_core::ports::{Discovery, ServiceInstance};
 use im_transport::grpc::{ConnectRpcServer, GrpcClientConfig, LogicPool};
@@ -40,9 +41,14 @@ impl ReadyCheck for LogicKnown {
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let logic_set = etcd.watch(super::LOGIC).await.map_err(|e| e.to_string())?;
-    let logic = Arc::new(LogicPool::new(
-        logic_set.clone(),
-        GrpcClientConfig::default(),
+    // Sends of all sessions are coalesced into one SendBatch RPC per batch.
+    let logic = Arc::new(CoalescingLogic::new(
+        Arc::new(LogicPool::new(
+            logic_set.clone(),
+            GrpcClientConfig::default(),
+        )),
+        256,
+        8,
     ));
     let node = NodeId::new(c.connect.node_id.clone());
     let hub = Arc::new(Hub::new(node.clone(), c.connect.session_queue));
