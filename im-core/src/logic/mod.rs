@@ -161,6 +161,8 @@ pub struct Logic {
     config: LogicConfig,
     ids: Snowflake,
     batcher: mpsc::Sender<SendJob>,
+    /// Users known to exist (accounts are never deleted); bounded.
+    known_users: parking_lot::RwLock<std::collections::HashSet<UserId>>,
 }
 
 impl std::fmt::Debug for Logic {
@@ -182,6 +184,7 @@ impl Logic {
             config,
             ids,
             batcher: tx,
+            known_users: parking_lot::RwLock::new(std::collections::HashSet::new()),
         });
         tokio::spawn(send::run_batcher(Arc::downgrade(&logic), rx));
         Ok(logic)

@@ -94,14 +94,35 @@ impl Logic {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let existing: Result<HashSet<UserId>> = if peers.is_empty() {
-            Ok(HashSet::new())
+        // Accounts are never deleted, so a user seen once stays known: only
+        // peers not seen before cost a store lookup.
+        let unknown: Vec<UserId> = {
+            let known = self.known_users.read();
+            peers
+                .iter()
+                .filter(|u| !known.contains(u))
+                .copied()
+                .collect()
+        };
+        let existing: Result<HashSet<UserId>> = if unknown.is_empty() {
+            Ok(peers.iter().copied().collect())
         } else {
-            self.ports
-                .users
-                .existing(&peers)
-                .await
-                .map(|v| v.into_iter().collect())
+            match self.ports.users.existing(&unknown).await {
+                Ok(found) => {
+                    let mut known = self.known_users.write();
+                    if known.len() > 1_000_000 {
+                        known.clear();
+                    }
+                    known.extend(found.iter().copied());
+                    let found: HashSet<UserId> = found.into_iter().collect();
+                    Ok(peers
+                        .iter()
+                        .filter(|u| found.contains(u) || known.contains(u))
+                        .copied()
+                        .collect())
+                }
+                Err(e) => Err(e),
+            }
         };
         let mut memberships: HashMap<(GroupId, UserId), Result<()>> = HashMap::new();
         for j in jobs {
