@@ -174,19 +174,39 @@ pub async fn count_db(args: &Args, plan: &Plan) -> Result<u64, String> {
         .connect(&args.database_url)
         .await
         .map_err(|e| format!("--check-db: {e}"))?;
-    let mut total = 0u64;
-    for chunk in plan.users.chunks(500) {
-        let ids: Vec<String> = chunk.iter().map(|u| u.id.clone()).collect();
-        let sql = format!(
-            "SELECT COUNT(*) FROM messages WHERE sender IN ({})",
-            ids.join(",")
-        );
-        let row = sqlx::query(&sql)
-            .fetch_one(&pool)
-            .await
-            .map_err(|e| format!("--check-db: {e}"))?;
-        let n: i64 = row.try_get(0).map_err(|e| e.to_string())?;
-        total += n as u64;
+    // Persistence lags delivery: count until the figure stops moving (3 s).
+    let mut last = u64::MAX;
+    let mut stable_since = std::time::Instant::now();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut total = 0u64;
+        for chunk in plan.users.chunks(500) {
+            let ids: Vec<String> = chunk
+                .iter()
+                .filter(|u| !u.id.is_empty() && u.id.bytes().all(|b| b.is_ascii_digit()))
+                .map(|u| u.id.clone())
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT COUNT(*) FROM messages WHERE sender IN ({})",
+                ids.join(",")
+            );
+            let row = sqlx::query(&sql)
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| format!("--check-db: {e}"))?;
+            let n: i64 = row.try_get(0).map_err(|e| e.to_string())?;
+            total += n as u64;
+        }
+        let settled = stable_since.elapsed() >= std::time::Duration::from_secs(3);
+        if total != last {
+            last = total;
+            stable_since = std::time::Instant::now();
+        } else if settled || std::time::Instant::now() > deadline {
+            return Ok(total);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    Ok(total)
 }
