@@ -371,12 +371,12 @@ impl Permit<'_> {
         }
     }
 
-    /// Only connection-level failures (`unavailable`) count against the
-    /// breaker: a deadline that passed on a live but busy instance is load,
-    /// and opening every breaker under load would turn overload into an
-    /// outage. A dead or unreachable instance fails its connection instead.
+    /// Retryable failures (unavailable, deadline passed) count against the
+    /// breaker: a hung instance only ever times out. Under overload every
+    /// instance may time out too; sends reach Logic in batches
+    /// (`CoalescingLogic`), which keeps RPCs few and far from the deadline.
     fn settle_result<T>(self, result: &Result<T>) {
-        let failed = matches!(result, Err(Error::Unavailable { .. }));
+        let failed = matches!(result, Err(e) if e.is_retryable());
         self.settle(failed);
     }
 }
