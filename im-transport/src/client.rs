@@ -261,7 +261,9 @@ impl Connection {
     }
 
     /// The next message of any conversation (including this user's own sends,
-    /// once acked): no duplicates, in seq order per conversation.
+    /// once acked): no duplicates, in seq order per conversation (except a
+    /// message older than the first one seen of its conversation, which is
+    /// delivered late rather than dropped).
     pub async fn next_message(&mut self) -> Option<Message> {
         self.messages.recv().await
     }
@@ -278,6 +280,26 @@ struct ConvState {
     buffered: BTreeMap<u64, Message>,
     syncing: bool,
     hole_since: Option<std::time::Instant>,
+    /// Recently delivered message ids (bounded), for duplicates that arrive
+    /// below the baseline.
+    seen: std::collections::HashSet<u64>,
+    seen_order: std::collections::VecDeque<u64>,
+}
+
+impl ConvState {
+    /// Records a delivered id; false if it was delivered before.
+    fn mark(&mut self, id: u64) -> bool {
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.seen_order.push_back(id);
+        if self.seen_order.len() > 4096 {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 struct Driver {
@@ -486,7 +508,9 @@ impl Driver {
             state.delivered = first - 1;
             while let Some(next) = state.buffered.remove(&(state.delivered + 1)) {
                 state.delivered += 1;
-                ready.push(next);
+                if state.mark(next.msg_id.0) {
+                    ready.push(next);
+                }
             }
         }
         for m in ready {
@@ -503,13 +527,21 @@ impl Driver {
             ..ConvState::default()
         });
         if m.seq <= state.delivered {
-            return Ok(()); // duplicate
+            // Below the baseline: a duplicate, or (pushes of one conversation
+            // can overtake each other) an earlier message arriving late after
+            // the first one seen set the baseline: deliver it, never drop it.
+            if state.mark(m.msg_id.0) {
+                return self.out.send(m).await.map_err(|_| ClientError::Closed);
+            }
+            return Ok(());
         }
         state.buffered.insert(m.seq, m);
         let mut ready = Vec::new();
         while let Some(next) = state.buffered.remove(&(state.delivered + 1)) {
             state.delivered += 1;
-            ready.push(next);
+            if state.mark(next.msg_id.0) {
+                ready.push(next);
+            }
         }
         let gap = !state.buffered.is_empty() && !state.syncing;
         if gap {

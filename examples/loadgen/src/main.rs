@@ -104,9 +104,19 @@ struct Args {
     /// Connections to open (connections mode).
     #[arg(long, default_value_t = 1000)]
     connections: usize,
-    /// Server process to measure (connections mode).
+    /// Server processes to measure (connections mode; repeat for several connect nodes).
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
+    /// Worker processes to spread the connections over (connections mode;
+    /// a process here may hold at most 20,000 open files).
+    #[arg(long, default_value_t = 1)]
+    procs: usize,
+    /// First source address offset (set by the parent for its workers).
+    #[arg(long, default_value_t = 0, hide = true)]
+    ip_offset: u8,
+    /// Run as a worker of a parent loadgen (connections mode).
+    #[arg(long, hide = true)]
+    child: bool,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -170,6 +180,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Result<bool, String> {
     if args.mode == Mode::Connections {
+        if args.procs > 1 && !args.child {
+            return vu::connections_multi(&args).await.map(|_| true);
+        }
         return vu::connections(&args).await.map(|_| true);
     }
     if args.users < 2 {

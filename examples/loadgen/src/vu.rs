@@ -254,27 +254,47 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Connections mode: opens idle authenticated connections and reports the
-/// server's RSS per connection.
+fn src_ip(args: &Args, i: usize) -> Option<u8> {
+    if args.spread_ips > 1 {
+        Some(
+            args.ip_offset
+                .saturating_add(1 + (i % args.spread_ips as usize) as u8),
+        )
+    } else if args.ip_offset > 0 {
+        Some(args.ip_offset.saturating_add(1))
+    } else {
+        None
+    }
+}
+
+fn total_rss(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| rss_kib(*p)).sum()
+}
+
+/// Connections mode: opens idle authenticated connections (round-robin over
+/// every `--ws`) and reports the servers' RSS per connection. As a worker
+/// (`--child`) it prints `READY <n>` and holds the sockets until stdin closes.
 pub async fn connections(args: &Args) -> Result<(), String> {
     let http = reqwest::Client::new();
     let run_id = format!("{:x}", rand::random::<u32>());
     // A user may hold many sessions: a few users are enough.
     let users = crate::setup::users(args, &http, &run_id, 10.min(args.connections.max(1))).await?;
-    let url = match args.ws.first() {
-        Some(u) => u.clone(),
-        None => {
-            let v: Value = http
-                .get(format!("{}/api/v1/connect", args.api.trim_end_matches('/')))
-                .bearer_auth(&users[0].token)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            v["ws_url"].as_str().ok_or("no ws_url")?.to_owned()
-        }
+    let urls = if args.ws.is_empty() {
+        let v: Value = http
+            .get(format!("{}/api/v1/connect", args.api.trim_end_matches('/')))
+            .bearer_auth(&users[0].token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        vec![v["ws_url"].as_str().ok_or("no ws_url")?.to_owned()]
+    } else {
+        args.ws.clone()
     };
     let started = Instant::now();
     let mut sockets = Vec::with_capacity(args.connections);
@@ -284,24 +304,31 @@ pub async fn connections(args: &Args) -> Result<(), String> {
     let first = (args.connections / 10).max(1);
     let mut before = None;
     for i in 0..args.connections {
-        if i == first {
+        if i == first && !args.child {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            before = args.server_pid.and_then(rss_kib);
+            before = total_rss(&args.server_pid);
         }
-        let src = if args.spread_ips > 1 {
-            Some(1 + (i % args.spread_ips as usize) as u8)
-        } else {
-            None
-        };
-        let s = open_socket(&url, &users[i % users.len()].token, src).await?;
+        let s = open_socket(
+            &urls[i % urls.len()],
+            &users[i % users.len()].token,
+            src_ip(args, i),
+        )
+        .await?;
         sockets.push(s);
-        if (i + 1) % 1000 == 0 {
+        if (i + 1) % 5000 == 0 {
             eprintln!("  {} connections", i + 1);
         }
     }
+    if args.child {
+        use tokio::io::AsyncReadExt;
+        println!("READY {}", sockets.len());
+        let mut sink = Vec::new();
+        let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+        return Ok(());
+    }
     let open_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = args.server_pid.and_then(rss_kib);
+    let after = total_rss(&args.server_pid);
     let measured = args.connections.saturating_sub(first).max(1);
     let per = match (before, after) {
         (Some(b), Some(a)) => Some((a.saturating_sub(b)) as f64 * 1024.0 / measured as f64),
@@ -311,6 +338,7 @@ pub async fn connections(args: &Args) -> Result<(), String> {
     let report = serde_json::json!({
         "mode": "connections",
         "connections": sockets.len(),
+        "ws_urls": urls,
         "open_seconds": open_secs,
         "server_rss_kib_before": before,
         "server_rss_kib_after": after,
@@ -327,6 +355,82 @@ pub async fn connections(args: &Args) -> Result<(), String> {
     }
     for mut s in sockets {
         let _ = s.close(None).await;
+    }
+    Ok(())
+}
+
+/// Connections mode over `--procs` worker processes (each below the
+/// per-process open-file limit, each from its own source addresses).
+pub async fn connections_multi(args: &Args) -> Result<(), String> {
+    use tokio::io::AsyncBufReadExt;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let per = args.connections.div_ceil(args.procs);
+    let before = total_rss(&args.server_pid);
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for p in 0..args.procs {
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(["--mode", "connections", "--child", "--quiet"])
+            .args(["--api", &args.api])
+            .args(["--connections", &per.to_string()])
+            .args(["--spread-ips", &args.spread_ips.max(1).to_string()])
+            .args([
+                "--ip-offset",
+                &(p * args.spread_ips.max(1) as usize).min(250).to_string(),
+            ])
+            .args(["--password", &args.password])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        for w in &args.ws {
+            cmd.args(["--ws", w]);
+        }
+        children.push(
+            cmd.spawn()
+                .map_err(|e| format!("spawning worker {p}: {e}"))?,
+        );
+    }
+    let mut total = 0usize;
+    for (p, c) in children.iter_mut().enumerate() {
+        let out = c.stdout.take().ok_or("worker without stdout")?;
+        let mut lines = tokio::io::BufReader::new(out).lines();
+        loop {
+            match lines.next_line().await.map_err(|e| e.to_string())? {
+                Some(l) if l.starts_with("READY ") => {
+                    total += l[6..].trim().parse::<usize>().unwrap_or(0);
+                    break;
+                }
+                Some(_) => continue,
+                None => return Err(format!("worker {p} exited before it was ready")),
+            }
+        }
+    }
+    let open_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = total_rss(&args.server_pid);
+    let per_conn = match (before, after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 * 1024.0 / total.max(1) as f64),
+        _ => None,
+    };
+    let report = serde_json::json!({
+        "mode": "connections",
+        "procs": args.procs,
+        "connections": total,
+        "ws_urls": args.ws,
+        "open_seconds": open_secs,
+        "server_rss_kib_before": before,
+        "server_rss_kib_after": after,
+        "rss_bytes_per_connection": per_conn,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    if let Some(p) = &args.json {
+        std::fs::write(p, report.to_string()).map_err(|e| e.to_string())?;
+    }
+    for mut c in children {
+        drop(c.stdin.take());
+        let _ = c.wait().await;
     }
     Ok(())
 }
