@@ -146,7 +146,10 @@ impl SendPipeline for ComposedSendPipeline {
             for (&i, seq) in fresh.iter().zip(seqs) {
                 batch[i].envelope.message.seq = seq;
             }
-            let envelopes: Vec<_> = fresh.iter().map(|&i| batch[i].envelope.clone()).collect();
+            let envelopes: Vec<_> = fresh
+                .iter()
+                .map(|&i| batch[i].envelope.clone().into())
+                .collect::<Vec<crate::model::Entry>>();
             if let Err(e) = self.queue.publish(&envelopes).await {
                 let _ = self.dedup.release(&keys).await;
                 return Err(e);

@@ -64,6 +64,17 @@ pub struct Group {
     pub owner: UserId,
     /// Creation time, Unix milliseconds.
     pub created_at: i64,
+    /// While set and in the future (Unix ms), only the owner and admins may
+    /// send; `i64::MAX` mutes until unmuted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<i64>,
+}
+
+impl Group {
+    /// Whether the whole group is muted at `now` (Unix ms).
+    pub fn is_muted(&self, now: i64) -> bool {
+        self.muted_until.is_some_and(|t| t > now)
+    }
 }
 
 /// One member of a group.
@@ -73,6 +84,26 @@ pub struct Member {
     pub user_id: UserId,
     /// Its role.
     pub role: Role,
+    /// While set and in the future (Unix ms), this member may not send;
+    /// `i64::MAX` mutes until unmuted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<i64>,
+}
+
+impl Member {
+    /// A member with a role, not muted.
+    pub fn new(user_id: UserId, role: Role) -> Self {
+        Member {
+            user_id,
+            role,
+            muted_until: None,
+        }
+    }
+
+    /// Whether this member is muted at `now` (Unix ms).
+    pub fn is_muted(&self, now: i64) -> bool {
+        self.muted_until.is_some_and(|t| t > now)
+    }
 }
 
 /// The addressee of a send: `{"user": "<id>"}` or `{"group": "<id>"}`.
@@ -109,6 +140,9 @@ pub enum MessageKind {
     File,
     /// Application-defined; the body is a JSON object.
     Custom,
+    /// Written by the server (group administration); the body is a JSON
+    /// object with an `event` field. Clients cannot send it.
+    System,
 }
 
 impl MessageKind {
@@ -119,6 +153,7 @@ impl MessageKind {
             MessageKind::Image => "image",
             MessageKind::File => "file",
             MessageKind::Custom => "custom",
+            MessageKind::System => "system",
         }
     }
 
@@ -129,6 +164,7 @@ impl MessageKind {
             "image" => Some(MessageKind::Image),
             "file" => Some(MessageKind::File),
             "custom" => Some(MessageKind::Custom),
+            "system" => Some(MessageKind::System),
             _ => None,
         }
     }
@@ -212,6 +248,11 @@ pub struct Envelope {
     /// and is skipped by the push (None for HTTP sends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<(NodeId, SessionId)>,
+    /// Pinned recipients of a group message (a `system` message about a
+    /// removal or dissolution reaches the members as they were); `None`: the
+    /// group's members at push time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Vec<UserId>>,
 }
 
 impl Envelope {
@@ -219,4 +260,160 @@ impl Envelope {
     pub fn conversation(&self) -> ConversationId {
         self.message.conversation_id
     }
+}
+
+/// One entry of the queue: an accepted message, or an event about a
+/// conversation or some users that only the push group acts on.
+///
+/// Serialized untagged, so message entries keep the JSON shape of
+/// [`Envelope`] (`{"message": …}`) and events are `{"event": …}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Entry {
+    /// A message to deliver and persist.
+    Message(Envelope),
+    /// An event to deliver to online sessions only (never persisted).
+    Event(EventEnvelope),
+}
+
+impl Entry {
+    /// The hash that picks the queue shard: entries of one conversation share
+    /// a shard, so they keep their order.
+    pub fn shard_hash(&self) -> u64 {
+        match self {
+            Entry::Message(e) => e.message.conversation_id.shard_hash(),
+            Entry::Event(e) => e.shard_hash(),
+        }
+    }
+
+    /// The message, if this entry carries one.
+    pub fn message(&self) -> Option<&Message> {
+        match self {
+            Entry::Message(e) => Some(&e.message),
+            Entry::Event(_) => None,
+        }
+    }
+
+    /// The message envelope, if this entry carries one.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        match self {
+            Entry::Message(e) => Some(e),
+            Entry::Event(_) => None,
+        }
+    }
+}
+
+impl From<Envelope> for Entry {
+    fn from(e: Envelope) -> Self {
+        Entry::Message(e)
+    }
+}
+
+impl From<EventEnvelope> for Entry {
+    fn from(e: EventEnvelope) -> Self {
+        Entry::Event(e)
+    }
+}
+
+/// An event in the queue, with who gets it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    /// What happened.
+    pub event: Event,
+    /// Who receives it.
+    pub to: EventAudience,
+    /// A session that caused the event and does not need it echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<(NodeId, SessionId)>,
+    /// When it happened, Unix milliseconds (stale ephemeral events are dropped).
+    pub ts: i64,
+}
+
+impl EventEnvelope {
+    /// The queue shard hash: the conversation's, else the first user's.
+    pub fn shard_hash(&self) -> u64 {
+        match &self.to {
+            EventAudience::Conversation {
+                conversation_id, ..
+            } => conversation_id.shard_hash(),
+            EventAudience::Users(users) => users
+                .first()
+                .map(|u| ConversationId::Group(GroupId(u.0)).shard_hash())
+                .unwrap_or(0),
+            EventAudience::Sessions(routes) => routes
+                .first()
+                .map(|r| ConversationId::Group(GroupId(r.user_id.0)).shard_hash())
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The recipients of an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventAudience {
+    /// Every participant's sessions (both parties, or the group's members),
+    /// except the sessions of `except` when set.
+    Conversation {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// A participant left out (the typist of a typing event).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        except: Option<UserId>,
+    },
+    /// Every session of these users.
+    Users(Vec<UserId>),
+    /// Exactly these sessions.
+    Sessions(Vec<SessionRoute>),
+}
+
+/// An event carried by the queue to online sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A read cursor advanced.
+    Read {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Who read.
+        user_id: UserId,
+        /// Up to which seq.
+        seq: u64,
+    },
+    /// A message was recalled.
+    Recalled {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The message.
+        msg_id: MessageId,
+        /// Who recalled it.
+        by: UserId,
+    },
+    /// Someone is typing (ephemeral: dropped when older than a few seconds).
+    Typing {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The typist.
+        from: UserId,
+    },
+    /// A user came online or went offline.
+    Presence(Presence),
+    /// The audience sessions are closed with a `kicked` frame and code 4001.
+    Kick {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Whether a user is online, and when it was last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The user.
+    pub user_id: UserId,
+    /// Whether at least one session is connected.
+    pub online: bool,
+    /// When a session of the user was last connected, Unix milliseconds
+    /// (`None`: never).
+    pub last_seen: Option<i64>,
 }

@@ -25,8 +25,8 @@ use crate::connect::{ConnectConfig, ConnectService, Hub, LocalPusher};
 use crate::error::Result;
 use crate::logic::{Logic, LogicConfig, LogicPorts};
 use crate::memory::{
-    MemoryDedupStore, MemoryGroupStore, MemoryMessageStore, MemoryQueue, MemorySequenceAllocator,
-    MemorySessionStore, MemoryUserStore,
+    MemoryConversationStore, MemoryDedupStore, MemoryGroupStore, MemoryMessageStore, MemoryQueue,
+    MemorySequenceAllocator, MemorySessionStore, MemoryUserStore,
 };
 use crate::model::NodeId;
 use crate::ports::{MessageQueue, MessageStore, Pusher};
@@ -49,9 +49,10 @@ impl Backends {
     pub fn memory(secret: &[u8]) -> Backends {
         let queue: Arc<dyn MessageQueue> = Arc::new(MemoryQueue::default());
         let messages: Arc<dyn MessageStore> = Arc::new(MemoryMessageStore::default());
+        let sequences = Arc::new(MemorySequenceAllocator::new());
         let pipeline = Arc::new(ComposedSendPipeline::new(
             Arc::new(MemoryDedupStore::new()),
-            Arc::new(MemorySequenceAllocator::new()),
+            sequences.clone(),
             queue.clone(),
         ));
         Backends {
@@ -62,6 +63,9 @@ impl Backends {
                 sessions: Arc::new(MemorySessionStore::new()),
                 pipeline,
                 auth: Arc::new(JwtAuthenticator::new(secret, Duration::from_secs(86_400))),
+                queue: queue.clone(),
+                conversations: Arc::new(MemoryConversationStore::default()),
+                sequences,
             },
             queue,
             messages,
@@ -167,6 +171,7 @@ impl Node {
             let w = PersistWorker::new(
                 backends.queue.clone(),
                 backends.messages.clone(),
+                backends.logic.conversations.clone(),
                 WorkerConfig {
                     consumer: format!("{}-persist-{i}", config.node),
                     ..config.worker.clone()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
 use crate::id::{ConversationId, MessageId, UserId};
-use crate::model::{Message, MessageKind, Target};
+use crate::model::{Event, Message, MessageKind, Presence, Target};
 
 /// A frame sent by a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +53,12 @@ pub enum ClientFrame {
     Typing {
         /// The peer or group.
         to: Target,
+    },
+    /// Ask for the presence of users now and subscribe to their changes
+    /// (extension); answered by `presence_result`, then `presence` events.
+    SubscribePresence {
+        /// The users (at most 200).
+        user_ids: Vec<UserId>,
     },
 }
 
@@ -145,6 +151,49 @@ pub enum ServerFrame {
         /// Why.
         reason: String,
     },
+    /// The answer to `subscribe_presence` (extension).
+    PresenceResult {
+        /// Presence of each user asked for, in order.
+        presences: Vec<Presence>,
+    },
+    /// A subscribed user came online or went offline (extension).
+    Presence(Presence),
+}
+
+impl ServerFrame {
+    /// The frame announcing a queue event to a session (`None` for events
+    /// that are not frames, such as a kick).
+    pub fn from_event(event: &Event) -> Option<ServerFrame> {
+        Some(match event {
+            Event::Read {
+                conversation_id,
+                user_id,
+                seq,
+            } => ServerFrame::Read {
+                conversation_id: *conversation_id,
+                user_id: *user_id,
+                seq: *seq,
+            },
+            Event::Recalled {
+                conversation_id,
+                msg_id,
+                by,
+            } => ServerFrame::Recalled {
+                conversation_id: *conversation_id,
+                msg_id: *msg_id,
+                by: *by,
+            },
+            Event::Typing {
+                conversation_id,
+                from,
+            } => ServerFrame::Typing {
+                conversation_id: *conversation_id,
+                from: *from,
+            },
+            Event::Presence(p) => ServerFrame::Presence(*p),
+            Event::Kick { .. } => return None,
+        })
+    }
 }
 
 /// Why bytes are not a valid client frame.

@@ -67,7 +67,9 @@ async fn memory_queue_is_bounded() {
     let q = MemoryQueue::new(3);
     q.create_group("g").await.unwrap();
     let (_, _, c) = testkit::random_direct();
-    let batch: Vec<_> = (1..=3).map(|s| testkit::sample_envelope(c, s)).collect();
+    let batch: Vec<im_core::model::Entry> = (1..=3)
+        .map(|s| testkit::sample_envelope(c, s).into())
+        .collect();
     q.publish(&batch).await.unwrap();
     let err = q.publish(&batch[..1]).await.unwrap_err();
     assert_eq!(err.code(), im_core::ErrorCode::Unavailable);

@@ -453,6 +453,9 @@ impl MessageStore for FlakyStore {
     async fn get(&self, id: MessageId) -> im_core::Result<Option<Message>> {
         self.inner.get(id).await
     }
+    async fn recall(&self, id: MessageId) -> im_core::Result<bool> {
+        self.inner.recall(id).await
+    }
 }
 
 fn fast_worker(name: &str) -> WorkerConfig {
@@ -605,6 +608,7 @@ async fn a_dead_consumers_entries_are_claimed_and_finished() {
     let persist = PersistWorker::new(
         backends.queue.clone(),
         backends.messages.clone(),
+        backends.logic.conversations.clone(),
         fast_worker("heir-persist"),
     );
     let t1 = tokio::spawn(push.run(stop.clone()));

@@ -23,6 +23,9 @@ pub struct ConnectConfig {
     pub send_burst: f64,
     /// How often the routes of live sessions are refreshed.
     pub heartbeat: Duration,
+    /// Typing indicators per second relayed per user on this node (extra ones
+    /// are dropped silently; `None`: unlimited).
+    pub typing_rate: Option<f64>,
 }
 
 impl Default for ConnectConfig {
@@ -32,6 +35,7 @@ impl Default for ConnectConfig {
             send_rate: Some(200.0),
             send_burst: 400.0,
             heartbeat: Duration::from_secs(30),
+            typing_rate: Some(2.0),
         }
     }
 }
@@ -52,6 +56,7 @@ pub struct ConnectService {
     hub: Arc<Hub>,
     logic: Arc<dyn LogicApi>,
     limiter: Option<RateLimiter<UserId>>,
+    typing_limiter: Option<RateLimiter<UserId>>,
     config: ConnectConfig,
 }
 
@@ -69,10 +74,12 @@ impl ConnectService {
         let limiter = config
             .send_rate
             .map(|r| RateLimiter::new(r, config.send_burst));
+        let typing_limiter = config.typing_rate.map(|r| RateLimiter::new(r, r * 2.0));
         ConnectService {
             hub,
             logic,
             limiter,
+            typing_limiter,
             config,
         }
     }
@@ -170,12 +177,45 @@ impl ConnectService {
             ),
             ClientFrame::Ack { .. } => None,
             ClientFrame::Ping => Some(ServerFrame::Pong),
-            _ => Some(ServerFrame::error(
-                &Error::InvalidArgument(
-                    "this frame type is not supported by this server yet".into(),
-                ),
-                None,
-            )),
+            ClientFrame::Read {
+                conversation_id,
+                seq,
+            } => self
+                .logic
+                .mark_read(
+                    ctx.user,
+                    conversation_id,
+                    seq,
+                    Some((ctx.node.clone(), ctx.session)),
+                )
+                .await
+                .err()
+                .map(|e| ServerFrame::error(&e, None)),
+            ClientFrame::Recall { msg_id } => self
+                .logic
+                .recall(ctx.user, msg_id)
+                .await
+                .err()
+                .map(|e| ServerFrame::error(&e, None)),
+            ClientFrame::Typing { to } => {
+                if let Some(l) = &self.typing_limiter {
+                    if !l.allow(ctx.user) {
+                        // Typing is advisory: extra indicators are dropped silently.
+                        return None;
+                    }
+                }
+                self.logic
+                    .typing(ctx.user, to)
+                    .await
+                    .err()
+                    .map(|e| ServerFrame::error(&e, None))
+            }
+            ClientFrame::SubscribePresence { user_ids } => Some(
+                match self.logic.subscribe_presence(ctx.user, user_ids).await {
+                    Ok(presences) => ServerFrame::PresenceResult { presences },
+                    Err(e) => ServerFrame::error(&e, None),
+                },
+            ),
         }
     }
 

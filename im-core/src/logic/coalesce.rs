@@ -10,12 +10,12 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
-use crate::id::{ConversationId, GroupId, UserId};
-use crate::model::{Member, SessionRoute};
+use crate::id::{ConversationId, GroupId, MessageId, SessionId, UserId};
+use crate::model::{Group, Member, NodeId, Presence, SessionRoute, Target};
 use crate::ports::Identity;
 use crate::protocol::{SendAck, SendRequest};
 
-use super::{LogicApi, Login, Page, Sender};
+use super::{ConversationPage, GroupCommand, LogicApi, Login, Page, Sender};
 
 type Job = ((Sender, SendRequest), oneshot::Sender<Result<SendAck>>);
 
@@ -117,5 +117,49 @@ impl LogicApi for CoalescingLogic {
     }
     async fn members(&self, actor: UserId, group: GroupId) -> Result<Vec<Member>> {
         self.inner.members(actor, group).await
+    }
+    async fn group(&self, actor: UserId, group: GroupId) -> Result<Group> {
+        self.inner.group(actor, group).await
+    }
+    async fn administer_group(
+        &self,
+        actor: UserId,
+        group: GroupId,
+        command: GroupCommand,
+    ) -> Result<()> {
+        self.inner.administer_group(actor, group, command).await
+    }
+    async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+        origin: Option<(NodeId, SessionId)>,
+    ) -> Result<()> {
+        self.inner.mark_read(user, conversation, seq, origin).await
+    }
+    async fn recall(&self, actor: UserId, msg_id: MessageId) -> Result<()> {
+        self.inner.recall(actor, msg_id).await
+    }
+    async fn typing(&self, user: UserId, to: Target) -> Result<()> {
+        self.inner.typing(user, to).await
+    }
+    async fn conversations(
+        &self,
+        user: UserId,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<ConversationPage> {
+        self.inner.conversations(user, cursor, limit).await
+    }
+    async fn presence(&self, users: Vec<UserId>) -> Result<Vec<Presence>> {
+        self.inner.presence(users).await
+    }
+    async fn subscribe_presence(
+        &self,
+        subscriber: UserId,
+        users: Vec<UserId>,
+    ) -> Result<Vec<Presence>> {
+        self.inner.subscribe_presence(subscriber, users).await
     }
 }

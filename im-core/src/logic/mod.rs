@@ -7,6 +7,8 @@
 
 mod accounts;
 mod coalesce;
+mod conversations;
+mod events;
 mod groups;
 mod send;
 mod sync;
@@ -18,14 +20,16 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::error::Result;
-use crate::id::{ConversationId, GroupId, SessionId, Snowflake, UserId};
-use crate::model::{Member, Message, NodeId, SessionRoute};
+use crate::id::{ConversationId, GroupId, MessageId, SessionId, Snowflake, UserId};
+use crate::model::{Group, Member, Message, NodeId, Presence, SessionRoute, Target};
 use crate::ports::{
-    Authenticator, GroupStore, Identity, MessageStore, SendPipeline, SessionStore, UserStore,
+    Authenticator, ConversationEntry, ConversationStore, GroupStore, Identity, MessageQueue,
+    MessageStore, SendPipeline, SessionStore, UserStore,
 };
 use crate::protocol::{SendAck, SendRequest};
 
 pub use coalesce::CoalescingLogic;
+pub use groups::GroupCommand;
 pub use send::SendJob;
 
 /// Limits and timings of the Logic layer.
@@ -47,6 +51,32 @@ pub struct LogicConfig {
     pub max_page: u32,
     /// Snowflake worker id of this Logic instance (0..=1023), unique per instance.
     pub worker_id: u16,
+    /// How long after sending a message may be recalled (group owners and
+    /// admins are bound by it too).
+    pub recall_window: Duration,
+    /// What happens to a user's older sessions of the same device label when a
+    /// new one connects; labels not listed allow many sessions.
+    pub device_policies: std::collections::HashMap<String, DevicePolicy>,
+    /// How long a presence subscription lasts.
+    pub presence_ttl: Duration,
+    /// Most users one presence request or subscription may name.
+    pub max_presence_users: usize,
+    /// Default page of the conversation list.
+    pub default_conversations_page: u32,
+    /// Largest page of the conversation list.
+    pub max_conversations_page: u32,
+}
+
+/// The multi-device policy of one device label (platform).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DevicePolicy {
+    /// Any number of sessions of this label stay connected together.
+    #[default]
+    Many,
+    /// A new session replaces the user's older sessions of this label: they
+    /// receive a `kicked` frame and are closed with 4001.
+    Single,
 }
 
 impl Default for LogicConfig {
@@ -60,6 +90,12 @@ impl Default for LogicConfig {
             default_page: 50,
             max_page: 100,
             worker_id: 0,
+            recall_window: Duration::from_secs(120),
+            device_policies: std::collections::HashMap::new(),
+            presence_ttl: Duration::from_secs(3600),
+            max_presence_users: 200,
+            default_conversations_page: 20,
+            max_conversations_page: 100,
         }
     }
 }
@@ -88,6 +124,15 @@ pub struct Page {
     pub messages: Vec<Message>,
     /// Whether more exist after the last one.
     pub has_more: bool,
+}
+
+/// A page of the conversation list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationPage {
+    /// Newest last message first.
+    pub conversations: Vec<ConversationEntry>,
+    /// Opaque cursor of the next page (`None` at the end).
+    pub next_cursor: Option<String>,
 }
 
 /// The result of a password login.
@@ -136,6 +181,45 @@ pub trait LogicApi: Send + Sync + 'static {
     async fn remove_member(&self, actor: UserId, group: GroupId, user: UserId) -> Result<()>;
     /// Lists members (members only).
     async fn members(&self, actor: UserId, group: GroupId) -> Result<Vec<Member>>;
+    /// A group's details (members only).
+    async fn group(&self, actor: UserId, group: GroupId) -> Result<Group>;
+    /// An administrative change to a group, authorized by the actor's role;
+    /// each change is announced by a `system` message in the group.
+    async fn administer_group(
+        &self,
+        actor: UserId,
+        group: GroupId,
+        command: GroupCommand,
+    ) -> Result<()>;
+    /// Moves the user's read cursor forward (a seq past the last is
+    /// `invalid_argument`, a lower one a no-op) and tells the participants.
+    async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+        origin: Option<(NodeId, SessionId)>,
+    ) -> Result<()>;
+    /// Recalls a message (its sender, or a group owner or admin, within the
+    /// recall window) and tells the participants; recalling again is a no-op.
+    async fn recall(&self, actor: UserId, msg_id: MessageId) -> Result<()>;
+    /// Relays an ephemeral typing indicator to the other participants.
+    async fn typing(&self, user: UserId, to: Target) -> Result<()>;
+    /// A page of the user's conversation list.
+    async fn conversations(
+        &self,
+        user: UserId,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<ConversationPage>;
+    /// Presence of users (unknown users are `not_found`).
+    async fn presence(&self, users: Vec<UserId>) -> Result<Vec<Presence>>;
+    /// Subscribes to presence changes of users and returns their presence now.
+    async fn subscribe_presence(
+        &self,
+        subscriber: UserId,
+        users: Vec<UserId>,
+    ) -> Result<Vec<Presence>>;
 }
 
 /// The ports Logic runs on.
@@ -151,6 +235,12 @@ pub struct LogicPorts {
     pub sessions: Arc<dyn SessionStore>,
     /// Dedup + seq + enqueue.
     pub pipeline: Arc<dyn SendPipeline>,
+    /// The queue, for events (read, recalled, typing, presence, kick).
+    pub queue: Arc<dyn MessageQueue>,
+    /// Conversation lists and read cursors.
+    pub conversations: Arc<dyn ConversationStore>,
+    /// Last seqs (a read cursor may not pass the last seq).
+    pub sequences: Arc<dyn crate::ports::SequenceAllocator>,
     /// Tokens.
     pub auth: Arc<dyn Authenticator>,
 }
@@ -221,10 +311,7 @@ impl LogicApi for Logic {
     }
 
     async fn connect_session(&self, route: SessionRoute) -> Result<()> {
-        self.ports
-            .sessions
-            .bind(&route, self.config.session_ttl)
-            .await
+        self.open_session(route).await
     }
 
     async fn refresh_sessions(&self, routes: Vec<SessionRoute>) -> Result<()> {
@@ -235,7 +322,7 @@ impl LogicApi for Logic {
     }
 
     async fn disconnect_session(&self, route: SessionRoute) -> Result<()> {
-        self.ports.sessions.unbind(&route).await
+        self.close_session(route).await
     }
 
     async fn send(&self, sender: Sender, request: SendRequest) -> Result<SendAck> {
@@ -272,5 +359,58 @@ impl LogicApi for Logic {
 
     async fn members(&self, actor: UserId, group: GroupId) -> Result<Vec<Member>> {
         self.list_members(actor, group).await
+    }
+
+    async fn group(&self, actor: UserId, group: GroupId) -> Result<Group> {
+        self.group_info(actor, group).await
+    }
+
+    async fn administer_group(
+        &self,
+        actor: UserId,
+        group: GroupId,
+        command: GroupCommand,
+    ) -> Result<()> {
+        self.administer(actor, group, command).await
+    }
+
+    async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+        origin: Option<(NodeId, SessionId)>,
+    ) -> Result<()> {
+        self.mark_conversation_read(user, conversation, seq, origin)
+            .await
+    }
+
+    async fn recall(&self, actor: UserId, msg_id: MessageId) -> Result<()> {
+        self.recall_message(actor, msg_id).await
+    }
+
+    async fn typing(&self, user: UserId, to: Target) -> Result<()> {
+        self.relay_typing(user, to).await
+    }
+
+    async fn conversations(
+        &self,
+        user: UserId,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<ConversationPage> {
+        self.list_conversations(user, cursor, limit).await
+    }
+
+    async fn presence(&self, users: Vec<UserId>) -> Result<Vec<Presence>> {
+        self.presence_of(&users).await
+    }
+
+    async fn subscribe_presence(
+        &self,
+        subscriber: UserId,
+        users: Vec<UserId>,
+    ) -> Result<Vec<Presence>> {
+        self.subscribe_to_presence(subscriber, users).await
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::id::{now_ms, ConversationId, GroupId, MessageId, UserId};
-use crate::model::{Envelope, Message, MessageKind, Target};
+use crate::model::{Envelope, Message, MessageKind, Role, Target};
 use crate::ports::{Admission, DedupKey};
 use crate::protocol::{SendAck, SendRequest};
 
@@ -25,6 +25,8 @@ use super::{Logic, Sender};
 pub struct SendJob {
     sender: Sender,
     request: SendRequest,
+    /// A server-written message (already authorized; may pin its audience).
+    system: Option<Option<Vec<UserId>>>,
     reply: oneshot::Sender<Result<SendAck>>,
 }
 
@@ -32,13 +34,49 @@ impl Logic {
     pub(super) async fn submit(&self, sender: Sender, request: SendRequest) -> Result<SendAck> {
         // Cheap, stateless checks first, before queueing.
         self.check_shape(sender.user, &request)?;
+        if request.kind == MessageKind::System {
+            return Err(Error::InvalidArgument(
+                "kind `system` is written by the server only".into(),
+            ));
+        }
+        self.enqueue(SendJob {
+            sender,
+            request,
+            system: None,
+            reply: oneshot::channel().0,
+        })
+        .await
+    }
+
+    /// Sends a `system` message to a group on behalf of `actor` (the change
+    /// it announces was authorized by the caller).
+    pub(super) async fn submit_system(
+        &self,
+        actor: UserId,
+        group: GroupId,
+        body: serde_json::Value,
+        audience: Option<Vec<UserId>>,
+    ) -> Result<SendAck> {
+        let request = SendRequest {
+            client_msg_id: format!("system-{}", self.next_id()),
+            to: Target::Group(group),
+            kind: MessageKind::System,
+            body,
+        };
+        self.enqueue(SendJob {
+            sender: Sender::http(actor),
+            request,
+            system: Some(audience),
+            reply: oneshot::channel().0,
+        })
+        .await
+    }
+
+    async fn enqueue(&self, mut job: SendJob) -> Result<SendAck> {
         let (reply, rx) = oneshot::channel();
+        job.reply = reply;
         self.batcher
-            .send(SendJob {
-                sender,
-                request,
-                reply,
-            })
+            .send(job)
             .await
             .map_err(|_| Error::unavailable_msg("logic is shutting down"))?;
         rx.await
@@ -125,18 +163,23 @@ impl Logic {
             }
         };
         let mut memberships: HashMap<(GroupId, UserId), Result<()>> = HashMap::new();
+        let now = now_ms();
         for j in jobs {
+            if j.system.is_some() {
+                continue;
+            }
             if let Target::Group(g) = j.request.to {
                 let key = (g, j.sender.user);
                 if memberships.contains_key(&key) {
                     continue;
                 }
-                let verdict = self.group_send_allowed(g, j.sender.user).await;
+                let verdict = self.group_send_allowed(g, j.sender.user, now).await;
                 memberships.insert(key, verdict);
             }
         }
         jobs.iter()
             .map(|j| match j.request.to {
+                _ if j.system.is_some() => Ok(()),
                 Target::User(u) => match &existing {
                     Ok(set) if set.contains(&u) => Ok(()),
                     Ok(_) => Err(Error::NotFound(format!("no user {u}"))),
@@ -151,8 +194,18 @@ impl Logic {
             .collect()
     }
 
-    async fn group_send_allowed(&self, g: GroupId, user: UserId) -> Result<()> {
-        match self.ports.groups.role_of(g, user).await? {
+    async fn group_send_allowed(&self, g: GroupId, user: UserId, now: i64) -> Result<()> {
+        match self.ports.groups.member(g, user).await? {
+            Some(m) if m.is_muted(now) => Err(Error::PermissionDenied(format!(
+                "you are muted in group {g}"
+            ))),
+            Some(m) if m.role == Role::Member => match self.ports.groups.get(g).await? {
+                Some(group) if group.is_muted(now) => Err(Error::PermissionDenied(format!(
+                    "group {g} is muted: only the owner and admins may send"
+                ))),
+                Some(_) => Ok(()),
+                None => Err(Error::NotFound(format!("no group {g}"))),
+            },
             Some(_) => Ok(()),
             None => match self.ports.groups.get(g).await? {
                 Some(_) => Err(Error::PermissionDenied(format!(
@@ -240,6 +293,7 @@ impl Logic {
                     recalled: false,
                 },
                 origin: job.sender.origin.clone(),
+                audience: job.system.clone().flatten(),
             },
         }
     }

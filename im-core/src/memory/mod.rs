@@ -3,6 +3,7 @@
 //! conversation), expire what has a TTL (dedup keys, session routes), and pass
 //! the same conformance suites as the networked backends.
 
+mod conversation;
 mod dedup;
 mod discovery;
 mod queue;
@@ -10,6 +11,7 @@ mod seq;
 mod session;
 mod store;
 
+pub use conversation::MemoryConversationStore;
 pub use dedup::MemoryDedupStore;
 pub use discovery::MemoryDiscovery;
 pub use queue::MemoryQueue;

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
-use crate::model::Envelope;
+use crate::model::Entry;
 use crate::ports::{Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer};
 
 #[derive(Debug)]
@@ -28,7 +28,7 @@ struct GroupState {
 #[derive(Debug, Default)]
 struct State {
     base: u64,
-    entries: VecDeque<Arc<Envelope>>,
+    entries: VecDeque<Arc<Entry>>,
     groups: HashMap<String, GroupState>,
 }
 
@@ -37,7 +37,7 @@ impl State {
         self.base + self.entries.len() as u64
     }
 
-    fn get(&self, id: u64) -> Option<&Arc<Envelope>> {
+    fn get(&self, id: u64) -> Option<&Arc<Entry>> {
         id.checked_sub(self.base)
             .and_then(|i| self.entries.get(i as usize))
     }
@@ -110,7 +110,7 @@ fn parse_id(id: &EntryId) -> Result<u64> {
 
 #[async_trait]
 impl MessageQueue for MemoryQueue {
-    async fn publish(&self, batch: &[Envelope]) -> Result<()> {
+    async fn publish(&self, batch: &[Entry]) -> Result<()> {
         {
             let mut st = self.state.lock();
             if st.entries.len() + batch.len() > self.capacity {
@@ -183,7 +183,7 @@ impl MemoryConsumer {
             if let Some(env) = st.get(id) {
                 out.push(Delivery {
                     id: EntryId(id.to_string()),
-                    envelope: (**env).clone(),
+                    entry: (**env).clone(),
                     delivery_count: 1,
                 });
             }
@@ -264,7 +264,7 @@ impl QueueConsumer for MemoryConsumer {
                     p.count += 1;
                     out.push(Delivery {
                         id: EntryId(id.to_string()),
-                        envelope: (*env).clone(),
+                        entry: (*env).clone(),
                         delivery_count: p.count,
                     });
                 }

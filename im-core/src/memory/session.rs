@@ -18,6 +18,10 @@ struct State {
     by_user: HashMap<UserId, HashMap<RouteKey, (SessionRoute, Instant)>>,
     by_node: HashMap<NodeId, HashSet<(UserId, SessionId)>>,
     last_sweep: Instant,
+    /// Last time each user had a live route, Unix ms.
+    last_seen: HashMap<UserId, i64>,
+    /// Presence subscribers of each user, with their expiry.
+    subscribers: HashMap<UserId, HashMap<UserId, Instant>>,
 }
 
 impl State {
@@ -33,6 +37,7 @@ impl State {
     }
 
     fn remove(&mut self, user: UserId, node: &NodeId, session: SessionId) {
+        self.last_seen.insert(user, crate::id::now_ms());
         if let Some(routes) = self.by_user.get_mut(&user) {
             routes.remove(&(node.clone(), session));
             if routes.is_empty() {
@@ -78,6 +83,8 @@ impl Default for MemorySessionStore {
                 by_user: HashMap::new(),
                 by_node: HashMap::new(),
                 last_sweep: Instant::now(),
+                last_seen: HashMap::new(),
+                subscribers: HashMap::new(),
             }),
         }
     }
@@ -103,8 +110,10 @@ impl SessionStore for MemorySessionStore {
             st.last_sweep = now;
             st.sweep(now);
         }
+        let ms = crate::id::now_ms();
         for r in routes {
             st.insert(r, now + ttl);
+            st.last_seen.insert(r.user_id, ms);
         }
         Ok(())
     }
@@ -147,5 +156,40 @@ impl SessionStore for MemorySessionStore {
             st.remove(u, node, s);
         }
         Ok(n)
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<Option<i64>>> {
+        let st = self.state.lock();
+        Ok(users.iter().map(|u| st.last_seen.get(u).copied()).collect())
+    }
+
+    async fn subscribe_presence(
+        &self,
+        subscriber: UserId,
+        users: &[UserId],
+        ttl: Duration,
+    ) -> Result<()> {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        for u in users {
+            let subs = st.subscribers.entry(*u).or_default();
+            subs.retain(|_, exp| *exp > now);
+            subs.insert(subscriber, now + ttl);
+        }
+        Ok(())
+    }
+
+    async fn presence_subscribers(&self, user: UserId) -> Result<Vec<UserId>> {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let Some(subs) = st.subscribers.get_mut(&user) else {
+            return Ok(Vec::new());
+        };
+        subs.retain(|_, exp| *exp > now);
+        let out: Vec<UserId> = subs.keys().copied().collect();
+        if out.is_empty() {
+            st.subscribers.remove(&user);
+        }
+        Ok(out)
     }
 }

@@ -115,6 +115,27 @@ impl MessageStore for MemoryMessageStore {
                 .cloned()
         }))
     }
+
+    async fn recall(&self, msg_id: MessageId) -> Result<bool> {
+        let mut inner = self.inner.write();
+        let inner = &mut *inner;
+        let (c, seq) = inner
+            .index
+            .get(&msg_id)
+            .copied()
+            .ok_or_else(|| Error::NotFound(format!("no message {msg_id}")))?;
+        let m = inner
+            .conversations
+            .get_mut(&c)
+            .and_then(|c| c.by_seq.get_mut(&seq))
+            .ok_or_else(|| Error::NotFound(format!("no message {msg_id}")))?;
+        if m.recalled {
+            return Ok(false);
+        }
+        m.recalled = true;
+        m.body = serde_json::Value::Null;
+        Ok(true)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -177,7 +198,7 @@ impl UserStore for MemoryUserStore {
     }
 }
 
-type GroupEntry = (Group, BTreeMap<UserId, Role>);
+type GroupEntry = (Group, BTreeMap<UserId, Member>);
 
 /// Groups and members in memory.
 #[derive(Debug, Default)]
@@ -204,7 +225,7 @@ impl GroupStore for MemoryGroupStore {
             return Err(Error::Conflict(format!("group {} exists", group.id)));
         }
         let mut members = BTreeMap::new();
-        members.insert(group.owner, Role::Owner);
+        members.insert(group.owner, Member::new(group.owner, Role::Owner));
         inner.insert(group.id, (group.clone(), members));
         Ok(())
     }
@@ -222,7 +243,7 @@ impl GroupStore for MemoryGroupStore {
                 member.user_id
             )));
         }
-        members.insert(member.user_id, member.role);
+        members.insert(member.user_id, member);
         Ok(())
     }
 
@@ -241,7 +262,7 @@ impl GroupStore for MemoryGroupStore {
         let slot = members.get_mut(&user).ok_or_else(|| {
             Error::NotFound(format!("user {user} is not a member of group {group}"))
         })?;
-        *slot = role;
+        slot.role = role;
         if role == Role::Owner {
             g.owner = user;
         }
@@ -253,7 +274,7 @@ impl GroupStore for MemoryGroupStore {
             .inner
             .read()
             .get(&group)
-            .and_then(|(_, m)| m.get(&user).copied()))
+            .and_then(|(_, m)| m.get(&user).map(|m| m.role)))
     }
 
     async fn members(&self, group: GroupId) -> Result<Vec<Member>> {
@@ -261,14 +282,67 @@ impl GroupStore for MemoryGroupStore {
             .inner
             .read()
             .get(&group)
-            .map(|(_, m)| {
-                m.iter()
-                    .map(|(u, r)| Member {
-                        user_id: *u,
-                        role: *r,
-                    })
-                    .collect()
-            })
+            .map(|(_, m)| m.values().copied().collect())
             .unwrap_or_default())
     }
+
+    async fn member(&self, group: GroupId, user: UserId) -> Result<Option<Member>> {
+        Ok(self
+            .inner
+            .read()
+            .get(&group)
+            .and_then(|(_, m)| m.get(&user).copied()))
+    }
+
+    async fn rename(&self, group: GroupId, name: &str) -> Result<()> {
+        let mut inner = self.inner.write();
+        let (g, _) = inner.get_mut(&group).ok_or_else(|| no_group(group))?;
+        g.name = name.to_owned();
+        Ok(())
+    }
+
+    async fn transfer(&self, group: GroupId, to: UserId) -> Result<()> {
+        let mut inner = self.inner.write();
+        let (g, members) = inner.get_mut(&group).ok_or_else(|| no_group(group))?;
+        if !members.contains_key(&to) {
+            return Err(not_member(group, to));
+        }
+        if let Some(old) = members.get_mut(&g.owner) {
+            old.role = Role::Admin;
+        }
+        if let Some(new) = members.get_mut(&to) {
+            new.role = Role::Owner;
+        }
+        g.owner = to;
+        Ok(())
+    }
+
+    async fn mute_group(&self, group: GroupId, until: Option<i64>) -> Result<()> {
+        let mut inner = self.inner.write();
+        let (g, _) = inner.get_mut(&group).ok_or_else(|| no_group(group))?;
+        g.muted_until = until;
+        Ok(())
+    }
+
+    async fn mute_member(&self, group: GroupId, user: UserId, until: Option<i64>) -> Result<()> {
+        let mut inner = self.inner.write();
+        let (_, members) = inner.get_mut(&group).ok_or_else(|| no_group(group))?;
+        let m = members
+            .get_mut(&user)
+            .ok_or_else(|| not_member(group, user))?;
+        m.muted_until = until;
+        Ok(())
+    }
+
+    async fn delete(&self, group: GroupId) -> Result<()> {
+        self.inner
+            .write()
+            .remove(&group)
+            .map(|_| ())
+            .ok_or_else(|| no_group(group))
+    }
+}
+
+fn not_member(group: GroupId, user: UserId) -> Error {
+    Error::NotFound(format!("user {user} is not a member of group {group}"))
 }

@@ -7,6 +7,7 @@
 //! the conformance suites of `crate::testkit` (feature `testkit`).
 
 mod auth;
+mod conversation;
 mod dedup;
 mod discovery;
 mod push;
@@ -17,6 +18,7 @@ mod session;
 mod store;
 
 pub use auth::{Authenticator, Identity, IssuedToken};
+pub use conversation::{ConversationEntry, ConversationStore, ListCursor};
 pub use dedup::{DedupKey, DedupStore};
 pub use discovery::{Discovery, ServiceInstance};
 pub use push::{PushBatch, PushItem, PushReport, Pusher};

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::Envelope;
+use crate::model::Entry;
 
 /// The opaque id of one queue entry (backend-specific, e.g. `"3/1700000000000-0"`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16,8 +16,8 @@ pub struct EntryId(pub String);
 pub struct Delivery {
     /// The entry's id, to ack.
     pub id: EntryId,
-    /// The carried envelope.
-    pub envelope: Envelope,
+    /// The carried entry (a message envelope or an event).
+    pub entry: Entry,
     /// How many times this entry was handed out (1 on first delivery).
     pub delivery_count: u32,
 }
@@ -45,7 +45,7 @@ pub struct GroupStats {
 #[async_trait]
 pub trait MessageQueue: Send + Sync + 'static {
     /// Appends a batch (one round trip where the backend allows).
-    async fn publish(&self, batch: &[Envelope]) -> Result<()>;
+    async fn publish(&self, batch: &[Entry]) -> Result<()>;
 
     /// Creates a consumer group if it does not exist (idempotent).
     async fn create_group(&self, group: &str) -> Result<()>;

@@ -29,4 +29,20 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Drops every route of a node (it died); returns how many were dropped.
     async fn drop_node(&self, node: &NodeId) -> Result<u64>;
+
+    /// When each user last had a live session (Unix ms; `None`: never), in the
+    /// order of `users`. `bind`, `refresh`, `unbind` and `drop_node` record it.
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<Option<i64>>>;
+
+    /// Subscribes `subscriber` to presence changes of `users` for `ttl`
+    /// (subscribing again extends it).
+    async fn subscribe_presence(
+        &self,
+        subscriber: UserId,
+        users: &[UserId],
+        ttl: Duration,
+    ) -> Result<()>;
+
+    /// The live subscribers of `user`'s presence.
+    async fn presence_subscribers(&self, user: UserId) -> Result<Vec<UserId>>;
 }

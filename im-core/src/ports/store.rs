@@ -30,6 +30,11 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// One message by id.
     async fn get(&self, msg_id: MessageId) -> Result<Option<Message>>;
+
+    /// Marks a stored message recalled and drops its body; returns whether it
+    /// changed (`false` when already recalled). `NotFound` for an unknown id.
+    /// A later `append` of the same message does not bring the body back.
+    async fn recall(&self, msg_id: MessageId) -> Result<bool>;
 }
 
 /// User accounts.
@@ -78,4 +83,24 @@ pub trait GroupStore: Send + Sync + 'static {
 
     /// All members of a group (empty for an unknown group).
     async fn members(&self, group: GroupId) -> Result<Vec<Member>>;
+
+    /// One member with role and mute state (`None` when not a member).
+    async fn member(&self, group: GroupId, user: UserId) -> Result<Option<Member>>;
+
+    /// Renames a group (`NotFound` for an unknown group).
+    async fn rename(&self, group: GroupId, name: &str) -> Result<()>;
+
+    /// Makes member `to` the owner and the previous owner an admin, in one
+    /// step (`NotFound` when `to` is not a member).
+    async fn transfer(&self, group: GroupId, to: UserId) -> Result<()>;
+
+    /// Mutes the whole group until `until` (Unix ms), or unmutes it (`None`).
+    async fn mute_group(&self, group: GroupId, until: Option<i64>) -> Result<()>;
+
+    /// Mutes one member until `until` (Unix ms), or unmutes it (`None`);
+    /// `NotFound` when not a member.
+    async fn mute_member(&self, group: GroupId, user: UserId, until: Option<i64>) -> Result<()>;
+
+    /// Deletes a group and its memberships (messages stay); `NotFound` when unknown.
+    async fn delete(&self, group: GroupId) -> Result<()>;
 }

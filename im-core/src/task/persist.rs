@@ -1,6 +1,7 @@
-//! The persist worker (consumer group `persist`): one idempotent batch append,
-//! then ack; while the store fails it retries with capped exponential backoff
-//! and the entries stay pending.
+//! The persist worker (consumer group `persist`): one idempotent batch append
+//! plus the conversation-list update, then ack; while a store fails it retries
+//! with capped exponential backoff and the entries stay pending. Events
+//! (read, recalled, typing, …) are not persisted: they are acked as they come.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::model::Message;
-use crate::ports::{Delivery, MessageQueue, MessageStore};
+use crate::ports::{ConversationStore, Delivery, MessageQueue, MessageStore};
 
 use super::claim::{next_backoff, run_loop, Outcome};
 use super::{WorkerConfig, PERSIST_GROUP};
@@ -18,6 +19,7 @@ use super::{WorkerConfig, PERSIST_GROUP};
 pub struct PersistWorker {
     queue: Arc<dyn MessageQueue>,
     store: Arc<dyn MessageStore>,
+    conversations: Arc<dyn ConversationStore>,
     config: WorkerConfig,
 }
 
@@ -26,11 +28,13 @@ impl PersistWorker {
     pub fn new(
         queue: Arc<dyn MessageQueue>,
         store: Arc<dyn MessageStore>,
+        conversations: Arc<dyn ConversationStore>,
         config: WorkerConfig,
     ) -> Self {
         PersistWorker {
             queue,
             store,
+            conversations,
             config,
         }
     }
@@ -61,11 +65,25 @@ impl PersistWorker {
 
     /// Appends a batch, retrying until it succeeds (true) or `stop` fires (false).
     pub async fn persist(&self, batch: &[Delivery], stop: &CancellationToken) -> bool {
-        let messages: Vec<Message> = batch.iter().map(|d| d.envelope.message.clone()).collect();
+        let messages: Vec<Message> = batch
+            .iter()
+            .filter_map(|d| d.entry.message().cloned())
+            .collect();
+        if messages.is_empty() {
+            return true;
+        }
         let started = Instant::now();
         let mut backoff = Duration::ZERO;
         loop {
-            match self.store.append(&messages).await {
+            let written = match self.store.append(&messages).await {
+                Ok(inserted) => self
+                    .conversations
+                    .record(&messages)
+                    .await
+                    .map(|()| inserted),
+                Err(e) => Err(e),
+            };
+            match written {
                 Ok(inserted) => {
                     metrics::counter!("im_messages_persisted_total").increment(inserted);
                     metrics::histogram!("im_persist_batch_seconds")

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::id::{ConversationId, GroupId, SessionId, UserId};
-use crate::model::{NodeId, SessionRoute};
+use crate::model::{Entry, Event, EventAudience, NodeId, SessionRoute};
 use crate::ports::{Delivery, GroupStore, MessageQueue, PushBatch, PushItem, Pusher, SessionStore};
 use crate::protocol::ServerFrame;
 
@@ -101,6 +101,17 @@ impl PushWorker {
     }
 
     async fn push_node(&self, node: NodeId, push: NodePush) -> Vec<SessionRoute> {
+        for (session, reason) in &push.kicks {
+            let call = self.pusher.kick(&node, *session, reason);
+            match tokio::time::timeout(self.config.push_timeout, call).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(node = %node, error = %e, "kicking a session failed"),
+                Err(_) => tracing::warn!(node = %node, "kicking a session timed out"),
+            }
+        }
+        if push.batch.items.is_empty() {
+            return Vec::new();
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -130,10 +141,13 @@ impl PushWorker {
     }
 
     async fn plan(&self, batch: &[Delivery]) -> Result<BTreeMap<NodeId, NodePush>> {
-        // Recipients per conversation: both parties, or the group's members.
+        let now = crate::id::now_ms();
+        // What each entry is, to whom, and as which frame.
+        let items: Vec<Planned> = batch.iter().filter_map(|d| Planned::of(d, now)).collect();
+        // Members of every group whose audience is "the members at push time".
         let mut groups: HashMap<GroupId, Vec<UserId>> = HashMap::new();
-        for d in batch {
-            if let ConversationId::Group(g) = d.envelope.message.conversation_id {
+        for p in &items {
+            if let Audience::Conversation(ConversationId::Group(g), _) = p.audience {
                 if let std::collections::hash_map::Entry::Vacant(v) = groups.entry(g) {
                     v.insert(
                         self.groups
@@ -147,37 +161,63 @@ impl PushWorker {
             }
         }
         let mut users: HashSet<UserId> = HashSet::new();
-        for d in batch {
-            match d.envelope.message.conversation_id {
-                ConversationId::Direct(a, b) => {
+        for p in &items {
+            match p.audience {
+                Audience::Conversation(ConversationId::Direct(a, b), _) => {
                     users.insert(a);
                     users.insert(b);
                 }
-                ConversationId::Group(g) => {
+                Audience::Conversation(ConversationId::Group(g), _) => {
                     users.extend(groups.get(&g).into_iter().flatten().copied());
                 }
+                Audience::Users(list) => users.extend(list.iter().copied()),
+                Audience::Sessions(_) => {}
             }
         }
         let users: Vec<UserId> = users.into_iter().collect();
-        let routes = self.sessions.lookup(&users).await?;
+        let routes = if users.is_empty() {
+            Vec::new()
+        } else {
+            self.sessions.lookup(&users).await?
+        };
         let mut by_user: HashMap<UserId, Vec<&SessionRoute>> = HashMap::new();
         for r in &routes {
             by_user.entry(r.user_id).or_default().push(r);
         }
 
         let mut plan: BTreeMap<NodeId, NodePush> = BTreeMap::new();
-        for d in batch {
-            let m = &d.envelope.message;
-            let origin = d.envelope.origin.as_ref();
-            let recipients: &[UserId] = match m.conversation_id {
-                ConversationId::Direct(a, b) => &[a, b],
-                ConversationId::Group(g) => groups.get(&g).map(Vec::as_slice).unwrap_or(&[]),
+        for p in &items {
+            if let Audience::Sessions(targets) = p.audience {
+                for r in targets {
+                    let entry = plan.entry(r.node.clone()).or_default();
+                    match &p.kick {
+                        Some(reason) => entry.kicks.push((r.session_id, reason.clone())),
+                        None => entry.batch.items.push(PushItem {
+                            frame: p.frame.clone(),
+                            sessions: vec![r.session_id],
+                        }),
+                    }
+                }
+                continue;
+            }
+            let pair;
+            let (recipients, except): (&[UserId], Option<UserId>) = match p.audience {
+                Audience::Conversation(ConversationId::Direct(a, b), except) => {
+                    pair = [a, b];
+                    (&pair[..], except)
+                }
+                Audience::Conversation(ConversationId::Group(g), except) => {
+                    (groups.get(&g).map(Vec::as_slice).unwrap_or(&[]), except)
+                }
+                Audience::Users(list) => (list, None),
+                Audience::Sessions(_) => continue,
             };
-            let frame = Bytes::from(ServerFrame::Message(m.clone()).encode());
             let mut per_node: BTreeMap<&NodeId, Vec<SessionId>> = BTreeMap::new();
-            for u in recipients {
+            for u in recipients.iter().filter(|u| Some(**u) != except) {
                 for r in by_user.get(u).into_iter().flatten() {
-                    if origin.is_some_and(|(n, s)| *n == r.node && *s == r.session_id) {
+                    if p.origin
+                        .is_some_and(|(n, s)| *n == r.node && *s == r.session_id)
+                    {
                         continue;
                     }
                     per_node.entry(&r.node).or_default().push(r.session_id);
@@ -186,7 +226,7 @@ impl PushWorker {
             for (node, sessions) in per_node {
                 let entry = plan.entry(node.clone()).or_default();
                 entry.batch.items.push(PushItem {
-                    frame: frame.clone(),
+                    frame: p.frame.clone(),
                     sessions,
                 });
             }
@@ -201,8 +241,78 @@ impl PushWorker {
     }
 }
 
+/// Ephemeral events older than this are not delivered (a typing indicator
+/// that arrives late is wrong, not late).
+const EPHEMERAL_MAX_AGE_MS: i64 = 5_000;
+
+/// Who receives one planned entry.
+enum Audience<'a> {
+    /// The participants (members at push time for a group), minus one user.
+    Conversation(ConversationId, Option<UserId>),
+    /// Every session of these users.
+    Users(&'a [UserId]),
+    /// Exactly these sessions.
+    Sessions(&'a [SessionRoute]),
+}
+
+/// One entry of a batch, ready to route.
+struct Planned<'a> {
+    audience: Audience<'a>,
+    origin: Option<&'a (NodeId, SessionId)>,
+    /// The frame, serialized once.
+    frame: Bytes,
+    /// A kick instead of a frame.
+    kick: Option<String>,
+}
+
+impl<'a> Planned<'a> {
+    fn of(d: &'a Delivery, now: i64) -> Option<Planned<'a>> {
+        match &d.entry {
+            Entry::Message(env) => {
+                let m = &env.message;
+                let audience = match (&env.audience, m.conversation_id) {
+                    (Some(users), ConversationId::Group(_)) => Audience::Users(users),
+                    (_, c) => Audience::Conversation(c, None),
+                };
+                Some(Planned {
+                    audience,
+                    origin: env.origin.as_ref(),
+                    frame: Bytes::from(ServerFrame::Message(m.clone()).encode()),
+                    kick: None,
+                })
+            }
+            Entry::Event(ev) => {
+                if matches!(ev.event, Event::Typing { .. })
+                    && now.saturating_sub(ev.ts) > EPHEMERAL_MAX_AGE_MS
+                {
+                    return None;
+                }
+                let audience = match &ev.to {
+                    EventAudience::Conversation {
+                        conversation_id,
+                        except,
+                    } => Audience::Conversation(*conversation_id, *except),
+                    EventAudience::Users(users) => Audience::Users(users),
+                    EventAudience::Sessions(routes) => Audience::Sessions(routes),
+                };
+                let (frame, kick) = match &ev.event {
+                    Event::Kick { reason } => (Bytes::new(), Some(reason.clone())),
+                    other => (Bytes::from(ServerFrame::from_event(other)?.encode()), None),
+                };
+                Some(Planned {
+                    audience,
+                    origin: ev.origin.as_ref(),
+                    frame,
+                    kick,
+                })
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct NodePush {
     batch: PushBatch,
+    kicks: Vec<(SessionId, String)>,
     routes: HashMap<SessionId, SessionRoute>,
 }

@@ -72,6 +72,7 @@ pub fn sample_envelope(conversation: ConversationId, seq: u64) -> Envelope {
     Envelope {
         message: sample_message(conversation, seq, &format!("m{seq}")),
         origin: None,
+        audience: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{random_direct, sample_envelope, unique};
-use crate::model::Envelope;
+use crate::model::Entry;
 use crate::ports::{Delivery, MessageQueue, QueueConsumer};
 
 async fn drain(c: &mut dyn QueueConsumer, want: usize) -> Vec<Delivery> {
@@ -24,9 +24,11 @@ async fn drain(c: &mut dyn QueueConsumer, want: usize) -> Vec<Delivery> {
     got
 }
 
-fn envelopes(n: u64) -> Vec<Envelope> {
+fn envelopes(n: u64) -> Vec<Entry> {
     let (_, _, conv) = random_direct();
-    (1..=n).map(|seq| sample_envelope(conv, seq)).collect()
+    (1..=n)
+        .map(|seq| sample_envelope(conv, seq).into())
+        .collect()
 }
 
 /// Runs every `MessageQueue` check on fresh queues from `make`.
@@ -53,14 +55,17 @@ async fn publish_fetch_ack(q: Arc<dyn MessageQueue>) {
         10,
         "queue: fetch must return every published entry"
     );
-    let seqs: Vec<u64> = got.iter().map(|d| d.envelope.message.seq).collect();
+    let seqs: Vec<u64> = got
+        .iter()
+        .map(|d| d.entry.message().map_or(0, |m| m.seq))
+        .collect();
     assert_eq!(
         seqs,
         (1..=10).collect::<Vec<_>>(),
         "queue: one conversation's entries keep publish order"
     );
     assert_eq!(
-        got[0].envelope, batch[0],
+        got[0].entry, batch[0],
         "queue: the envelope survives the trip unchanged"
     );
     assert!(

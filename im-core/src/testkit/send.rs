@@ -100,7 +100,10 @@ async fn admits_publishes_and_dedups((p, q): (Arc<dyn SendPipeline>, Arc<dyn Mes
             e
         })
         .collect();
-    let mut seen: Vec<Envelope> = got.iter().map(|d| d.envelope.clone()).collect();
+    let mut seen: Vec<Envelope> = got
+        .iter()
+        .filter_map(|d| d.entry.envelope().cloned())
+        .collect();
     want.sort_by_key(|e| e.message.msg_id);
     seen.sort_by_key(|e| e.message.msg_id);
     assert_eq!(
@@ -109,8 +112,8 @@ async fn admits_publishes_and_dedups((p, q): (Arc<dyn SendPipeline>, Arc<dyn Mes
     );
     let conv_seqs: Vec<u64> = got
         .iter()
-        .filter(|d| d.envelope.conversation() == conv)
-        .map(|d| d.envelope.message.seq)
+        .filter(|d| d.entry.message().map(|m| m.conversation_id) == Some(conv))
+        .map(|d| d.entry.message().map_or(0, |m| m.seq))
         .collect();
     assert_eq!(
         conv_seqs,
@@ -229,7 +232,10 @@ async fn concurrent_admissions_are_gap_free(
         "send: concurrent admissions get gap-free, distinct seqs"
     );
     let got = drain(c.as_mut(), 100).await;
-    let seqs: HashSet<u64> = got.iter().map(|d| d.envelope.message.seq).collect();
+    let seqs: HashSet<u64> = got
+        .iter()
+        .map(|d| d.entry.message().map_or(0, |m| m.seq))
+        .collect();
     assert_eq!(
         (got.len(), seqs.len()),
         (100, 100),

@@ -143,6 +143,7 @@ where
         name: "team ✓".into(),
         owner,
         created_at: 1_700_000_000_000,
+        muted_until: None,
     };
     s.create(&g).await.expect("create");
     assert_eq!(s.get(g.id).await.expect("get"), Some(g.clone()));
@@ -151,34 +152,15 @@ where
         Some(Role::Owner),
         "groups: the creator is the owner member"
     );
-    s.add_member(
-        g.id,
-        Member {
-            user_id: m1,
-            role: Role::Member,
-        },
-    )
-    .await
-    .expect("add");
-    s.add_member(
-        g.id,
-        Member {
-            user_id: m2,
-            role: Role::Admin,
-        },
-    )
-    .await
-    .expect("add");
+    s.add_member(g.id, Member::new(m1, Role::Member))
+        .await
+        .expect("add");
+    s.add_member(g.id, Member::new(m2, Role::Admin))
+        .await
+        .expect("add");
     assert!(
         matches!(
-            s.add_member(
-                g.id,
-                Member {
-                    user_id: m1,
-                    role: Role::Member
-                }
-            )
-            .await,
+            s.add_member(g.id, Member::new(m1, Role::Member)).await,
             Err(Error::Conflict(_))
         ),
         "groups: adding a present member is a Conflict"
@@ -186,18 +168,9 @@ where
     let mut members = s.members(g.id).await.expect("members");
     members.sort_by_key(|m| m.user_id);
     let mut want = vec![
-        Member {
-            user_id: owner,
-            role: Role::Owner,
-        },
-        Member {
-            user_id: m1,
-            role: Role::Member,
-        },
-        Member {
-            user_id: m2,
-            role: Role::Admin,
-        },
+        Member::new(owner, Role::Owner),
+        Member::new(m1, Role::Member),
+        Member::new(m2, Role::Admin),
     ];
     want.sort_by_key(|m| m.user_id);
     assert_eq!(members, want);
@@ -212,14 +185,7 @@ where
     let ghost = GroupId(random_id());
     assert!(
         matches!(
-            s.add_member(
-                ghost,
-                Member {
-                    user_id: m1,
-                    role: Role::Member
-                }
-            )
-            .await,
+            s.add_member(ghost, Member::new(m1, Role::Member)).await,
             Err(Error::NotFound(_))
         ),
         "groups: an unknown group is NotFound"

@@ -1,0 +1,107 @@
+//! `ConversationStore`: each user's conversation list, read cursors and
+//! unread counts.
+//!
+//! The persist worker feeds it every persisted batch ([`ConversationStore::record`]);
+//! Logic lists group conversations for their members ([`ConversationStore::join`])
+//! and moves read cursors ([`ConversationStore::mark_read`]).
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::id::{ConversationId, UserId};
+use crate::model::Message;
+
+/// One row of a user's conversation list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationEntry {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Its message with the highest seq recorded.
+    pub last_message: Message,
+    /// That message's seq.
+    pub last_seq: u64,
+    /// The user's read cursor (0: nothing read).
+    pub read_seq: u64,
+    /// Messages from others with a seq above `read_seq`.
+    pub unread: u64,
+}
+
+/// Where a page of the conversation list continues: strictly older than this
+/// (last message time, then conversation id, both descending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    /// `ts` of the last message of the previous page's last row.
+    pub ts: i64,
+    /// That row's conversation.
+    pub conversation_id: ConversationId,
+}
+
+impl ListCursor {
+    /// The cursor after `entry`.
+    pub fn after(entry: &ConversationEntry) -> Self {
+        ListCursor {
+            ts: entry.last_message.ts,
+            conversation_id: entry.conversation_id,
+        }
+    }
+
+    /// The opaque wire form: `{ts}~{conversation_id}`.
+    pub fn encode(&self) -> String {
+        format!("{}~{}", self.ts, self.conversation_id)
+    }
+
+    /// Parses [`ListCursor::encode`]'s output.
+    pub fn decode(s: &str) -> Option<Self> {
+        let (ts, c) = s.split_once('~')?;
+        Some(ListCursor {
+            ts: ts.parse().ok()?,
+            conversation_id: c.parse().ok()?,
+        })
+    }
+
+    /// Whether a row with last message time `ts` of `conversation` comes after
+    /// this cursor in list order.
+    pub fn is_before(&self, ts: i64, conversation: ConversationId) -> bool {
+        (ts, conversation.to_string()) < (self.ts, self.conversation_id.to_string())
+    }
+}
+
+/// Conversation lists, read cursors and unread counts.
+///
+/// Contract (see `testkit::conversations`):
+/// - `record` is idempotent and order-insensitive: a conversation's last
+///   message is the recorded one with the highest seq; recording a 1:1 message
+///   lists the conversation for both parties.
+/// - `join` lists a conversation for a user (group members); `leave` unlists
+///   it. A listed conversation appears in `list` once it has a recorded message.
+/// - `mark_read` only moves a cursor forward and says whether it moved.
+/// - `list` orders by the last message's `ts` descending, then conversation id
+///   descending, and pages with [`ListCursor`].
+/// - `unread` counts recorded messages from others with a seq above the cursor.
+#[async_trait]
+pub trait ConversationStore: Send + Sync + 'static {
+    /// Indexes persisted messages.
+    async fn record(&self, batch: &[Message]) -> Result<()>;
+
+    /// Lists `conversation` for `user` (idempotent).
+    async fn join(&self, user: UserId, conversation: ConversationId) -> Result<()>;
+
+    /// Unlists `conversation` for `user` (idempotent).
+    async fn leave(&self, user: UserId, conversation: ConversationId) -> Result<()>;
+
+    /// Moves the read cursor of `user` in `conversation` up to `seq`; returns
+    /// whether it moved (a lower or equal seq is a no-op).
+    async fn mark_read(&self, user: UserId, conversation: ConversationId, seq: u64)
+        -> Result<bool>;
+
+    /// The read cursor (0 when never set).
+    async fn read_seq(&self, user: UserId, conversation: ConversationId) -> Result<u64>;
+
+    /// A page of the user's conversations, newest last message first.
+    async fn list(
+        &self,
+        user: UserId,
+        after: Option<ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<ConversationEntry>>;
+}
