@@ -66,6 +66,7 @@ impl Backends {
                 queue: queue.clone(),
                 conversations: Arc::new(MemoryConversationStore::default()),
                 sequences,
+                hooks: Vec::new(),
             },
             queue,
             messages,

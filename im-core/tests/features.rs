@@ -649,3 +649,89 @@ async fn group_administration_is_authorized_by_role_and_announced() {
     let err = node.logic.group(z, GroupId(g.0)).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound);
 }
+
+/// A profanity filter: rejects "forbidden", masks "darn".
+struct Filter {
+    seen: tokio::sync::mpsc::UnboundedSender<Message>,
+}
+
+#[async_trait::async_trait]
+impl im_core::ports::SendHook for Filter {
+    async fn before_send(
+        &self,
+        batch: &[im_core::ports::PendingSend],
+    ) -> im_core::Result<Vec<im_core::ports::HookVerdict>> {
+        use im_core::ports::HookVerdict;
+        Ok(batch
+            .iter()
+            .map(|s| match s.body.as_str() {
+                Some(t) if t.contains("forbidden") => {
+                    HookVerdict::Reject("that word is not allowed here".into())
+                }
+                Some(t) if t.contains("darn") => {
+                    HookVerdict::Rewrite(serde_json::json!(t.replace("darn", "d**n")))
+                }
+                _ => HookVerdict::Allow,
+            })
+            .collect())
+    }
+
+    async fn after_send(&self, batch: &[Message]) {
+        for m in batch {
+            let _ = self.seen.send(m.clone());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_hooks_reject_rewrite_and_observe() {
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let mut backends = Backends::memory(SECRET);
+    backends
+        .logic
+        .hooks
+        .push(std::sync::Arc::new(Filter { seen: tx }));
+    let node = Node::start(backends, NodeConfig::default()).await.unwrap();
+    let a = user(&node, "alice").await;
+    let b = user(&node, "bob").await;
+    let conv = ConversationId::direct(a, b).unwrap();
+    let (_bctx, mut bh) = session(&node, b, "web").await;
+
+    let err = node
+        .logic
+        .send(
+            Sender::http(a),
+            SendRequest {
+                client_msg_id: "bad".into(),
+                to: Target::User(b),
+                kind: MessageKind::Text,
+                body: serde_json::json!("a forbidden word"),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    assert!(err.to_string().contains("not allowed"), "{err}");
+
+    let ack = send(&node, a, Target::User(b), "darn it").await;
+    assert_eq!(ack.seq, 1, "the rejected send took no seq");
+    let f = wait_for(&mut bh, |f| matches!(f, ServerFrame::Message(_))).await;
+    let ServerFrame::Message(m) = f else {
+        unreachable!()
+    };
+    assert_eq!(
+        m.body,
+        serde_json::json!("d**n it"),
+        "recipients get the rewrite"
+    );
+    let after = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((after.msg_id, after.seq), (ack.msg_id, 1));
+    assert_eq!(after.body, serde_json::json!("d**n it"));
+    wait_persisted(&node, conv, 1).await;
+    let stored = node.logic.sync(a, conv, 0, None).await.unwrap().messages;
+    assert_eq!(stored.len(), 1, "nothing of the rejected send is stored");
+    assert_eq!(stored[0].body, serde_json::json!("d**n it"));
+}

@@ -86,6 +86,12 @@ pub struct Logic {
     pub ops_listen: SocketAddr,
     /// Snowflake worker id (0..=1023), unique per logic process; also its instance id.
     pub worker_id: u16,
+    /// How long after sending a message may be recalled, in milliseconds.
+    pub recall_window_ms: u64,
+    /// Multi-device policy per device label: `single` kicks the user's older
+    /// sessions of that label when a new one connects; unlisted labels allow
+    /// many (`[logic.device_policies] mobile = "single"`).
+    pub device_policies: std::collections::HashMap<String, im_core::logic::DevicePolicy>,
 }
 
 impl Default for Logic {
@@ -95,6 +101,8 @@ impl Default for Logic {
             advertise: None,
             ops_listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
             worker_id: 1,
+            recall_window_ms: 120_000,
+            device_policies: std::collections::HashMap::new(),
         }
     }
 }

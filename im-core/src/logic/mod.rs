@@ -241,6 +241,8 @@ pub struct LogicPorts {
     pub conversations: Arc<dyn ConversationStore>,
     /// Last seqs (a read cursor may not pass the last seq).
     pub sequences: Arc<dyn crate::ports::SequenceAllocator>,
+    /// Application hooks around the send path, run in order (none by default).
+    pub hooks: Vec<Arc<dyn crate::ports::SendHook>>,
     /// Tokens.
     pub auth: Arc<dyn Authenticator>,
 }

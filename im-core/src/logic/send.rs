@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::id::{now_ms, ConversationId, GroupId, MessageId, UserId};
 use crate::model::{Envelope, Message, MessageKind, Role, Target};
-use crate::ports::{Admission, DedupKey};
+use crate::ports::{Admission, DedupKey, HookVerdict, PendingSend};
 use crate::protocol::{SendAck, SendRequest};
 
 use super::{Logic, Sender};
@@ -219,8 +219,7 @@ impl Logic {
     async fn process(&self, jobs: Vec<SendJob>) {
         let verdicts = self.authorize(&jobs).await;
         let ts = now_ms();
-        let mut admitted_jobs = Vec::with_capacity(jobs.len());
-        let mut admissions = Vec::with_capacity(jobs.len());
+        let mut pending = Vec::with_capacity(jobs.len());
         for (job, verdict) in jobs.into_iter().zip(verdicts) {
             if let Err(e) = verdict {
                 metrics::counter!("im_send_failures_total", "code" => e.code().as_str())
@@ -228,19 +227,33 @@ impl Logic {
                 let _ = job.reply.send(Err(e));
                 continue;
             }
-            let conversation = match job.request.to.conversation(job.sender.user) {
-                Ok(c) => c,
+            match job.request.to.conversation(job.sender.user) {
+                Ok(c) => pending.push((job, c)),
                 Err(e) => {
                     let _ = job.reply.send(Err(e.into()));
-                    continue;
                 }
-            };
+            }
+        }
+        if !self.ports.hooks.is_empty() {
+            pending = self.run_before_hooks(pending).await;
+        }
+        let mut admitted_jobs = Vec::with_capacity(pending.len());
+        let mut admissions = Vec::with_capacity(pending.len());
+        for (job, conversation) in pending {
             admissions.push(self.admission(&job, conversation, ts));
             admitted_jobs.push(job);
         }
         if admissions.is_empty() {
             return;
         }
+        let messages: Vec<Message> = if self.ports.hooks.is_empty() {
+            Vec::new()
+        } else {
+            admissions
+                .iter()
+                .map(|a| a.envelope.message.clone())
+                .collect()
+        };
         match self
             .ports
             .pipeline
@@ -249,9 +262,17 @@ impl Logic {
         {
             Ok(results) => {
                 let mut accepted = 0u64;
-                for (job, r) in admitted_jobs.into_iter().zip(results) {
+                let mut fresh = Vec::new();
+                for (i, (job, r)) in admitted_jobs.into_iter().zip(results).enumerate() {
                     match &r {
-                        Ok(crate::ports::Admitted::New(_)) => accepted += 1,
+                        Ok(crate::ports::Admitted::New(ack)) => {
+                            accepted += 1;
+                            if let Some(m) = messages.get(i) {
+                                let mut m = m.clone();
+                                m.seq = ack.seq;
+                                fresh.push(m);
+                            }
+                        }
                         Ok(crate::ports::Admitted::Duplicate(_)) => {
                             metrics::counter!("im_send_duplicates_total").increment(1)
                         }
@@ -263,6 +284,15 @@ impl Logic {
                     let _ = job.reply.send(r.map(|a| a.ack().clone()));
                 }
                 metrics::counter!("im_messages_accepted_total").increment(accepted);
+                if !fresh.is_empty() {
+                    let hooks = self.ports.hooks.clone();
+                    // After the acks, off the send path.
+                    tokio::spawn(async move {
+                        for h in hooks {
+                            h.after_send(&fresh).await;
+                        }
+                    });
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "send batch failed");
@@ -273,6 +303,73 @@ impl Logic {
                 }
             }
         }
+    }
+
+    /// Runs the before-hooks in order over the client sends of a batch
+    /// (system messages skip them); refused sends are answered here.
+    async fn run_before_hooks(
+        &self,
+        mut pending: Vec<(SendJob, ConversationId)>,
+    ) -> Vec<(SendJob, ConversationId)> {
+        for hook in &self.ports.hooks {
+            let (system, client): (Vec<_>, Vec<_>) =
+                pending.into_iter().partition(|(j, _)| j.system.is_some());
+            pending = system;
+            if client.is_empty() {
+                continue;
+            }
+            let batch: Vec<PendingSend> = client
+                .iter()
+                .map(|(j, c)| PendingSend {
+                    from: j.sender.user,
+                    to: j.request.to,
+                    conversation_id: *c,
+                    kind: j.request.kind,
+                    body: j.request.body.clone(),
+                    client_msg_id: j.request.client_msg_id.clone(),
+                })
+                .collect();
+            let verdicts = match hook.before_send(&batch).await {
+                Ok(v) if v.len() == batch.len() => Ok(v),
+                Ok(v) => Err(Error::Internal(format!(
+                    "a send hook answered {} verdicts for {} sends",
+                    v.len(),
+                    batch.len()
+                ))),
+                Err(e) => Err(e),
+            };
+            let verdicts = match verdicts {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a send hook failed; refusing its batch");
+                    for (job, _) in client {
+                        metrics::counter!("im_send_failures_total", "code" => e.code().as_str())
+                            .increment(1);
+                        let _ = job.reply.send(Err(clone_err(&e)));
+                    }
+                    continue;
+                }
+            };
+            for ((mut job, c), verdict) in client.into_iter().zip(verdicts) {
+                match verdict {
+                    HookVerdict::Allow => pending.push((job, c)),
+                    HookVerdict::Reject(reason) => {
+                        metrics::counter!("im_send_rejected_by_hook_total").increment(1);
+                        let _ = job.reply.send(Err(Error::PermissionDenied(reason)));
+                    }
+                    HookVerdict::Rewrite(body) => {
+                        job.request.body = body;
+                        match self.check_shape(job.sender.user, &job.request) {
+                            Ok(()) => pending.push((job, c)),
+                            Err(e) => {
+                                let _ = job.reply.send(Err(e));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        pending
     }
 
     fn admission(&self, job: &SendJob, conversation: ConversationId, ts: i64) -> Admission {

@@ -19,7 +19,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let redis = infra::until_up("Redis", &shutdown, || infra::redis(&c)).await?;
     let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
-    let queue = redis.queue();
+    let queue: Arc<dyn MessageQueue> = Arc::new(redis.queue());
     for g in [PUSH_GROUP, PERSIST_GROUP] {
         queue
             .create_group(g)
@@ -31,7 +31,11 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         groups: Arc::new(mysql.groups()),
         messages: Arc::new(mysql.messages()),
         sessions: Arc::new(redis.sessions()),
-        pipeline: Arc::new(redis.send_pipeline(queue)),
+        pipeline: Arc::new(redis.send_pipeline(redis.queue())),
+        queue,
+        conversations: Arc::new(mysql.conversations()),
+        sequences: Arc::new(redis.sequences()),
+        hooks: Vec::new(),
         auth: Arc::new(JwtAuthenticator::new(
             c.cluster.jwt_secret.as_bytes(),
             Duration::from_secs(c.cluster.token_ttl_secs),
@@ -41,6 +45,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         ports,
         LogicConfig {
             worker_id: c.logic.worker_id,
+            recall_window: Duration::from_millis(c.logic.recall_window_ms),
+            device_policies: c.logic.device_policies.clone(),
             ..LogicConfig::default()
         },
     )

@@ -63,6 +63,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         let w = PersistWorker::new(
             queue.clone(),
             Arc::new(mysql.messages()),
+            Arc::new(mysql.conversations()),
             WorkerConfig {
                 consumer: format!("{}-persist-{i}", c.task.id),
                 ..base.clone()
