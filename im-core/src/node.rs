@@ -89,6 +89,9 @@ pub struct NodeConfig {
     pub push_workers: usize,
     /// Persist workers (consumers of the `persist` group).
     pub persist_workers: usize,
+    /// Create the `audit` consumer group at startup, so an audit consumer
+    /// attached later still sees every entry (they are kept until it acks).
+    pub audit: bool,
 }
 
 impl Default for NodeConfig {
@@ -103,6 +106,7 @@ impl Default for NodeConfig {
             },
             push_workers: 1,
             persist_workers: 1,
+            audit: false,
         }
     }
 }
@@ -140,6 +144,9 @@ impl Node {
             .queue
             .create_group(crate::task::PERSIST_GROUP)
             .await?;
+        if config.audit {
+            backends.queue.create_group(crate::task::AUDIT_GROUP).await?;
+        }
         let logic = Logic::new(backends.logic.clone(), config.logic.clone())?;
         let hub = Arc::new(Hub::new(config.node.clone(), config.connect.session_queue));
         let connect = Arc::new(ConnectService::new(

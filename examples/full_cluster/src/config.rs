@@ -33,6 +33,10 @@ pub struct Cluster {
     pub shutdown_grace_secs: u64,
     /// MySQL pool size per process.
     pub mysql_pool: u32,
+    /// Create the `audit` consumer group at startup, so an audit consumer
+    /// (`examples/audit_log`) sees every entry from the first send. While it
+    /// is enabled, entries stay in Redis until the audit consumer acks them.
+    pub audit: bool,
 }
 
 impl Default for Cluster {
@@ -48,6 +52,7 @@ impl Default for Cluster {
             lease_ttl_secs: 5,
             shutdown_grace_secs: 10,
             mysql_pool: 16,
+            audit: false,
         }
     }
 }

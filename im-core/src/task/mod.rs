@@ -4,7 +4,8 @@
 //! `push`) delivers to the connect nodes of the recipients' sessions, and
 //! [`PersistWorker`] (group `persist`) writes the archive. Both ack an entry
 //! only after their step succeeded, and both take over entries a dead consumer
-//! left pending ([`claim`]).
+//! left pending ([`claim`]). A third group, [`AUDIT_GROUP`], is for
+//! applications: it sees every entry too (see `examples/audit_log`).
 
 pub mod claim;
 mod persist;
@@ -19,6 +20,10 @@ pub use push::PushWorker;
 pub const PUSH_GROUP: &str = "push";
 /// Name of the persist consumer group.
 pub const PERSIST_GROUP: &str = "persist";
+/// Name of the audit consumer group: created at startup when auditing is
+/// enabled (so it misses nothing), read by any application that attaches a
+/// consumer to it.
+pub const AUDIT_GROUP: &str = "audit";
 
 /// Settings shared by the workers.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use im_core::auth::JwtAuthenticator;
 use im_core::logic::{Logic, LogicConfig, LogicPorts};
 use im_core::ports::{Discovery, MessageQueue, ServiceInstance};
-use im_core::task::{PERSIST_GROUP, PUSH_GROUP};
+use im_core::task::{AUDIT_GROUP, PERSIST_GROUP, PUSH_GROUP};
 use im_transport::grpc::LogicRpcServer;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let queue: Arc<dyn MessageQueue> = Arc::new(redis.queue());
-    for g in [PUSH_GROUP, PERSIST_GROUP] {
+    let audit = c.cluster.audit.then_some(AUDIT_GROUP);
+    for g in [PUSH_GROUP, PERSIST_GROUP].into_iter().chain(audit) {
         queue
             .create_group(g)
             .await
