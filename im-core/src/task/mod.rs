@@ -10,11 +10,13 @@
 pub mod claim;
 mod persist;
 mod push;
+mod schedule;
 
 use std::time::Duration;
 
 pub use persist::PersistWorker;
 pub use push::PushWorker;
+pub use schedule::{Scheduler, SchedulerConfig};
 
 /// Name of the push consumer group.
 pub const PUSH_GROUP: &str = "push";
