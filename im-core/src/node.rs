@@ -145,7 +145,10 @@ impl Node {
             .create_group(crate::task::PERSIST_GROUP)
             .await?;
         if config.audit {
-            backends.queue.create_group(crate::task::AUDIT_GROUP).await?;
+            backends
+                .queue
+                .create_group(crate::task::AUDIT_GROUP)
+                .await?;
         }
         let logic = Logic::new(backends.logic.clone(), config.logic.clone())?;
         let hub = Arc::new(Hub::new(config.node.clone(), config.connect.session_queue));
