@@ -1,7 +1,9 @@
 //! A Rust client of the public protocol: log in over HTTP, hold a WebSocket
 //! with automatic reconnects, send with automatic `client_msg_id`s retried
 //! until acked, and receive messages without duplicates, in seq order per
-//! conversation, with gaps closed by `sync`.
+//! conversation, with gaps closed by `sync`. A connection the server replaces
+//! (`kicked`, close 4001, by a multi-device policy) ends for good instead of
+//! reconnecting, so two clients never take turns kicking each other.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), im_transport::client::ClientError> {
@@ -50,6 +52,10 @@ pub enum ClientError {
     /// The connection task ended.
     #[error("connection closed")]
     Closed,
+    /// The server replaced this session (`kicked`, close 4001); the
+    /// connection does not reconnect.
+    #[error("kicked: {0}")]
+    Kicked(String),
     /// No ack within the deadline.
     #[error("timed out")]
     Timeout,
@@ -317,6 +323,13 @@ impl Driver {
         loop {
             match self.session(&mut socket).await {
                 Ok(()) => return,
+                Err(ClientError::Kicked(reason)) => {
+                    tracing::info!(%reason, "session replaced by the server; not reconnecting");
+                    for (_, (_, reply)) in self.pending.drain() {
+                        let _ = reply.send(Err(ClientError::Kicked(reason.clone())));
+                    }
+                    return;
+                }
                 Err(e) => tracing::debug!(error = %e, "connection lost; reconnecting"),
             }
             let mut attempt = 0u32;
@@ -412,6 +425,9 @@ impl Driver {
                             self.on_frame(ws, frame).await?;
                         }
                     }
+                    Some(Ok(WsMessage::Close(Some(f)))) if u16::from(f.code) == im_core::connect::CLOSE_KICKED => {
+                        return Err(ClientError::Kicked(f.reason.to_string()));
+                    }
                     Some(Ok(WsMessage::Close(_))) | None => return Err(ClientError::Closed),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(ClientError::Ws(e.to_string())),
@@ -453,6 +469,7 @@ impl Driver {
                 }
             }
             ServerFrame::Message(m) => self.on_message(ws, m).await?,
+            ServerFrame::Kicked { reason } => return Err(ClientError::Kicked(reason)),
             ServerFrame::SyncResult {
                 conversation_id,
                 messages,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use im_core::connect::SessionHandle;
-use im_core::id::{ConversationId, SessionId, UserId};
-use im_core::logic::{LogicApi, Sender};
+use im_core::id::{ConversationId, GroupId, MessageId, SessionId, UserId};
+use im_core::logic::{GroupCommand, LogicApi, Sender};
 use im_core::model::{Message, MessageKind, NodeId, Role, SessionRoute, Target};
 use im_core::node::{Backends, Node, NodeConfig};
 use im_core::ports::{PushBatch, PushItem, Pusher, ServiceInstance};
@@ -89,17 +89,32 @@ async fn next_frame(h: &mut SessionHandle) -> Bytes {
         .expect("session open")
 }
 
+fn is_system(bytes: &[u8]) -> bool {
+    matches!(ServerFrame::decode(bytes), Ok(ServerFrame::Message(m)) if m.kind == MessageKind::System)
+}
+
+/// The next message frame that is not a `system` message (group changes are
+/// announced by system messages, which may reach a session opened right after
+/// the change).
 async fn next_message(h: &mut SessionHandle) -> Message {
-    let bytes = next_frame(h).await;
-    match ServerFrame::decode(&bytes).unwrap() {
-        ServerFrame::Message(m) => m,
-        other => panic!("expected a message frame, got {other:?}"),
+    loop {
+        let bytes = next_frame(h).await;
+        match ServerFrame::decode(&bytes).unwrap() {
+            ServerFrame::Message(m) if m.kind == MessageKind::System => continue,
+            ServerFrame::Message(m) => return m,
+            other => panic!("expected a message frame, got {other:?}"),
+        }
     }
 }
 
+/// Nothing but (possibly late) system messages arrives for 200 ms.
 async fn assert_quiet(h: &mut SessionHandle) {
-    if let Ok(Some(b)) = tokio::time::timeout(Duration::from_millis(200), h.outbound.recv()).await {
-        panic!("unexpected frame {}", String::from_utf8_lossy(&b));
+    while let Ok(Some(b)) =
+        tokio::time::timeout(Duration::from_millis(200), h.outbound.recv()).await
+    {
+        if !is_system(&b) {
+            panic!("unexpected frame {}", String::from_utf8_lossy(&b));
+        }
     }
 }
 
@@ -272,7 +287,8 @@ async fn logic_over_grpc_keeps_behaviour_and_error_codes() {
         ErrorCode::PermissionDenied
     );
     let b3 = results[3].as_ref().unwrap();
-    assert_eq!(b3.seq, 2);
+    // The group's seqs also count its system messages (created, member added).
+    assert_eq!(b3.seq, g_ack.seq + 1);
     // A later retry of the same key still gets the original ack.
     let again = client
         .send(Sender::http(bob), text("b1", Target::User(alice), "one"))
@@ -321,6 +337,276 @@ async fn logic_over_grpc_keeps_behaviour_and_error_codes() {
         .disconnect_session(route(&c.node, bob, &hb))
         .await
         .unwrap();
+
+    c.shutdown().await;
+}
+
+/// The next frame that is not a message (events: read, recalled, typing, presence).
+async fn next_event(h: &mut SessionHandle) -> ServerFrame {
+    loop {
+        let bytes = next_frame(h).await;
+        match ServerFrame::decode(&bytes).unwrap() {
+            ServerFrame::Message(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Polls `f` until it answers `Some` (persistence is asynchronous).
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} within 10 s"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_1_calls_over_grpc_keep_behaviour_and_error_codes() {
+    let c = start().await;
+    let client = LogicGrpcClient::connect(
+        &format!("http://{}", c.logic_addr),
+        GrpcClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    let alice = client.register("alice", PASSWORD).await.unwrap();
+    let bob = client.register("bob", PASSWORD).await.unwrap();
+    let carol = client.register("carol", PASSWORD).await.unwrap();
+
+    // Presence: never connected, then online through a bound route.
+    let p = client.presence(vec![bob]).await.unwrap();
+    assert_eq!(
+        (p[0].user_id, p[0].online, p[0].last_seen),
+        (bob, false, None)
+    );
+    assert_eq!(
+        code(client.presence(vec![UserId(424_242)]).await),
+        ErrorCode::NotFound
+    );
+    let mut ha = c.node.hub.open(alice, "test");
+    client
+        .connect_session(route(&c.node, alice, &ha))
+        .await
+        .unwrap();
+    let subscribed = client.subscribe_presence(alice, vec![bob]).await.unwrap();
+    assert_eq!(subscribed.len(), 1);
+    assert!(!subscribed[0].online);
+    let mut hb = c.node.hub.open(bob, "test");
+    client
+        .connect_session(route(&c.node, bob, &hb))
+        .await
+        .unwrap();
+    match next_event(&mut ha).await {
+        ServerFrame::Presence(p) => assert_eq!((p.user_id, p.online), (bob, true)),
+        other => panic!("expected presence, got {other:?}"),
+    }
+    let p = client.presence(vec![bob, alice]).await.unwrap();
+    assert_eq!(
+        p.iter().map(|p| p.user_id).collect::<Vec<_>>(),
+        [bob, alice]
+    );
+    assert!(p.iter().all(|p| p.online && p.last_seen.is_some()));
+
+    // Read cursors and the conversation list.
+    let direct = ConversationId::direct(alice, bob).unwrap();
+    let ack = client
+        .send(Sender::http(alice), text("d1", Target::User(bob), "hello"))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(client.mark_read(bob, direct, ack.seq + 1, None).await),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        code(client.mark_read(carol, direct, 1, None).await),
+        ErrorCode::PermissionDenied
+    );
+    let page = eventually("the conversation listed", || async {
+        let page = client.conversations(bob, None, None).await.unwrap();
+        (page.conversations.len() == 1).then_some(page)
+    })
+    .await;
+    let row = &page.conversations[0];
+    assert_eq!(
+        (row.conversation_id, row.last_seq, row.read_seq, row.unread),
+        (direct, 1, 0, 1)
+    );
+    assert_eq!(row.last_message.msg_id, ack.msg_id);
+    assert_eq!(page.next_cursor, None);
+    // Bob reads from his session: alice gets the event, bob's origin does not.
+    client
+        .mark_read(
+            bob,
+            direct,
+            ack.seq,
+            Some((c.node.hub.node().clone(), hb.id)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut ha).await,
+        ServerFrame::Read {
+            conversation_id: direct,
+            user_id: bob,
+            seq: ack.seq
+        }
+    );
+    let page = client.conversations(bob, None, Some(5)).await.unwrap();
+    assert_eq!(page.conversations[0].unread, 0);
+    assert_eq!(
+        code(client.conversations(bob, Some("junk".into()), None).await),
+        ErrorCode::InvalidArgument
+    );
+
+    // Typing reaches the peer only.
+    client.typing(alice, Target::User(bob)).await.unwrap();
+    assert_eq!(
+        next_event(&mut hb).await,
+        ServerFrame::Typing {
+            conversation_id: direct,
+            from: alice
+        }
+    );
+    assert_eq!(
+        code(client.typing(alice, Target::User(alice)).await),
+        ErrorCode::InvalidArgument
+    );
+
+    // Recall: unknown, someone else's, then the sender (twice).
+    assert_eq!(
+        code(client.recall(alice, MessageId(1)).await),
+        ErrorCode::NotFound
+    );
+    eventually("the message persisted", || async {
+        let page = client.sync(alice, direct, 0, None).await.unwrap();
+        (!page.messages.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        code(client.recall(bob, ack.msg_id).await),
+        ErrorCode::PermissionDenied
+    );
+    client.recall(alice, ack.msg_id).await.unwrap();
+    client.recall(alice, ack.msg_id).await.unwrap();
+    let recalled = eventually("the recall stored", || async {
+        let page = client.sync(bob, direct, 0, None).await.unwrap();
+        page.messages.into_iter().find(|m| m.recalled)
+    })
+    .await;
+    assert_eq!(recalled.body, serde_json::Value::Null);
+
+    // Group details and every administrative command.
+    let group = client.create_group(alice, "team").await.unwrap();
+    client.add_member(alice, group, bob).await.unwrap();
+    client.add_member(alice, group, carol).await.unwrap();
+    let g = client.group(bob, group).await.unwrap();
+    assert_eq!(
+        (g.id, g.name.as_str(), g.owner, g.muted_until),
+        (group, "team", alice, None)
+    );
+    assert_eq!(
+        code(client.group(bob, GroupId(9)).await),
+        ErrorCode::NotFound
+    );
+    let rename = GroupCommand::Rename {
+        name: "renamed".into(),
+    };
+    assert_eq!(
+        code(client.administer_group(bob, group, rename.clone()).await),
+        ErrorCode::PermissionDenied
+    );
+    client.administer_group(alice, group, rename).await.unwrap();
+    assert_eq!(
+        code(
+            client
+                .administer_group(
+                    alice,
+                    group,
+                    GroupCommand::SetRole {
+                        user: bob,
+                        role: Role::Owner
+                    }
+                )
+                .await
+        ),
+        ErrorCode::InvalidArgument
+    );
+    client
+        .administer_group(
+            alice,
+            group,
+            GroupCommand::SetRole {
+                user: bob,
+                role: Role::Admin,
+            },
+        )
+        .await
+        .unwrap();
+    client
+        .administer_group(
+            bob,
+            group,
+            GroupCommand::MuteMember {
+                user: carol,
+                until: Some(i64::MAX),
+            },
+        )
+        .await
+        .unwrap();
+    let members = client.members(alice, group).await.unwrap();
+    let carol_row = members.iter().find(|m| m.user_id == carol).unwrap();
+    assert_eq!(carol_row.muted_until, Some(i64::MAX));
+    client
+        .administer_group(
+            bob,
+            group,
+            GroupCommand::Mute {
+                until: Some(i64::MAX),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        client.group(carol, group).await.unwrap().muted_until,
+        Some(i64::MAX)
+    );
+    client
+        .administer_group(alice, group, GroupCommand::Transfer { to: bob })
+        .await
+        .unwrap();
+    let g = client.group(alice, group).await.unwrap();
+    assert_eq!((g.name.as_str(), g.owner), ("renamed", bob));
+    assert_eq!(
+        code(
+            client
+                .administer_group(alice, group, GroupCommand::Dissolve)
+                .await
+        ),
+        ErrorCode::PermissionDenied
+    );
+    client
+        .administer_group(bob, group, GroupCommand::Dissolve)
+        .await
+        .unwrap();
+    assert_eq!(code(client.group(bob, group).await), ErrorCode::NotFound);
+    assert_eq!(
+        code(
+            client
+                .send(Sender::http(bob), text("gone", Target::Group(group), "x"))
+                .await
+        ),
+        ErrorCode::NotFound
+    );
 
     c.shutdown().await;
 }

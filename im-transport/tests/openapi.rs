@@ -19,11 +19,22 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/users"),
     ("post", "/api/v1/sessions"),
     ("post", "/api/v1/messages"),
+    ("post", "/api/v1/messages/{msg_id}/recall"),
+    ("get", "/api/v1/conversations"),
     ("get", "/api/v1/conversations/{conversation_id}/messages"),
+    ("post", "/api/v1/conversations/{conversation_id}/read"),
+    ("get", "/api/v1/users/{user_id}/presence"),
     ("post", "/api/v1/groups"),
+    ("get", "/api/v1/groups/{group_id}"),
+    ("patch", "/api/v1/groups/{group_id}"),
+    ("delete", "/api/v1/groups/{group_id}"),
+    ("post", "/api/v1/groups/{group_id}/transfer"),
+    ("put", "/api/v1/groups/{group_id}/mute"),
     ("post", "/api/v1/groups/{group_id}/members"),
     ("get", "/api/v1/groups/{group_id}/members"),
     ("delete", "/api/v1/groups/{group_id}/members/{user_id}"),
+    ("put", "/api/v1/groups/{group_id}/members/{user_id}/role"),
+    ("put", "/api/v1/groups/{group_id}/members/{user_id}/mute"),
     ("get", "/api/v1/connect"),
     ("get", "/api/v1/openapi.json"),
 ];
@@ -163,6 +174,59 @@ async fn openapi_document_covers_every_route() {
             &["200", "403", "404"],
         ),
         ("get", "/api/v1/connect", &["200"]),
+        // v1.1 additions.
+        ("get", "/api/v1/conversations", &["200", "400", "401"]),
+        (
+            "post",
+            "/api/v1/conversations/{conversation_id}/read",
+            &["204", "400", "403", "404"],
+        ),
+        (
+            "post",
+            "/api/v1/messages/{msg_id}/recall",
+            &["204", "400", "403", "404"],
+        ),
+        (
+            "get",
+            "/api/v1/users/{user_id}/presence",
+            &["200", "400", "404"],
+        ),
+        // Group administration (extensions).
+        (
+            "get",
+            "/api/v1/groups/{group_id}",
+            &["200", "400", "403", "404"],
+        ),
+        (
+            "patch",
+            "/api/v1/groups/{group_id}",
+            &["204", "400", "403", "404"],
+        ),
+        (
+            "delete",
+            "/api/v1/groups/{group_id}",
+            &["204", "400", "403", "404"],
+        ),
+        (
+            "post",
+            "/api/v1/groups/{group_id}/transfer",
+            &["204", "400", "403", "404"],
+        ),
+        (
+            "put",
+            "/api/v1/groups/{group_id}/mute",
+            &["204", "400", "403", "404"],
+        ),
+        (
+            "put",
+            "/api/v1/groups/{group_id}/members/{user_id}/role",
+            &["204", "400", "403", "404"],
+        ),
+        (
+            "put",
+            "/api/v1/groups/{group_id}/members/{user_id}/mute",
+            &["204", "400", "403", "404"],
+        ),
     ];
     for (method, path, codes) in expect {
         let op = &paths[*path][*method];
@@ -211,6 +275,33 @@ async fn ids_are_strings_in_the_document() {
     assert_eq!(
         schemas["HistoryPage"]["properties"]["messages"]["items"]["$ref"],
         "#/components/schemas/MessageDoc"
+    );
+    assert_eq!(
+        schemas["UserPresence"]["properties"]["user_id"]["type"],
+        "string"
+    );
+    assert_eq!(
+        schemas["ConversationRow"]["properties"]["last_message"]["$ref"],
+        "#/components/schemas/MessageDoc"
+    );
+    assert_eq!(
+        schemas["ConversationRow"]["properties"]["conversation_id"]["type"],
+        "string"
+    );
+    assert_eq!(
+        schemas["GroupInfo"]["properties"]["owner"]["type"],
+        "string"
+    );
+    assert_eq!(
+        schemas["Transfer"]["properties"]["user_id"]["type"],
+        "string"
+    );
+    let kinds = schemas["MessageKindDoc"]["enum"].as_array().unwrap();
+    assert!(kinds.iter().any(|k| k == "system"));
+    let sendable = schemas["KindDoc"]["enum"].as_array().unwrap();
+    assert!(
+        !sendable.iter().any(|k| k == "system"),
+        "clients cannot send system"
     );
     shutdown.cancel();
     node.shutdown().await;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use im_core::id::{ConversationId, UserId};
-use im_core::logic::{LogicApi, Sender};
+use im_core::logic::{GroupCommand, LogicApi, Sender};
 use im_core::memory::MemoryDiscovery;
 use im_core::model::{MessageKind, Target};
 use im_core::node::{Backends, Node, NodeConfig};
@@ -609,6 +609,119 @@ async fn non_idempotent_calls_are_not_retried_after_a_timeout() {
     }
     let h = status(&pool, "hung");
     assert_eq!(h.state, BreakerState::Open, "{h:?}");
+
+    drop(pool);
+    drop(hung);
+    a.kill().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_1_calls_retry_only_when_idempotent() {
+    let node = Node::start(Backends::memory(SECRET), NodeConfig::default())
+        .await
+        .unwrap();
+    let discovery = MemoryDiscovery::new();
+    let a = serve(&node, &discovery, "a").await;
+    // Accepts connections, never answers: a call sent to it may have arrived.
+    let hung = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    discovery
+        .register(ServiceInstance::new(
+            LOGIC,
+            "hung",
+            format!("http://{}", hung.local_addr().unwrap()),
+        ))
+        .await
+        .unwrap();
+    let pool = LogicPool::with_breaker(
+        discovery.watch(LOGIC).await.unwrap(),
+        GrpcClientConfig {
+            connect_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_millis(300),
+            ..GrpcClientConfig::default()
+        },
+        // Keep hung in rotation for the whole test.
+        BreakerConfig {
+            failure_threshold: 1000,
+            open_for: Duration::from_secs(60),
+        },
+    );
+    let alice = node.logic.register("alice", PASSWORD).await.unwrap();
+    let bob = node.logic.register("bob", PASSWORD).await.unwrap();
+    let group = node.logic.create_group(alice, "team").await.unwrap();
+    node.logic.add_member(alice, group, bob).await.unwrap();
+    let ack = node
+        .logic
+        .send(Sender::http(alice), text("p1", Target::User(bob)))
+        .await
+        .unwrap();
+    history(&node, bob, ack.conversation_id, 1).await;
+    let failures = |pool: &LogicPool| status(pool, "hung").failures;
+
+    // Not idempotent: the calls that land on hung fail (round-robin: one in two).
+    let mut failed = 0;
+    for i in 0..4 {
+        let rename = GroupCommand::Rename {
+            name: format!("team {i}"),
+        };
+        if let Err(e) = pool.administer_group(alice, group, rename).await {
+            assert!(e.is_retryable(), "{e:?}");
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 2);
+    let mut failed = 0;
+    for _ in 0..2 {
+        if let Err(e) = pool.typing(alice, Target::User(bob)).await {
+            assert!(e.is_retryable(), "{e:?}");
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 1);
+
+    // Idempotent: retried on a, so every call succeeds; of two calls in a
+    // row at least one lands on hung first.
+    let before = failures(&pool);
+    for _ in 0..2 {
+        pool.group(bob, group).await.unwrap();
+    }
+    assert!(failures(&pool) > before, "group");
+    let before = failures(&pool);
+    for _ in 0..2 {
+        pool.mark_read(bob, ack.conversation_id, ack.seq, None)
+            .await
+            .unwrap();
+    }
+    assert!(failures(&pool) > before, "mark_read");
+    let before = failures(&pool);
+    for _ in 0..2 {
+        pool.recall(alice, ack.msg_id).await.unwrap();
+    }
+    assert!(failures(&pool) > before, "recall");
+    let before = failures(&pool);
+    for _ in 0..2 {
+        pool.conversations(bob, None, None).await.unwrap();
+    }
+    assert!(failures(&pool) > before, "conversations");
+    let before = failures(&pool);
+    for _ in 0..2 {
+        assert_eq!(pool.presence(vec![alice, bob]).await.unwrap().len(), 2);
+    }
+    assert!(failures(&pool) > before, "presence");
+    let before = failures(&pool);
+    for _ in 0..2 {
+        pool.subscribe_presence(alice, vec![bob]).await.unwrap();
+    }
+    assert!(failures(&pool) > before, "subscribe_presence");
+    // Answers keep their codes through the pool (an idempotent call, so it
+    // reaches a even when hung comes first).
+    assert_eq!(
+        pool.presence(vec![UserId(424_242)])
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotFound
+    );
 
     drop(pool);
     drop(hung);

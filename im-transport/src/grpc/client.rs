@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use im_core::error::{Error, Result};
-use im_core::id::{ConversationId, GroupId, SessionId, UserId};
-use im_core::logic::{LogicApi, Login, Page, Sender};
-use im_core::model::{Member, NodeId, SessionRoute};
+use im_core::id::{ConversationId, GroupId, MessageId, SessionId, UserId};
+use im_core::logic::{ConversationPage, GroupCommand, LogicApi, Login, Page, Sender};
+use im_core::model::{Group, Member, NodeId, Presence, SessionRoute, Target};
 use im_core::ports::{Identity, PushBatch, PushReport, Pusher, ServiceInstance};
 use im_core::protocol::{SendAck, SendRequest};
 use parking_lot::Mutex;
@@ -23,7 +23,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Request;
 
-use super::convert::{ack_from_pb, member_from_pb, message_from_pb, route_to_pb, send_to_pb};
+use super::convert::{
+    ack_from_pb, command_to_pb, group_from_pb, member_from_pb, message_from_pb, origin_to_pb,
+    page_from_pb, presence_from_pb, route_to_pb, send_to_pb, target_to_pb,
+};
 use super::pb::connect_rpc_client::ConnectRpcClient;
 use super::pb::logic_rpc_client::LogicRpcClient;
 use super::pb::{self, send_result};
@@ -338,6 +341,125 @@ impl LogicApi for LogicGrpcClient {
             .map_err(status_to_error)?
             .into_inner();
         r.members.into_iter().map(member_from_pb).collect()
+    }
+
+    async fn group(&self, actor: UserId, group: GroupId) -> Result<Group> {
+        let r = self
+            .rpc()
+            .get_group(self.config.request(pb::GetGroupRequest {
+                actor: actor.0,
+                group_id: group.0,
+            }))
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        group_from_pb(r.group)
+    }
+
+    async fn administer_group(
+        &self,
+        actor: UserId,
+        group: GroupId,
+        command: GroupCommand,
+    ) -> Result<()> {
+        self.rpc()
+            .administer_group(self.config.request(pb::AdministerGroupRequest {
+                actor: actor.0,
+                group_id: group.0,
+                command: Some(command_to_pb(command)),
+            }))
+            .await
+            .map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+        origin: Option<(NodeId, SessionId)>,
+    ) -> Result<()> {
+        self.rpc()
+            .mark_read(self.config.request(pb::MarkReadRequest {
+                user_id: user.0,
+                conversation_id: conversation.to_string(),
+                seq,
+                origin: origin_to_pb(origin.as_ref()),
+            }))
+            .await
+            .map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn recall(&self, actor: UserId, msg_id: MessageId) -> Result<()> {
+        self.rpc()
+            .recall(self.config.request(pb::RecallRequest {
+                actor: actor.0,
+                msg_id: msg_id.0,
+            }))
+            .await
+            .map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn typing(&self, user: UserId, to: Target) -> Result<()> {
+        self.rpc()
+            .typing(self.config.request(pb::TypingRequest {
+                user_id: user.0,
+                to: Some(target_to_pb(to)),
+            }))
+            .await
+            .map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn conversations(
+        &self,
+        user: UserId,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<ConversationPage> {
+        let r = self
+            .rpc()
+            .list_conversations(self.config.request(pb::ListConversationsRequest {
+                user_id: user.0,
+                cursor,
+                limit,
+            }))
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        page_from_pb(r)
+    }
+
+    async fn presence(&self, users: Vec<UserId>) -> Result<Vec<Presence>> {
+        let r = self
+            .rpc()
+            .get_presence(self.config.request(pb::GetPresenceRequest {
+                user_ids: users.iter().map(|u| u.0).collect(),
+            }))
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        Ok(r.presences.into_iter().map(presence_from_pb).collect())
+    }
+
+    async fn subscribe_presence(
+        &self,
+        subscriber: UserId,
+        users: Vec<UserId>,
+    ) -> Result<Vec<Presence>> {
+        let r = self
+            .rpc()
+            .subscribe_presence(self.config.request(pb::SubscribePresenceRequest {
+                subscriber: subscriber.0,
+                user_ids: users.iter().map(|u| u.0).collect(),
+            }))
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        Ok(r.presences.into_iter().map(presence_from_pb).collect())
     }
 }
 

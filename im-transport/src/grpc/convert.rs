@@ -6,8 +6,11 @@
 
 use im_core::error::{Error, Result};
 use im_core::id::{ConversationId, GroupId, MessageId, SessionId, UserId};
-use im_core::logic::Sender;
-use im_core::model::{Member, Message, MessageKind, NodeId, Role, SessionRoute, Target};
+use im_core::logic::{ConversationPage, GroupCommand, Sender};
+use im_core::model::{
+    Group, Member, Message, MessageKind, NodeId, Presence, Role, SessionRoute, Target,
+};
+use im_core::ports::ConversationEntry;
 use im_core::protocol::{SendAck, SendRequest};
 
 use super::pb;
@@ -71,17 +74,14 @@ fn body_from_pb(json: &str) -> Result<serde_json::Value> {
     serde_json::from_str(json).map_err(|e| bad(format!("body is not JSON: {e}")))
 }
 
-fn conversation_from_pb(s: &str) -> Result<ConversationId> {
+pub(crate) fn conversation_from_pb(s: &str) -> Result<ConversationId> {
     Ok(s.parse::<ConversationId>()?)
 }
 
 pub(crate) fn sender_to_pb(s: &Sender) -> pb::Sender {
     pb::Sender {
         user_id: s.user.0,
-        origin: s.origin.as_ref().map(|(node, session)| pb::Origin {
-            node: node.0.clone(),
-            session_id: session.0,
-        }),
+        origin: origin_to_pb(s.origin.as_ref()),
     }
 }
 
@@ -89,7 +89,7 @@ fn sender_from_pb(s: Option<pb::Sender>) -> Result<Sender> {
     let s = s.ok_or_else(|| bad("missing sender"))?;
     Ok(Sender {
         user: UserId(s.user_id),
-        origin: s.origin.map(|o| (NodeId(o.node), SessionId(o.session_id))),
+        origin: origin_from_pb(s.origin),
     })
 }
 
@@ -169,13 +169,148 @@ pub(crate) fn member_to_pb(m: Member) -> pb::Member {
     pb::Member {
         user_id: m.user_id.0,
         role: m.role.as_str().to_owned(),
+        muted_until: m.muted_until,
     }
 }
 
+fn role_from_pb(role: &str) -> Result<Role> {
+    Role::parse(role).ok_or_else(|| bad(format!("unknown role {role:?}")))
+}
+
 pub(crate) fn member_from_pb(m: pb::Member) -> Result<Member> {
-    Ok(Member {
-        user_id: UserId(m.user_id),
-        role: Role::parse(&m.role).ok_or_else(|| bad(format!("unknown role {:?}", m.role)))?,
+    let mut member = Member::new(UserId(m.user_id), role_from_pb(&m.role)?);
+    member.muted_until = m.muted_until;
+    Ok(member)
+}
+
+pub(crate) fn group_to_pb(g: Group) -> pb::Group {
+    pb::Group {
+        group_id: g.id.0,
+        name: g.name,
+        owner: g.owner.0,
+        created_at: g.created_at,
+        muted_until: g.muted_until,
+    }
+}
+
+pub(crate) fn group_from_pb(g: Option<pb::Group>) -> Result<Group> {
+    let g = g.ok_or_else(|| bad("missing group"))?;
+    Ok(Group {
+        id: GroupId(g.group_id),
+        name: g.name,
+        owner: UserId(g.owner),
+        created_at: g.created_at,
+        muted_until: g.muted_until,
+    })
+}
+
+pub(crate) fn command_to_pb(c: GroupCommand) -> pb::administer_group_request::Command {
+    use pb::administer_group_request::Command;
+    match c {
+        GroupCommand::Rename { name } => Command::Rename(pb::RenameGroup { name }),
+        GroupCommand::SetRole { user, role } => Command::SetRole(pb::SetMemberRole {
+            user_id: user.0,
+            role: role.as_str().to_owned(),
+        }),
+        GroupCommand::Transfer { to } => Command::Transfer(pb::TransferOwnership { to: to.0 }),
+        GroupCommand::Mute { until } => Command::Mute(pb::MuteGroup { until }),
+        GroupCommand::MuteMember { user, until } => Command::MuteMember(pb::MuteMember {
+            user_id: user.0,
+            until,
+        }),
+        GroupCommand::Dissolve => Command::Dissolve(pb::DissolveGroup {}),
+    }
+}
+
+pub(crate) fn command_from_pb(
+    c: Option<pb::administer_group_request::Command>,
+) -> Result<GroupCommand> {
+    use pb::administer_group_request::Command;
+    Ok(match c.ok_or_else(|| bad("missing group command"))? {
+        Command::Rename(r) => GroupCommand::Rename { name: r.name },
+        Command::SetRole(r) => GroupCommand::SetRole {
+            user: UserId(r.user_id),
+            role: role_from_pb(&r.role)?,
+        },
+        Command::Transfer(t) => GroupCommand::Transfer { to: UserId(t.to) },
+        Command::Mute(m) => GroupCommand::Mute { until: m.until },
+        Command::MuteMember(m) => GroupCommand::MuteMember {
+            user: UserId(m.user_id),
+            until: m.until,
+        },
+        Command::Dissolve(_) => GroupCommand::Dissolve,
+    })
+}
+
+pub(crate) fn origin_to_pb(origin: Option<&(NodeId, SessionId)>) -> Option<pb::Origin> {
+    origin.map(|(node, session)| pb::Origin {
+        node: node.0.clone(),
+        session_id: session.0,
+    })
+}
+
+pub(crate) fn origin_from_pb(origin: Option<pb::Origin>) -> Option<(NodeId, SessionId)> {
+    origin.map(|o| (NodeId(o.node), SessionId(o.session_id)))
+}
+
+pub(crate) fn presence_to_pb(p: Presence) -> pb::Presence {
+    pb::Presence {
+        user_id: p.user_id.0,
+        online: p.online,
+        last_seen: p.last_seen,
+    }
+}
+
+pub(crate) fn presence_from_pb(p: pb::Presence) -> Presence {
+    Presence {
+        user_id: UserId(p.user_id),
+        online: p.online,
+        last_seen: p.last_seen,
+    }
+}
+
+pub(crate) fn entry_to_pb(e: ConversationEntry) -> Result<pb::ConversationEntry> {
+    Ok(pb::ConversationEntry {
+        conversation_id: e.conversation_id.to_string(),
+        last_message: Some(message_to_pb(e.last_message)?),
+        last_seq: e.last_seq,
+        read_seq: e.read_seq,
+        unread: e.unread,
+    })
+}
+
+pub(crate) fn entry_from_pb(e: pb::ConversationEntry) -> Result<ConversationEntry> {
+    Ok(ConversationEntry {
+        conversation_id: conversation_from_pb(&e.conversation_id)?,
+        last_message: message_from_pb(
+            e.last_message
+                .ok_or_else(|| bad("missing last message of a conversation"))?,
+        )?,
+        last_seq: e.last_seq,
+        read_seq: e.read_seq,
+        unread: e.unread,
+    })
+}
+
+pub(crate) fn page_to_pb(p: ConversationPage) -> Result<pb::ListConversationsResponse> {
+    Ok(pb::ListConversationsResponse {
+        conversations: p
+            .conversations
+            .into_iter()
+            .map(entry_to_pb)
+            .collect::<Result<_>>()?,
+        next_cursor: p.next_cursor,
+    })
+}
+
+pub(crate) fn page_from_pb(p: pb::ListConversationsResponse) -> Result<ConversationPage> {
+    Ok(ConversationPage {
+        conversations: p
+            .conversations
+            .into_iter()
+            .map(entry_from_pb)
+            .collect::<Result<_>>()?,
+        next_cursor: p.next_cursor,
     })
 }
 
@@ -216,6 +351,113 @@ mod tests {
             message_from_pb(message_to_pb(m.clone()).unwrap()).unwrap(),
             m
         );
+    }
+
+    #[test]
+    fn v1_1_types_round_trip() {
+        let mut member = Member::new(UserId(4), Role::Admin);
+        member.muted_until = Some(i64::MAX);
+        assert_eq!(member_from_pb(member_to_pb(member)).unwrap(), member);
+        let plain = Member::new(UserId(5), Role::Member);
+        assert_eq!(member_from_pb(member_to_pb(plain)).unwrap(), plain);
+
+        let group = Group {
+            id: GroupId(8),
+            name: "team".into(),
+            owner: UserId(4),
+            created_at: 99,
+            muted_until: Some(1234),
+        };
+        assert_eq!(
+            group_from_pb(Some(group_to_pb(group.clone()))).unwrap(),
+            group
+        );
+        assert!(matches!(
+            group_from_pb(None),
+            Err(Error::InvalidArgument(_))
+        ));
+
+        for c in [
+            GroupCommand::Rename { name: "n".into() },
+            GroupCommand::SetRole {
+                user: UserId(2),
+                role: Role::Admin,
+            },
+            GroupCommand::Transfer { to: UserId(3) },
+            GroupCommand::Mute { until: None },
+            GroupCommand::Mute {
+                until: Some(i64::MAX),
+            },
+            GroupCommand::MuteMember {
+                user: UserId(2),
+                until: Some(7),
+            },
+            GroupCommand::Dissolve,
+        ] {
+            assert_eq!(command_from_pb(Some(command_to_pb(c.clone()))).unwrap(), c);
+        }
+        assert!(matches!(
+            command_from_pb(None),
+            Err(Error::InvalidArgument(_))
+        ));
+        let bad_role = pb::administer_group_request::Command::SetRole(pb::SetMemberRole {
+            user_id: 2,
+            role: "king".into(),
+        });
+        assert!(matches!(
+            command_from_pb(Some(bad_role)),
+            Err(Error::InvalidArgument(_))
+        ));
+
+        for p in [
+            Presence {
+                user_id: UserId(1),
+                online: false,
+                last_seen: None,
+            },
+            Presence {
+                user_id: UserId(2),
+                online: true,
+                last_seen: Some(5),
+            },
+        ] {
+            assert_eq!(presence_from_pb(presence_to_pb(p)), p);
+        }
+
+        let last = Message {
+            msg_id: MessageId(70),
+            conversation_id: ConversationId::Group(GroupId(8)),
+            seq: 3,
+            from: UserId(4),
+            to: Target::Group(GroupId(8)),
+            kind: MessageKind::System,
+            body: serde_json::json!({"event": "group_renamed", "actor": "4", "name": "n"}),
+            client_msg_id: "sys".into(),
+            ts: 10,
+            recalled: false,
+        };
+        let page = ConversationPage {
+            conversations: vec![ConversationEntry {
+                conversation_id: ConversationId::Group(GroupId(8)),
+                last_message: last,
+                last_seq: 3,
+                read_seq: 1,
+                unread: 2,
+            }],
+            next_cursor: Some("10~g:8".into()),
+        };
+        assert_eq!(
+            page_from_pb(page_to_pb(page.clone()).unwrap()).unwrap(),
+            page
+        );
+        let mut missing = page_to_pb(page).unwrap();
+        if let Some(e) = missing.conversations.first_mut() {
+            e.last_message = None;
+        }
+        assert!(matches!(
+            page_from_pb(missing),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]

@@ -7,13 +7,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use im_core::id::{ConversationId, GroupId, UserId};
+use im_core::id::{ConversationId, GroupId, MessageId, UserId};
 use im_core::logic::LogicApi;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    ack_to_pb, member_to_pb, message_to_pb, route_from_pb, routes_from_pb, send_from_pb,
+    ack_to_pb, command_from_pb, conversation_from_pb, group_to_pb, member_to_pb, message_to_pb,
+    origin_from_pb, page_to_pb, presence_to_pb, route_from_pb, routes_from_pb, send_from_pb,
+    target_from_pb,
 };
 use super::pb::logic_rpc_server::{self, LogicRpc};
 use super::pb::{self, send_result};
@@ -176,10 +178,7 @@ impl LogicRpc for LogicRpcServer {
 
     async fn sync(&self, request: Request<pb::SyncRequest>) -> Res<pb::SyncResponse> {
         let r = request.into_inner();
-        let conversation: ConversationId = r
-            .conversation_id
-            .parse()
-            .map_err(|e: im_core::id::IdError| st(e.into()))?;
+        let conversation: ConversationId = conversation_from_pb(&r.conversation_id).map_err(st)?;
         let page = self
             .logic
             .sync(UserId(r.user_id), conversation, r.after_seq, r.limit)
@@ -246,6 +245,107 @@ impl LogicRpc for LogicRpcServer {
             .map_err(st)?;
         Ok(Response::new(pb::ListMembersResponse {
             members: members.into_iter().map(member_to_pb).collect(),
+        }))
+    }
+
+    async fn get_group(&self, request: Request<pb::GetGroupRequest>) -> Res<pb::GetGroupResponse> {
+        let r = request.into_inner();
+        let group = self
+            .logic
+            .group(UserId(r.actor), GroupId(r.group_id))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::GetGroupResponse {
+            group: Some(group_to_pb(group)),
+        }))
+    }
+
+    async fn administer_group(
+        &self,
+        request: Request<pb::AdministerGroupRequest>,
+    ) -> Res<pb::AdministerGroupResponse> {
+        let r = request.into_inner();
+        let command = command_from_pb(r.command).map_err(st)?;
+        self.logic
+            .administer_group(UserId(r.actor), GroupId(r.group_id), command)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::AdministerGroupResponse {}))
+    }
+
+    async fn mark_read(&self, request: Request<pb::MarkReadRequest>) -> Res<pb::MarkReadResponse> {
+        let r = request.into_inner();
+        let conversation = conversation_from_pb(&r.conversation_id).map_err(st)?;
+        self.logic
+            .mark_read(
+                UserId(r.user_id),
+                conversation,
+                r.seq,
+                origin_from_pb(r.origin),
+            )
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::MarkReadResponse {}))
+    }
+
+    async fn recall(&self, request: Request<pb::RecallRequest>) -> Res<pb::RecallResponse> {
+        let r = request.into_inner();
+        self.logic
+            .recall(UserId(r.actor), MessageId(r.msg_id))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::RecallResponse {}))
+    }
+
+    async fn typing(&self, request: Request<pb::TypingRequest>) -> Res<pb::TypingResponse> {
+        let r = request.into_inner();
+        let to = target_from_pb(r.to).map_err(st)?;
+        self.logic.typing(UserId(r.user_id), to).await.map_err(st)?;
+        Ok(Response::new(pb::TypingResponse {}))
+    }
+
+    async fn list_conversations(
+        &self,
+        request: Request<pb::ListConversationsRequest>,
+    ) -> Res<pb::ListConversationsResponse> {
+        let r = request.into_inner();
+        let page = self
+            .logic
+            .conversations(UserId(r.user_id), r.cursor, r.limit)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(page_to_pb(page).map_err(st)?))
+    }
+
+    async fn get_presence(
+        &self,
+        request: Request<pb::GetPresenceRequest>,
+    ) -> Res<pb::GetPresenceResponse> {
+        let users = request
+            .into_inner()
+            .user_ids
+            .into_iter()
+            .map(UserId)
+            .collect();
+        let presences = self.logic.presence(users).await.map_err(st)?;
+        Ok(Response::new(pb::GetPresenceResponse {
+            presences: presences.into_iter().map(presence_to_pb).collect(),
+        }))
+    }
+
+    async fn subscribe_presence(
+        &self,
+        request: Request<pb::SubscribePresenceRequest>,
+    ) -> Res<pb::SubscribePresenceResponse> {
+        let r = request.into_inner();
+        let users = r.user_ids.into_iter().map(UserId).collect();
+        let presences = self
+            .logic
+            .subscribe_presence(UserId(r.subscriber), users)
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::SubscribePresenceResponse {
+            presences: presences.into_iter().map(presence_to_pb).collect(),
         }))
     }
 }

@@ -8,12 +8,13 @@
 //!   retryable failures ([`Error::is_retryable`]), stays open for
 //!   [`BreakerConfig::open_for`], then lets one probe call through
 //!   (half-open): its success closes the breaker, its failure re-opens it.
-//! - Calls that are safe to repeat (reads, logins, session routing and
-//!   sends, which Logic deduplicates by `(sender, client_msg_id)`) are
-//!   retried once on another instance after a retryable failure. Calls that
-//!   are not idempotent (`register`, `create_group`, `add_member`,
-//!   `remove_member`) are retried only when the connection was refused, which
-//!   proves the request never reached the server.
+//! - Calls that are safe to repeat (reads, logins, session routing, sends,
+//!   which Logic deduplicates by `(sender, client_msg_id)`, read cursors,
+//!   recalls and presence subscriptions) are retried once on another
+//!   instance after a retryable failure. Calls that are not idempotent
+//!   (`register`, `create_group`, `add_member`, `remove_member`,
+//!   `administer_group`, `typing`) are retried only when the connection was
+//!   refused, which proves the request never reached the server.
 //!
 //! Metrics: `im_rpc_errors_total{peer}` counts failed calls per instance
 //! (the retryable failures that count against its breaker) and the gauge
@@ -27,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use im_core::error::{Error, Result};
-use im_core::id::{ConversationId, GroupId, UserId};
-use im_core::logic::{LogicApi, Login, Page, Sender};
-use im_core::model::{Member as GroupMember, SessionRoute};
+use im_core::id::{ConversationId, GroupId, MessageId, SessionId, UserId};
+use im_core::logic::{ConversationPage, GroupCommand, LogicApi, Login, Page, Sender};
+use im_core::model::{Group, Member as GroupMember, NodeId, Presence, SessionRoute, Target};
 use im_core::ports::{Identity, ServiceInstance};
 use im_core::protocol::{SendAck, SendRequest};
 use parking_lot::{Mutex, RwLock};
@@ -432,13 +433,16 @@ fn never_sent(e: &Error) -> bool {
 ///   consecutive retryable failures ([`Error::is_retryable`]), refuses calls
 ///   for [`BreakerConfig::open_for`], then lets one probe through: its
 ///   success closes the breaker, its failure re-opens it.
-/// - `verify_token`, `login`, `sync`, `members`, the session calls, `send`
-///   and `send_batch` (Logic deduplicates sends by `(sender,
-///   client_msg_id)`) are retried once on another instance after a retryable
-///   failure; `send_batch` retries only its items that failed retryably.
-///   `register`, `create_group`, `add_member` and `remove_member` are not
-///   idempotent: they are retried only when the connection was refused,
-///   which proves the request never reached a server.
+/// - `verify_token`, `login`, `sync`, `members`, `group`, the session calls,
+///   `send` and `send_batch` (Logic deduplicates sends by `(sender,
+///   client_msg_id)`), `mark_read` (a cursor only moves forward), `recall`
+///   (recalling again is a no-op), `conversations`, `presence` and
+///   `subscribe_presence` are retried once on another instance after a
+///   retryable failure; `send_batch` retries only its items that failed
+///   retryably. `register`, `create_group`, `add_member`, `remove_member`,
+///   `administer_group` and `typing` are not idempotent: they are retried
+///   only when the connection was refused, which proves the request never
+///   reached a server.
 /// - With no instance able to take a call it answers
 ///   [`Error::Unavailable`] ([`NO_INSTANCE`]); the per-call deadline is
 ///   [`GrpcClientConfig::request_timeout`].
@@ -697,6 +701,95 @@ impl LogicApi for LogicPool {
     async fn members(&self, actor: UserId, group: GroupId) -> Result<Vec<GroupMember>> {
         self.call(Retry::Idempotent, |c| async move {
             c.members(actor, group).await
+        })
+        .await
+    }
+
+    async fn group(&self, actor: UserId, group: GroupId) -> Result<Group> {
+        self.call(
+            Retry::Idempotent,
+            |c| async move { c.group(actor, group).await },
+        )
+        .await
+    }
+
+    async fn administer_group(
+        &self,
+        actor: UserId,
+        group: GroupId,
+        command: GroupCommand,
+    ) -> Result<()> {
+        // Not idempotent: a repeated change would be announced twice.
+        self.call(Retry::NotIdempotent, |c| {
+            let command = command.clone();
+            async move { c.administer_group(actor, group, command).await }
+        })
+        .await
+    }
+
+    async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+        origin: Option<(NodeId, SessionId)>,
+    ) -> Result<()> {
+        // A cursor only moves forward: marking again is a no-op.
+        self.call(Retry::Idempotent, |c| {
+            let origin = origin.clone();
+            async move { c.mark_read(user, conversation, seq, origin).await }
+        })
+        .await
+    }
+
+    async fn recall(&self, actor: UserId, msg_id: MessageId) -> Result<()> {
+        // Recalling again is a no-op.
+        self.call(Retry::Idempotent, |c| async move {
+            c.recall(actor, msg_id).await
+        })
+        .await
+    }
+
+    async fn typing(&self, user: UserId, to: Target) -> Result<()> {
+        // Not idempotent (a repeat relays the indicator twice), and not worth
+        // a retry either.
+        self.call(
+            Retry::NotIdempotent,
+            |c| async move { c.typing(user, to).await },
+        )
+        .await
+    }
+
+    async fn conversations(
+        &self,
+        user: UserId,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<ConversationPage> {
+        self.call(Retry::Idempotent, |c| {
+            let cursor = cursor.clone();
+            async move { c.conversations(user, cursor, limit).await }
+        })
+        .await
+    }
+
+    async fn presence(&self, users: Vec<UserId>) -> Result<Vec<Presence>> {
+        self.call(Retry::Idempotent, |c| {
+            let users = users.clone();
+            async move { c.presence(users).await }
+        })
+        .await
+    }
+
+    async fn subscribe_presence(
+        &self,
+        subscriber: UserId,
+        users: Vec<UserId>,
+    ) -> Result<Vec<Presence>> {
+        // Subscribing again only extends the subscription.
+        self.call(Retry::Idempotent, |c| {
+            let users = users.clone();
+            async move { c.subscribe_presence(subscriber, users).await }
         })
         .await
     }

@@ -16,8 +16,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::errors::{ErrorBody, ErrorCodeName, ErrorDetail};
 use super::routes::{
-    self, Credentials, GroupCreated, HistoryPage, LoggedIn, MemberList, NewGroup, NewMember,
-    Registered, Sent, WsEndpoint,
+    self, ConversationList, ConversationRow, Credentials, GroupCreated, GroupInfo, GroupRename,
+    HistoryPage, LoggedIn, MemberList, MuteChange, NewGroup, NewMember, ReadUpTo, Registered,
+    RoleChange, Sent, Transfer, UserPresence, WsEndpoint,
 };
 
 /// The name of the bearer-token security scheme in the document.
@@ -45,6 +46,23 @@ pub enum KindDoc {
     File,
     /// Application-defined; the body is a JSON object.
     Custom,
+}
+
+/// The kind of a stored message: the kinds a client sends, plus `system`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKindDoc {
+    /// Plain text; the body is a JSON string.
+    Text,
+    /// An image reference; the body is a JSON object.
+    Image,
+    /// A file reference; the body is a JSON object.
+    File,
+    /// Application-defined; the body is a JSON object.
+    Custom,
+    /// Written by the server about a group change (v1.1 extension); the body
+    /// is a JSON object `{"event", "actor", …}`. Clients cannot send it.
+    System,
 }
 
 /// A send request (`POST /api/v1/messages`).
@@ -81,7 +99,7 @@ pub struct MessageDoc {
     /// The addressee as the sender wrote it.
     pub to: TargetDoc,
     /// The kind of body.
-    pub kind: KindDoc,
+    pub kind: MessageKindDoc,
     /// The body as sent (absent once recalled).
     #[schema(required = false)]
     pub body: serde_json::Value,
@@ -115,6 +133,20 @@ pub struct MemberDoc {
     pub user_id: String,
     /// Its role.
     pub role: RoleDoc,
+    /// Present while the member is muted: Unix ms until which it may not send
+    /// (`9223372036854775807`: until unmuted). Extension.
+    #[schema(required = false, example = 1767229200000_i64)]
+    pub muted_until: i64,
+}
+
+/// A role that `PUT …/members/{user_id}/role` can set.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleChangeDoc {
+    /// May add and remove plain members, rename, mute.
+    Admin,
+    /// A plain member.
+    Member,
 }
 
 /// Adds the `bearerAuth` scheme (`Authorization: Bearer <token>` from `POST /api/v1/sessions`).
@@ -145,19 +177,31 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "im HTTP API",
-        description = "Protocol v1 of the im SDK over HTTP: accounts, login, sending, history, \
-groups and finding a WebSocket endpoint. Every error is `{\"error\":{\"code\",\"message\"}}`; \
+        description = "Protocol v1 (with the v1.1 additions) of the im SDK over HTTP: accounts, \
+login, sending, history, recall, the conversation list with read cursors, presence, groups and \
+their administration, and finding a WebSocket endpoint. Every error is `{\"error\":{\"code\",\"message\"}}`; \
 every 64-bit id is a canonical decimal string. See docs/protocol.md."
     ),
     paths(
         routes::register,
         routes::login,
         routes::send,
+        routes::recall,
         routes::history,
+        routes::conversations,
+        routes::mark_read,
+        routes::presence,
         routes::create_group,
+        routes::group_info,
+        routes::rename_group,
+        routes::dissolve_group,
+        routes::transfer_group,
+        routes::mute_group,
         routes::add_member,
         routes::list_members,
         routes::remove_member,
+        routes::set_member_role,
+        routes::mute_member,
         routes::connect,
         serve_document,
     ),
@@ -171,8 +215,19 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         Sent,
         HistoryPage,
         MessageDoc,
+        MessageKindDoc,
+        ConversationList,
+        ConversationRow,
+        ReadUpTo,
+        UserPresence,
         NewGroup,
         GroupCreated,
+        GroupInfo,
+        GroupRename,
+        Transfer,
+        MuteChange,
+        RoleChange,
+        RoleChangeDoc,
         NewMember,
         MemberList,
         MemberDoc,
@@ -185,8 +240,10 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
     modifiers(&BearerAuth),
     tags(
         (name = "accounts", description = "Registration and login"),
-        (name = "messages", description = "Sending and history"),
-        (name = "groups", description = "Groups and their members"),
+        (name = "messages", description = "Sending, recall and history"),
+        (name = "conversations", description = "The conversation list and read cursors"),
+        (name = "presence", description = "Who is online"),
+        (name = "groups", description = "Groups, their members and their administration"),
         (name = "connect", description = "Finding a WebSocket endpoint"),
         (name = "meta", description = "This document"),
     )

@@ -9,13 +9,13 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use im_core::connect::RateLimiter;
 use im_core::id::MessageId;
-use im_core::id::{ConversationId, GroupId, UserId};
-use im_core::logic::{LogicApi, Sender};
-use im_core::model::{Member, Message};
+use im_core::id::{now_ms, ConversationId, GroupId, UserId};
+use im_core::logic::{GroupCommand, LogicApi, Sender};
+use im_core::model::{Member, Message, Role};
 use im_core::protocol::SendRequest;
 use im_core::{Error, ErrorCode};
 use serde::de::DeserializeOwned;
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::errors::{error_response, ApiError, ErrorBody};
-use super::openapi::{MemberDoc, MessageDoc, SendRequestDoc};
+use super::openapi::{MemberDoc, MessageDoc, RoleChangeDoc, SendRequestDoc};
 
 /// Answers `GET /api/v1/connect`: where should this client open its WebSocket?
 #[async_trait]
@@ -105,8 +105,18 @@ pub fn api_router(state: ApiState, config: &ApiConfig) -> Router {
         .route("/users", post(register))
         .route("/sessions", post(login))
         .route("/messages", post(send))
+        .route("/messages/{msg_id}/recall", post(recall))
+        .route("/conversations", get(conversations))
         .route("/conversations/{conversation_id}/messages", get(history))
+        .route("/conversations/{conversation_id}/read", post(mark_read))
+        .route("/users/{user_id}/presence", get(presence))
         .route("/groups", post(create_group))
+        .route(
+            "/groups/{group_id}",
+            get(group_info).patch(rename_group).delete(dissolve_group),
+        )
+        .route("/groups/{group_id}/transfer", post(transfer_group))
+        .route("/groups/{group_id}/mute", put(mute_group))
         .route(
             "/groups/{group_id}/members",
             post(add_member).get(list_members),
@@ -114,6 +124,14 @@ pub fn api_router(state: ApiState, config: &ApiConfig) -> Router {
         .route(
             "/groups/{group_id}/members/{user_id}",
             delete(remove_member),
+        )
+        .route(
+            "/groups/{group_id}/members/{user_id}/role",
+            put(set_member_role),
+        )
+        .route(
+            "/groups/{group_id}/members/{user_id}/mute",
+            put(mute_member),
         )
         .route("/connect", get(connect))
         .method_not_allowed_fallback(super::errors::method_not_allowed)
@@ -418,10 +436,7 @@ async fn history(
         None | Some("") => 0,
         Some(v) => parse("after_seq", v)?,
     };
-    let limit: Option<u32> = match q.limit.as_deref() {
-        None | Some("") => None,
-        Some(v) => Some(parse::<u64>("limit", v)?.min(u64::from(u32::MAX)) as u32),
-    };
+    let limit = parse_limit(q.limit.as_deref())?;
     let page = s.logic.sync(me, conversation, after_seq, limit).await?;
     Ok(Json(HistoryPage {
         messages: page.messages,
@@ -572,4 +587,533 @@ async fn connect(
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let ws_url = s.locator.locate(me, host).await?;
     Ok(Json(WsEndpoint { ws_url }).into_response())
+}
+
+/// An empty query value counts as absent; anything else must be a number
+/// (clamped to `u32`).
+fn parse_limit(v: Option<&str>) -> Result<Option<u32>, ApiError> {
+    match v {
+        None | Some("") => Ok(None),
+        Some(v) => Ok(Some(
+            parse::<u64>("limit", v)?.min(u64::from(u32::MAX)) as u32
+        )),
+    }
+}
+
+/// One row of the conversation list.
+#[derive(Serialize, ToSchema)]
+pub struct ConversationRow {
+    /// `u:{a}:{b}` or `g:{group_id}`.
+    #[schema(value_type = String, example = "u:1001:1002")]
+    pub conversation_id: ConversationId,
+    /// The conversation's message with the highest seq.
+    #[schema(value_type = MessageDoc)]
+    pub last_message: Message,
+    /// That message's seq.
+    #[schema(example = 42)]
+    pub last_seq: u64,
+    /// The caller's read cursor (0: nothing read).
+    #[schema(example = 40)]
+    pub read_seq: u64,
+    /// Messages from others with a seq above `read_seq`.
+    #[schema(example = 2)]
+    pub unread: u64,
+}
+
+/// A page of the caller's conversation list.
+#[derive(Serialize, ToSchema)]
+pub struct ConversationList {
+    /// The caller's conversations that have a message, newest last message first.
+    pub conversations: Vec<ConversationRow>,
+    /// Pass as `cursor` for the next page; `null` at the end.
+    #[schema(example = "1767225600123~u:1001:1002")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConversationsQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// A read cursor to store.
+#[derive(Deserialize, ToSchema)]
+pub struct ReadUpTo {
+    /// Everything up to this seq was read (at most the conversation's last seq).
+    #[schema(example = 42)]
+    pub seq: u64,
+}
+
+/// Whether a user is online.
+#[derive(Serialize, ToSchema)]
+pub struct UserPresence {
+    /// The user's id (canonical decimal string).
+    #[schema(value_type = String, example = "1002")]
+    pub user_id: UserId,
+    /// Whether at least one WebSocket session of the user is connected.
+    pub online: bool,
+    /// When a session of the user was last connected, Unix ms (now while
+    /// online); `null` if it never connected.
+    #[schema(example = 1767225600123_i64)]
+    pub last_seen: Option<i64>,
+}
+
+/// A group's details.
+#[derive(Serialize, ToSchema)]
+pub struct GroupInfo {
+    /// The group's id (canonical decimal string).
+    #[schema(value_type = String, example = "5001")]
+    pub group_id: GroupId,
+    /// Its display name.
+    #[schema(example = "Team")]
+    pub name: String,
+    /// The owner's user id (canonical decimal string).
+    #[schema(value_type = String, example = "1001")]
+    pub owner: UserId,
+    /// Creation time, Unix milliseconds.
+    #[schema(example = 1767225600123_i64)]
+    pub created_at: i64,
+    /// Present while a mute is set: Unix ms until which only the owner and
+    /// admins may send (`9223372036854775807`: until unmuted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, example = 1767229200000_i64)]
+    pub muted_until: Option<i64>,
+}
+
+/// A new group name.
+#[derive(Deserialize, ToSchema)]
+pub struct GroupRename {
+    /// 1–64 characters, not only whitespace.
+    #[schema(example = "Core team", min_length = 1, max_length = 64)]
+    pub name: String,
+}
+
+/// A member's new role.
+#[derive(Deserialize, ToSchema)]
+pub struct RoleChange {
+    /// `admin` or `member` (ownership moves only by a transfer).
+    #[schema(value_type = RoleChangeDoc)]
+    pub role: String,
+}
+
+/// The new owner of a group.
+#[derive(Deserialize, ToSchema)]
+pub struct Transfer {
+    /// A member's id (canonical decimal string); the old owner becomes an admin.
+    #[schema(value_type = String, example = "1002")]
+    pub user_id: UserId,
+}
+
+/// Mute or unmute a group or a member.
+#[derive(Deserialize, ToSchema)]
+pub struct MuteChange {
+    /// `true` mutes, `false` unmutes.
+    pub muted: bool,
+    /// How long the mute lasts, in ms (at least 1); absent: until unmuted.
+    /// Ignored when `muted` is false.
+    #[schema(required = false, example = 3_600_000_u64, minimum = 1)]
+    pub duration_ms: Option<u64>,
+}
+
+impl MuteChange {
+    /// The mute's end: now + duration, `i64::MAX` without a duration, `None`
+    /// to unmute.
+    fn until(&self) -> Result<Option<i64>, ApiError> {
+        if !self.muted {
+            return Ok(None);
+        }
+        match self.duration_ms {
+            None => Ok(Some(i64::MAX)),
+            Some(0) => Err(ApiError(Error::InvalidArgument(
+                "duration_ms must be at least 1".into(),
+            ))),
+            Some(d) => Ok(Some(
+                now_ms().saturating_add(i64::try_from(d).unwrap_or(i64::MAX)),
+            )),
+        }
+    }
+}
+
+/// List the caller's conversations, newest last message first, with unread counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations",
+    tag = "conversations",
+    operation_id = "list_conversations",
+    security(("bearerAuth" = [])),
+    params(
+        ("limit" = Option<u32>, Query, description = "Page size (default 20, clamped to 1–100; empty counts as absent)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page (opaque; empty counts as absent)"),
+    ),
+    responses(
+        (status = 200, description = "A page (possibly empty)", body = ConversationList),
+        (status = 400, description = "`invalid_argument`: malformed `limit` or `cursor`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
+async fn conversations(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Query(q): Query<ConversationsQuery>,
+) -> Result<Response, ApiError> {
+    let limit = parse_limit(q.limit.as_deref())?;
+    let cursor = q.cursor.filter(|c| !c.is_empty());
+    let page = s.logic.conversations(me, cursor, limit).await?;
+    Ok(Json(ConversationList {
+        conversations: page
+            .conversations
+            .into_iter()
+            .map(|e| ConversationRow {
+                conversation_id: e.conversation_id,
+                last_message: e.last_message,
+                last_seq: e.last_seq,
+                read_seq: e.read_seq,
+                unread: e.unread,
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
+}
+
+/// Mark a conversation read up to a seq; the participants' sessions get a `read` frame.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{conversation_id}/read",
+    tag = "conversations",
+    operation_id = "mark_read",
+    security(("bearerAuth" = [])),
+    params(("conversation_id" = String, Path, description = "`u:{a}:{b}` (a < b numerically) or `g:{group_id}`", example = "u:1001:1002")),
+    request_body = ReadUpTo,
+    responses(
+        (status = 204, description = "Stored, or a no-op for a seq not above the stored one (no body)"),
+        (status = 400, description = "`invalid_argument`: malformed conversation id, bad JSON, or a seq past the conversation's last", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the caller is not a participant", body = ErrorBody),
+        (status = 404, description = "`not_found`: the group or the peer does not exist", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
+async fn mark_read(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Path(conversation): Path<String>,
+    ApiJson(r): ApiJson<ReadUpTo>,
+) -> Result<Response, ApiError> {
+    let conversation: ConversationId = parse("conversation id", &conversation)?;
+    s.logic.mark_read(me, conversation, r.seq, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Recall a message: its sender (or a group owner or admin) within the
+/// recall window; the participants get a `recalled` frame.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages/{msg_id}/recall",
+    tag = "messages",
+    operation_id = "recall",
+    security(("bearerAuth" = [])),
+    params(("msg_id" = String, Path, description = "The message's id (canonical decimal string)", example = "7262015623421952")),
+    responses(
+        (status = 204, description = "Recalled, or already recalled (no body, no new event)"),
+        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: someone else's message, or past the recall window (default 120 s from `ts`)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such message in a conversation the caller can read", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
+async fn recall(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Path(msg_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let msg_id: MessageId = parse("message id", &msg_id)?;
+    s.logic.recall(me, msg_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Whether a user is online, and when it was last seen.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user_id}/presence",
+    tag = "presence",
+    operation_id = "presence",
+    security(("bearerAuth" = [])),
+    params(("user_id" = String, Path, description = "The user's id (canonical decimal string)", example = "1002")),
+    responses(
+        (status = 200, description = "The user's presence", body = UserPresence),
+        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
+async fn presence(
+    State(s): State<ApiState>,
+    Caller(_me): Caller,
+    Path(user): Path<String>,
+) -> Result<Response, ApiError> {
+    let user: UserId = parse("user id", &user)?;
+    let p = s
+        .logic
+        .presence(vec![user])
+        .await?
+        .into_iter()
+        .find(|p| p.user_id == user)
+        .ok_or_else(|| Error::Internal("presence answered without the user".into()))?;
+    Ok(Json(UserPresence {
+        user_id: p.user_id,
+        online: p.online,
+        last_seen: p.last_seen,
+    })
+    .into_response())
+}
+
+/// A group's details; members only (extension).
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{group_id}",
+    tag = "groups",
+    operation_id = "get_group",
+    security(("bearerAuth" = [])),
+    params(("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001")),
+    responses(
+        (status = 200, description = "The group", body = GroupInfo),
+        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the caller is not a member", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown group", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
+async fn group_info(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Path(group): Path<String>,
+) -> Result<Response, ApiError> {
+    let group: GroupId = parse("group id", &group)?;
+    let g = s.logic.group(me, group).await?;
+    Ok(Json(GroupInfo {
+        group_id: g.id,
+        name: g.name,
+        owner: g.owner,
+        created_at: g.created_at,
+        muted_until: g.muted_until,
+    })
+    .into_response())
+}
+
+async fn administer(
+    s: &ApiState,
+    me: UserId,
+    group: GroupId,
+    command: GroupCommand,
+) -> Result<Response, ApiError> {
+    s.logic.administer_group(me, group, command).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Rename a group; the owner or an admin (extension).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/groups/{group_id}",
+    tag = "groups",
+    operation_id = "rename_group",
+    security(("bearerAuth" = [])),
+    params(("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001")),
+    request_body = GroupRename,
+    responses(
+        (status = 204, description = "Renamed; a `group_renamed` system message follows (no body)"),
+        (status = 400, description = "`invalid_argument`: malformed id, bad name or bad JSON", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the caller is not the owner or an admin (including non-members)", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown group", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+    )
+)]
+async fn rename_group(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Path(group): Path<String>,
+    ApiJson(r): ApiJson<GroupRename>,
+) -> Result<Response, ApiError> {
+    let group: GroupId = parse("group id", &group)?;
+    administer(&s, me, group, GroupCommand::Rename { name: r.name }).await
+}
+
+/// Dissolve a group; the owner only (extension).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/groups/{group_id}",
+    tag = "groups",
+    operation_id = "dissolve_group",
+    security(("bearerAuth" = [])),
+    params(("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001")),
+    responses(
+        (status = 204, description = "Dissolved after a `group_dissolved` system message to the members (no body)"),
+        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the caller is not the owner (including non-members)", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown (or already dissolved) group", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+    )
+)]
+async fn dissolve_group(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Path(group): Path<String>,
+) -> Result<Response, ApiError> {
+    let group: GroupId = parse("group id", &group)?;
+    administer(&s, me, group, GroupCommand::Dissolve).await
+}
+
+/// Hand a group's ownership to another member; the owner only, who becomes
+/// an admin (extension).
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups/{group_id}/transfer",
+    tag = "groups",
+    operation_id = "transfer_group",
+    security(("bearerAuth" = [])),
+    params(("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001")),
+    request_body = Transfer,
+    responses(
+        (status = 204, description = "Transferred; an `owner_changed` system message follows (no body)"),
+        (status = 400, description = "`invalid_argument`: malformed id, bad JSON, or a transfer to oneself", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the caller is not the owner (including non-members)", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown group, or the new owner is not a member", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+    )
+)]
+async fn transfer_group(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Path(group): Path<String>,
+    ApiJson(t): ApiJson<Transfer>,
+) -> Result<Response, ApiError> {
+    let group: GroupId = parse("group id", &group)?;
+    administer(&s, me, group, GroupCommand::Transfer { to: t.user_id }).await
+}
+
+/// Mute or unmute a whole group: while muted only the owner and admins may
+/// send; the owner or an admin (extension).
+#[utoipa::path(
+    put,
+    path = "/api/v1/groups/{group_id}/mute",
+    tag = "groups",
+    operation_id = "mute_group",
+    security(("bearerAuth" = [])),
+    params(("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001")),
+    request_body = MuteChange,
+    responses(
+        (status = 204, description = "Set; a `group_muted` or `group_unmuted` system message follows (no body)"),
+        (status = 400, description = "`invalid_argument`: malformed id, bad JSON, `duration_ms` of 0", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the caller is not the owner or an admin (including non-members)", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown group", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+    )
+)]
+async fn mute_group(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Path(group): Path<String>,
+    ApiJson(m): ApiJson<MuteChange>,
+) -> Result<Response, ApiError> {
+    let group: GroupId = parse("group id", &group)?;
+    let until = m.until()?;
+    administer(&s, me, group, GroupCommand::Mute { until }).await
+}
+
+/// Promote a member to admin or demote an admin to member; the owner only
+/// (extension).
+#[utoipa::path(
+    put,
+    path = "/api/v1/groups/{group_id}/members/{user_id}/role",
+    tag = "groups",
+    operation_id = "set_member_role",
+    security(("bearerAuth" = [])),
+    params(
+        ("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001"),
+        ("user_id" = String, Path, description = "The member's id (canonical decimal string)", example = "1002"),
+    ),
+    request_body = RoleChange,
+    responses(
+        (status = 204, description = "Set; a `role_changed` system message follows (no body)"),
+        (status = 400, description = "`invalid_argument`: malformed id, bad JSON, an unknown role, `owner` (use a transfer), or the owner as target", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the caller is not the owner (including non-members)", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown group, or the target is not a member", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+    )
+)]
+async fn set_member_role(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Path((group, user)): Path<(String, String)>,
+    ApiJson(r): ApiJson<RoleChange>,
+) -> Result<Response, ApiError> {
+    let group: GroupId = parse("group id", &group)?;
+    let user: UserId = parse("user id", &user)?;
+    let role = Role::parse(&r.role).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "unknown role {:?}; use \"admin\" or \"member\"",
+            r.role.chars().take(20).collect::<String>()
+        ))
+    })?;
+    administer(&s, me, group, GroupCommand::SetRole { user, role }).await
+}
+
+/// Mute or unmute one member: the owner mutes anyone else, an admin mutes
+/// plain members (extension).
+#[utoipa::path(
+    put,
+    path = "/api/v1/groups/{group_id}/members/{user_id}/mute",
+    tag = "groups",
+    operation_id = "mute_member",
+    security(("bearerAuth" = [])),
+    params(
+        ("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001"),
+        ("user_id" = String, Path, description = "The member's id (canonical decimal string)", example = "1002"),
+    ),
+    request_body = MuteChange,
+    responses(
+        (status = 204, description = "Set; a `member_muted` or `member_unmuted` system message follows (no body)"),
+        (status = 400, description = "`invalid_argument`: malformed id, bad JSON, `duration_ms` of 0", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: not allowed (a plain member, an admin muting an admin or the owner, anyone muting itself, non-members)", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown group, or the target is not a member", body = ErrorBody),
+        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+    )
+)]
+async fn mute_member(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Path((group, user)): Path<(String, String)>,
+    ApiJson(m): ApiJson<MuteChange>,
+) -> Result<Response, ApiError> {
+    let group: GroupId = parse("group id", &group)?;
+    let user: UserId = parse("user id", &user)?;
+    let until = m.until()?;
+    administer(&s, me, group, GroupCommand::MuteMember { user, until }).await
 }

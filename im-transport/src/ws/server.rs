@@ -1,7 +1,8 @@
 //! The upgrade: token from `Authorization: Bearer` (wins) or `?token=`, checked
 //! before the upgrade (401 otherwise); optional Origin allowlist (403); then
-//! the socket runs in its own task. The query string, which may hold a token,
-//! is never logged.
+//! the socket runs in its own task. An optional `?device=` labels the session
+//! (default `web`; 1–32 of `A-Z a-z 0-9 _ -`, else 400) for the multi-device
+//! policy. The query string, which may hold a token, is never logged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,6 +116,32 @@ fn query_param(req: &Request, name: &str) -> Option<String> {
     })
 }
 
+/// The label of a session when none (or an empty one) is given.
+pub const DEFAULT_DEVICE: &str = "web";
+
+/// Longest device label.
+pub const MAX_DEVICE_LEN: usize = 32;
+
+/// The session's device label from `?device=`: absent or empty is
+/// [`DEFAULT_DEVICE`]; otherwise 1–32 characters of `A-Z a-z 0-9 _ -`, else
+/// `invalid_argument` (multi-device policies are keyed by this label).
+fn device_label(given: Option<String>) -> Result<String, Error> {
+    match given {
+        None => Ok(DEFAULT_DEVICE.to_owned()),
+        Some(d) if d.is_empty() => Ok(DEFAULT_DEVICE.to_owned()),
+        Some(d)
+            if d.len() <= MAX_DEVICE_LEN
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            Ok(d)
+        }
+        Some(_) => Err(Error::InvalidArgument(format!(
+            "device must be 1-{MAX_DEVICE_LEN} characters of A-Z, a-z, 0-9, _ and -"
+        ))),
+    }
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -188,9 +215,10 @@ async fn upgrade(State(state): State<WsState>, mut req: Request) -> Response {
         ))
         .into_response();
     }
-    let device = query_param(&req, "device")
-        .filter(|d| !d.is_empty() && d.len() <= 32)
-        .unwrap_or_else(|| "web".to_owned());
+    let device = match device_label(query_param(&req, "device")) {
+        Ok(d) => d,
+        Err(e) => return ApiError(e).into_response(),
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let accept = derive_accept_key(key.as_bytes());
     tokio::spawn(async move {
@@ -220,7 +248,27 @@ async fn upgrade(State(state): State<WsState>, mut req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{device_label, percent_decode};
+
+    #[test]
+    fn device_labels() {
+        assert_eq!(device_label(None).ok().as_deref(), Some("web"));
+        assert_eq!(
+            device_label(Some(String::new())).ok().as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            device_label(Some("ios_2-b".into())).ok().as_deref(),
+            Some("ios_2-b")
+        );
+        assert_eq!(
+            device_label(Some("a".repeat(32))).ok(),
+            Some("a".repeat(32))
+        );
+        for bad in ["a".repeat(33), "mo bile".into(), "é".into(), "a/b".into()] {
+            assert!(device_label(Some(bad.clone())).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn percent_decoding() {
