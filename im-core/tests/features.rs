@@ -271,6 +271,18 @@ async fn recall_by_sender_within_the_window_is_stored_and_announced() {
     node.logic.recall(a, ack.msg_id).await.unwrap();
     assert_no(&mut bh, |f| matches!(f, ServerFrame::Recalled { .. })).await;
 
+    // Right after the ack, before the persist worker stored it: still found.
+    let quick = send(&node, a, Target::User(b), "quick").await;
+    node.logic.recall(a, quick.msg_id).await.unwrap();
+    wait_for(
+        &mut bh,
+        |f| matches!(f, ServerFrame::Recalled { msg_id, .. } if *msg_id == quick.msg_id),
+    )
+    .await;
+    // Recalling an already recalled message still needs the right to.
+    let err = node.logic.recall(b, quick.msg_id).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+
     // After the window: refused.
     let late = send(&node, a, Target::User(b), "late").await;
     wait_persisted(&node, late.conversation_id, late.seq).await;

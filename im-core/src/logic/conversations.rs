@@ -2,11 +2,15 @@
 //! conversation list with unread counts.
 
 use crate::error::{Error, Result};
-use crate::id::{now_ms, ConversationId, MessageId, SessionId, UserId};
-use crate::model::{Event, EventAudience, NodeId, Role, Target};
+use crate::id::{now_ms, ConversationId, MessageId, SessionId, Snowflake, UserId};
+use crate::model::{Event, EventAudience, Message, NodeId, Role, Target};
 use crate::ports::ListCursor;
 
 use super::{ConversationPage, Logic};
+
+/// How long a just-accepted message is waited for in the store.
+const PERSIST_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+const PERSIST_GRACE_MS: i64 = 1500;
 
 impl Logic {
     pub(super) async fn mark_conversation_read(
@@ -46,11 +50,32 @@ impl Logic {
         .await
     }
 
+    /// A stored message; a message accepted in the last few seconds may still
+    /// be on its way to the store (persisting is asynchronous), so it is
+    /// waited for up to [`PERSIST_GRACE`] (the protocol promises history
+    /// within a second).
+    async fn stored_message(&self, msg_id: MessageId) -> Result<Option<Message>> {
+        if let Some(m) = self.ports.messages.get(msg_id).await? {
+            return Ok(Some(m));
+        }
+        let born = i64::try_from(Snowflake::unix_ms_of(msg_id)).unwrap_or(0);
+        let age = now_ms().saturating_sub(born);
+        if !(0..PERSIST_GRACE_MS * 2).contains(&age) {
+            return Ok(None);
+        }
+        let deadline = tokio::time::Instant::now() + PERSIST_GRACE;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if let Some(m) = self.ports.messages.get(msg_id).await? {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
     pub(super) async fn recall_message(&self, actor: UserId, msg_id: MessageId) -> Result<()> {
         let message = self
-            .ports
-            .messages
-            .get(msg_id)
+            .stored_message(msg_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("no message {msg_id}")))?;
         // Someone who cannot read the conversation learns nothing about it.
@@ -60,9 +85,6 @@ impl Logic {
             .is_err()
         {
             return Err(Error::NotFound(format!("no message {msg_id}")));
-        }
-        if message.recalled {
-            return Ok(());
         }
         let allowed = message.from == actor
             || match message.conversation_id {
@@ -76,6 +98,10 @@ impl Logic {
             return Err(Error::PermissionDenied(
                 "only the sender, or a group owner or admin, can recall a message".into(),
             ));
+        }
+        if message.recalled {
+            // Recalling again is a no-op for whoever may recall it.
+            return Ok(());
         }
         let window = i64::try_from(self.config.recall_window.as_millis()).unwrap_or(i64::MAX);
         if now_ms().saturating_sub(message.ts) > window {

@@ -295,6 +295,9 @@ impl Logic {
                        "actor": actor, "until": until})
             }
             GroupCommand::MuteMember { user, until } => {
+                if role == Role::Member {
+                    return denied("the owner or an admin can mute members");
+                }
                 let target = groups.role_of(group, user).await?.ok_or_else(|| {
                     Error::NotFound(format!("user {user} is not a member of group {group}"))
                 })?;
