@@ -31,6 +31,17 @@ async fn memory_sessions_conform() {
     testkit::session_suite(|| async { Arc::new(MemorySessionStore::new()) as _ }).await;
 }
 
+#[tokio::test]
+async fn memory_conversations_conform() {
+    testkit::conversations_suite(|| async {
+        (
+            Arc::new(MemoryConversationStore::default()) as _,
+            Arc::new(MemoryMessageStore::default()) as _,
+        )
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_sequences_conform() {
     testkit::sequence_suite(|| async { Arc::new(MemorySequenceAllocator::new()) as _ }).await;

@@ -64,6 +64,7 @@ async fn send_path(name: &str, p: Arc<dyn SendPipeline>, total: u64, batch: u64,
                             envelope: Envelope {
                                 message: m,
                                 origin: None,
+                                audience: None,
                             },
                         }
                     })

@@ -4,13 +4,16 @@
 //!
 //! # Layout
 //! - [`redis`]: the hot path on Redis — the Streams [`MessageQueue`]
-//!   (`RedisQueue`), session routing (`RedisSessionStore`), per-conversation
+//!   (`RedisQueue`), session routing, last-seen times and presence
+//!   subscriptions (`RedisSessionStore`), per-conversation
 //!   seqs (`RedisSequenceAllocator`), dedup keys (`RedisDedupStore`) and the
 //!   one-round-trip [`SendPipeline`] (`RedisSendPipeline`, a Lua script), all
 //!   built from one [`redis::RedisConn`].
 //! - [`mysql`]: the durable archive on MySQL / MariaDB (sqlx): messages,
-//!   users, groups, with embedded migrations (`migrations/mysql`).
-//! - [`sqlite`]: the same three stores on SQLite (WAL mode) for durable
+//!   users, groups, and conversation lists with read cursors (read from the
+//!   message archive next to them), with embedded migrations
+//!   (`migrations/mysql`).
+//! - [`sqlite`]: the same four stores on SQLite (WAL mode) for durable
 //!   single-node use (`migrations/sqlite`).
 //!
 //! Every backend passes the conformance suites of `im_core::testkit`; the

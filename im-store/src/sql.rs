@@ -161,6 +161,86 @@ impl MessageRow {
     }
 }
 
+/// What `ConversationStore::record` writes for a batch.
+pub(crate) struct Recorded<'a> {
+    /// The message with the highest seq of each conversation of the batch,
+    /// sorted by conversation id (one lock order for concurrent recorders).
+    pub lasts: Vec<(String, &'a Message)>,
+    /// `(user, conversation)` of both parties of every 1:1 conversation of
+    /// the batch, sorted and without repeats.
+    pub parties: Vec<(UserId, String)>,
+}
+
+/// Groups a batch by conversation for `record`.
+pub(crate) fn recorded(batch: &[Message]) -> Recorded<'_> {
+    use std::collections::BTreeMap;
+    let mut lasts: BTreeMap<String, &Message> = BTreeMap::new();
+    let mut parties: BTreeMap<(UserId, String), ()> = BTreeMap::new();
+    for m in batch {
+        let c = m.conversation_id.to_string();
+        if let ConversationId::Direct(a, b) = m.conversation_id {
+            parties.insert((a, c.clone()), ());
+            parties.insert((b, c.clone()), ());
+        }
+        lasts
+            .entry(c)
+            .and_modify(|l| {
+                if m.seq > l.seq {
+                    *l = m;
+                }
+            })
+            .or_insert(m);
+    }
+    Recorded {
+        lasts: lasts.into_iter().collect(),
+        parties: parties.into_keys().collect(),
+    }
+}
+
+/// The columns `record` writes into `conversations`, in bind order.
+pub(crate) const CONVERSATION_COLUMNS: &str = "conversation_id, last_seq, last_msg_id, last_ts";
+
+/// `rows` rows of `(user_id, conversation_id)` listed with no read cursor:
+/// `(?, ?, 0, 1), …` for `(user_id, conversation_id, read_seq, listed)`.
+pub(crate) fn party_values(rows: usize) -> String {
+    vec!["(?, ?, 0, 1)"; rows].join(",")
+}
+
+/// The conversation-list query (both engines): one user's listed
+/// conversations that have a recorded message, newest last message first,
+/// with that message (by `(conversation_id, seq)`, so a recall shows) and the
+/// count of messages from others above the user's read cursor. The page is
+/// picked first (in a derived table), so the last messages are read and the
+/// unread messages counted for the page's rows only.
+///
+/// Binds, in order: the user (for the unread count), the user (for the
+/// list), then with `cursor` its `ts` and conversation id, then the limit.
+pub(crate) fn list_query(cursor: bool) -> String {
+    let after = if cursor {
+        "AND (c.last_ts, c.conversation_id) < (?, ?)"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT p.read_seq, \
+           m.msg_id, m.conversation_id, m.seq, m.sender, m.target, m.kind, m.body, \
+           m.client_msg_id, m.ts, m.recalled, \
+           (SELECT COUNT(*) FROM messages u \
+             WHERE u.conversation_id = p.conversation_id AND u.seq > p.read_seq \
+               AND u.sender <> ?) AS unread \
+         FROM ( \
+           SELECT c.conversation_id, c.last_seq, c.last_ts, uc.read_seq \
+           FROM user_conversations uc \
+           JOIN conversations c ON c.conversation_id = uc.conversation_id \
+           WHERE uc.user_id = ? AND uc.listed = 1 {after} \
+           ORDER BY c.last_ts DESC, c.conversation_id DESC \
+           LIMIT ? \
+         ) p \
+         JOIN messages m ON m.conversation_id = p.conversation_id AND m.seq = p.last_seq \
+         ORDER BY p.last_ts DESC, p.conversation_id DESC"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +270,41 @@ mod tests {
                 .all(|&(_, len, shape)| len <= shape && SHAPES.contains(&shape)));
         }
         assert_eq!(values_list(2, 3), "(?,?,?),(?,?,?)");
+    }
+
+    #[test]
+    fn recorded_keeps_the_highest_seq_and_both_parties() {
+        let d = ConversationId::Direct(UserId(1), UserId(2));
+        let g = ConversationId::Group(GroupId(9));
+        let msg = |c: ConversationId, seq: u64| Message {
+            msg_id: MessageId(seq * 10),
+            conversation_id: c,
+            seq,
+            from: UserId(1),
+            to: Target::User(UserId(2)),
+            kind: MessageKind::Text,
+            body: serde_json::Value::Null,
+            client_msg_id: String::new(),
+            ts: 0,
+            recalled: false,
+        };
+        let batch = [msg(g, 3), msg(d, 2), msg(g, 5), msg(d, 1), msg(g, 4)];
+        let r = recorded(&batch);
+        assert_eq!(
+            r.lasts
+                .iter()
+                .map(|(c, m)| (c.as_str(), m.seq))
+                .collect::<Vec<_>>(),
+            vec![("g:9", 5), ("u:1:2", 2)]
+        );
+        assert_eq!(
+            r.parties,
+            vec![
+                (UserId(1), "u:1:2".to_owned()),
+                (UserId(2), "u:1:2".to_owned())
+            ]
+        );
+        assert_eq!(party_values(2), "(?, ?, 0, 1),(?, ?, 0, 1)");
     }
 
     #[test]

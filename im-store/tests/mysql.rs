@@ -1,6 +1,6 @@
 //! The MySQL stores against a real MySQL / MariaDB (`DATABASE_URL`, default
-//! `mysql://root@127.0.0.1:3306/test`): the message, user and group
-//! conformance suites, each in a freshly created database that is dropped at
+//! `mysql://root@127.0.0.1:3306/test`): the message, user, group and
+//! conversation conformance suites, each in a freshly created database that is dropped at
 //! the end (even when the suite fails).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -95,6 +95,20 @@ async fn mysql_users_conform() {
 async fn mysql_groups_conform() {
     in_fresh_database(|s| async move {
         testkit::group_suite(|| async { Arc::new(s.groups()) as _ }).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mysql_conversations_conform() {
+    in_fresh_database(|s| async move {
+        testkit::conversations_suite(|| async {
+            (
+                Arc::new(s.conversations()) as _,
+                Arc::new(s.messages()) as _,
+            )
+        })
+        .await;
     })
     .await;
 }

@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use im_core::model::{Entry, Event, EventAudience, EventEnvelope};
 use im_core::ports::{EntryId, MessageQueue, QueueConsumer};
 use im_core::testkit;
 use im_store::redis::{RedisConfig, RedisConn, RedisQueue};
@@ -174,9 +175,11 @@ async fn drain(c: &mut dyn QueueConsumer, want: usize) -> Vec<im_core::ports::De
     got
 }
 
-fn batch(n: u64) -> Vec<im_core::model::Envelope> {
+fn batch(n: u64) -> Vec<Entry> {
     let (_, _, conv) = testkit::random_direct();
-    (1..=n).map(|s| testkit::sample_envelope(conv, s)).collect()
+    (1..=n)
+        .map(|s| testkit::sample_envelope(conv, s).into())
+        .collect()
 }
 
 #[tokio::test]
@@ -279,6 +282,115 @@ async fn undecodable_entries_are_skipped_and_dead_lettered() {
     ns.cleanup().await;
 }
 
+fn event(conv: im_core::id::ConversationId, seq: u64) -> Entry {
+    Entry::Event(EventEnvelope {
+        event: Event::Read {
+            conversation_id: conv,
+            user_id: im_core::id::UserId(7),
+            seq,
+        },
+        to: EventAudience::Conversation {
+            conversation_id: conv,
+            except: None,
+        },
+        origin: None,
+        ts: 1_700_000_000_000,
+    })
+}
+
+/// Events travel with messages: both kinds round-trip, an event shares its
+/// conversation's shard (so it stays in order with its messages), and an
+/// event addressed to users lands on the shard of its first user.
+#[tokio::test]
+async fn events_and_messages_share_the_queue() {
+    let ns = Namespaces::default();
+    let c = ns.fresh_with(|c| c.with_shards(4)).await;
+    let q = c.queue();
+    let mut consumer = q.consumer("g", "c").await.unwrap();
+    let (_, _, conv) = testkit::random_direct();
+    let user = im_core::id::UserId(testkit::random_id());
+    let to_users = Entry::Event(EventEnvelope {
+        event: Event::Kick {
+            reason: "test".into(),
+        },
+        to: EventAudience::Users(vec![user]),
+        origin: Some((
+            im_core::model::NodeId("n1".into()),
+            im_core::id::SessionId(3),
+        )),
+        ts: 1_700_000_000_000,
+    });
+    let published: Vec<Entry> = vec![
+        testkit::sample_envelope(conv, 1).into(),
+        event(conv, 1),
+        testkit::sample_envelope(conv, 2).into(),
+        event(conv, 2),
+        to_users.clone(),
+    ];
+    q.publish(&published).await.unwrap();
+    let got = drain(consumer.as_mut(), published.len()).await;
+    assert_eq!(got.len(), published.len(), "every entry is delivered");
+    let shard_of = |d: &im_core::ports::Delivery| d.id.0.split_once('/').unwrap().0.to_owned();
+    let in_conv: Vec<&im_core::ports::Delivery> =
+        got.iter().filter(|d| d.entry != to_users).collect();
+    assert_eq!(
+        in_conv.iter().map(|d| d.entry.clone()).collect::<Vec<_>>(),
+        published[..4].to_vec(),
+        "a conversation's messages and events round-trip and keep their order"
+    );
+    let conv_shard = (conv.shard_hash() % 4).to_string();
+    assert!(
+        in_conv.iter().all(|d| shard_of(d) == conv_shard),
+        "a conversation's events are on its shard"
+    );
+    let kick = got.iter().find(|d| d.entry == to_users).unwrap();
+    assert_eq!(
+        shard_of(kick),
+        (to_users.shard_hash() % 4).to_string(),
+        "an event is sharded by Entry::shard_hash"
+    );
+    consumer
+        .ack(&got.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+
+    // An `s` field overrides a message's seq; on an event it is a dead letter.
+    let client = redis::Client::open(url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = c.config().prefix.clone();
+    let stream = format!("{prefix}:{{q{conv_shard}}}:stream");
+    let env = testkit::sample_envelope(conv, 0);
+    for (json, seq) in [
+        (serde_json::to_string(&env).unwrap(), 41),
+        (serde_json::to_string(&event(conv, 3)).unwrap(), 42),
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("e")
+            .arg(json)
+            .arg("s")
+            .arg(seq)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let got = drain(consumer.as_mut(), 2).await;
+    assert_eq!(got.len(), 1, "the event with a seq field is not delivered");
+    assert_eq!(
+        got[0].entry.message().map(|m| (m.msg_id, m.seq)),
+        Some((env.message.msg_id, 41)),
+        "the `s` field is the message's seq"
+    );
+    let dead: usize = redis::cmd("XLEN")
+        .arg(format!("{prefix}:{{q{conv_shard}}}:dead"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(dead, 1, "the malformed event is dead-lettered");
+    ns.cleanup().await;
+}
+
 /// Kills every normal client connection from another connection, and shows
 /// the shared and the consumer's connections come back without losing entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,14 +489,14 @@ async fn reconnects_after_the_server_kills_the_connection() {
     let mut msg_ids: Vec<_> = rest
         .iter()
         .chain(&stale)
-        .map(|d| d.envelope.message.msg_id)
+        .filter_map(|d| d.entry.message().map(|m| m.msg_id))
         .collect();
     msg_ids.sort();
     msg_ids.dedup();
     let mut want: Vec<_> = first[5..]
         .iter()
         .chain(&second)
-        .map(|e| e.message.msg_id)
+        .filter_map(|e| e.message().map(|m| m.msg_id))
         .collect();
     want.sort();
     assert_eq!(

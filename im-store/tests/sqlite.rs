@@ -1,5 +1,5 @@
-//! The SQLite stores: the message, user and group conformance suites on a
-//! temporary database file (WAL mode) and in memory.
+//! The SQLite stores: the message, user, group and conversation conformance
+//! suites on a temporary database file (WAL mode) and in memory.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
@@ -58,6 +58,20 @@ async fn sqlite_groups_conform() {
 }
 
 #[tokio::test]
+async fn sqlite_conversations_conform() {
+    in_temp_file(|s| async move {
+        testkit::conversations_suite(|| async {
+            (
+                Arc::new(s.conversations()) as _,
+                Arc::new(s.messages()) as _,
+            )
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn sqlite_in_memory_conforms() {
     testkit::message_suite(|| async {
         Arc::new(SqliteStore::memory().await.unwrap().messages()) as _
@@ -67,6 +81,14 @@ async fn sqlite_in_memory_conforms() {
         .await;
     testkit::group_suite(|| async { Arc::new(SqliteStore::memory().await.unwrap().groups()) as _ })
         .await;
+    testkit::conversations_suite(|| async {
+        let s = SqliteStore::memory().await.unwrap();
+        (
+            Arc::new(s.conversations()) as _,
+            Arc::new(s.messages()) as _,
+        )
+    })
+    .await;
 }
 
 #[tokio::test]

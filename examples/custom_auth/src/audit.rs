@@ -24,8 +24,9 @@ pub struct AuditStats {
 }
 
 /// Wraps an `Arc<dyn MessageStore>` (memory, MySQL, SQLite or your own) and
-/// audits appends. Reads pass through untouched; results are the wrapped
-/// store's, so the wrapper keeps its contract (and passes `message_suite`).
+/// audits appends (and logs recalls). Reads pass through untouched; results
+/// are the wrapped store's, so the wrapper keeps its contract (and passes
+/// `message_suite`).
 pub struct AuditingMessageStore {
     inner: Arc<dyn MessageStore>,
     batches: AtomicU64,
@@ -105,5 +106,13 @@ impl MessageStore for AuditingMessageStore {
 
     async fn get(&self, msg_id: MessageId) -> Result<Option<Message>> {
         self.inner.get(msg_id).await
+    }
+
+    async fn recall(&self, msg_id: MessageId) -> Result<bool> {
+        let changed = self.inner.recall(msg_id).await?;
+        if changed {
+            tracing::info!(%msg_id, "audit: recalled a message");
+        }
+        Ok(changed)
     }
 }

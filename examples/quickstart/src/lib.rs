@@ -3,10 +3,11 @@
 //! and the tests start exactly the same thing.
 //!
 //! Storage: by default every port is in memory. With
-//! [`Settings::data`] = `sqlite://path/to/im.db` users, groups and messages
-//! live in SQLite (durable across restarts) while the queue, sessions,
-//! sequences and dedup stay in memory; sequences are seeded from the stored
-//! messages by [`SeededSequenceAllocator`].
+//! [`Settings::data`] = `sqlite://path/to/im.db` users, groups, messages and
+//! conversation lists (read cursors) live in SQLite (durable across
+//! restarts) while the queue, sessions, sequences and dedup stay in memory;
+//! sequences are seeded from the stored messages by
+//! [`SeededSequenceAllocator`].
 
 pub mod seq;
 
@@ -16,7 +17,7 @@ use axum::Router;
 use im_core::compose::ComposedSendPipeline;
 use im_core::memory::{MemoryDedupStore, MemorySequenceAllocator};
 use im_core::node::{Backends, Node, NodeConfig};
-use im_core::ports::MessageStore;
+use im_core::ports::{MessageStore, SequenceAllocator};
 use im_store::sqlite::SqliteStore;
 use im_transport::http::routes::SameHostLocator;
 use im_transport::http::{install_metrics, ApiConfig, ApiState};
@@ -35,8 +36,8 @@ pub struct Settings {
     pub public_ws_url: Option<String>,
     /// Sends per second allowed per user (0 = unlimited).
     pub send_rate: f64,
-    /// Where users, groups and messages live: `None` for memory, or a
-    /// `sqlite:` URL.
+    /// Where users, groups, messages and conversation lists live: `None` for
+    /// memory, or a `sqlite:` URL.
     pub data: Option<String>,
     /// Serve the web chat page at `/`.
     pub web_page: bool,
@@ -96,8 +97,9 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// All in memory, or (with `data`) users, groups and messages in SQLite,
-    /// with sequences seeded from the stored messages.
+    /// All in memory, or (with `data`) users, groups, messages and
+    /// conversation lists in SQLite, with sequences seeded from the stored
+    /// messages.
     pub async fn open(secret: &[u8], data: Option<&str>) -> Result<Storage, String> {
         let mut backends = Backends::memory(secret);
         let Some(data) = data else {
@@ -115,14 +117,20 @@ impl Storage {
         backends.logic.groups = Arc::new(store.groups());
         backends.logic.messages = messages.clone();
         backends.messages = messages.clone();
+        // Conversation lists and read cursors live next to the messages they
+        // index (the persist workers record into it after each append).
+        backends.logic.conversations = Arc::new(store.conversations());
         // The memory allocator would restart every conversation at 0 and
-        // collide with the stored seqs: seed it from the archive.
+        // collide with the stored seqs: seed it from the archive. Logic reads
+        // the last seqs (read cursors) from the same allocator.
+        let sequences: Arc<dyn SequenceAllocator> = Arc::new(SeededSequenceAllocator::new(
+            Arc::new(MemorySequenceAllocator::new()),
+            messages,
+        ));
+        backends.logic.sequences = sequences.clone();
         backends.logic.pipeline = Arc::new(ComposedSendPipeline::new(
             Arc::new(MemoryDedupStore::new()),
-            Arc::new(SeededSequenceAllocator::new(
-                Arc::new(MemorySequenceAllocator::new()),
-                messages,
-            )),
+            sequences,
             backends.queue.clone(),
         ));
         Ok(Storage {

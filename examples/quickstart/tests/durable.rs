@@ -1,5 +1,6 @@
 //! `--data sqlite://…`: the quickstart started twice on the same SQLite file
-//! keeps users, groups and messages, and seqs continue after the stored ones.
+//! keeps users, groups, messages, conversation lists and read cursors, and
+//! seqs continue after the stored ones.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -166,7 +167,7 @@ async fn users_groups_and_messages_survive_a_restart() {
         assert_eq!(s, 201, "{v}");
     }
     let (alice, alice_token) = life.login("alice").await;
-    let (bob, _) = life.login("bob").await;
+    let (bob, bob_token) = life.login("bob").await;
     let (s, v) = life
         .post("/groups", Some(&alice_token), json!({"name": "Team"}))
         .await;
@@ -194,6 +195,8 @@ async fn users_groups_and_messages_survive_a_restart() {
         assert_eq!(ack["seq"], i);
         direct = ack["conversation_id"].as_str().unwrap().to_owned();
     }
+    // The group's first seqs are its system messages (created, member added).
+    let mut group_last = 0;
     for i in 1..=2u64 {
         let ack = life
             .send(
@@ -203,14 +206,28 @@ async fn users_groups_and_messages_survive_a_restart() {
                 "hi team",
             )
             .await;
-        assert_eq!(ack["seq"], i);
+        let seq = ack["seq"].as_u64().unwrap();
+        assert!(seq > group_last, "group seqs grow");
+        group_last = seq;
     }
+    let group_count = usize::try_from(group_last).unwrap();
     let gconv = format!("g:{group}");
     assert_eq!(
         seqs(&life.history(&alice_token, &direct, 3).await),
         [1, 2, 3]
     );
-    assert_eq!(seqs(&life.history(&alice_token, &gconv, 2).await), [1, 2]);
+    assert_eq!(
+        seqs(&life.history(&alice_token, &gconv, group_count).await),
+        (1..=group_last).collect::<Vec<_>>()
+    );
+    let (s, v) = life
+        .post(
+            &format!("/conversations/{direct}/read"),
+            Some(&bob_token),
+            json!({"seq": 2}),
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
     life.stop().await;
 
     // Second life on the same file: a fresh process state, the same data.
@@ -239,6 +256,33 @@ async fn users_groups_and_messages_survive_a_restart() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["members"].as_array().unwrap().len(), 2);
 
+    // Bob's conversation list and read cursor survived.
+    let (s, v) = life.get("/conversations", &bob_token).await;
+    assert_eq!(s, 200, "{v}");
+    let rows: Vec<(String, u64, u64, u64)> = v["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["conversation_id"].as_str().unwrap().to_owned(),
+                r["last_seq"].as_u64().unwrap(),
+                r["read_seq"].as_u64().unwrap(),
+                r["unread"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{v}");
+    assert!(
+        rows.contains(&(direct.clone(), 3, 2, 1)),
+        "the direct conversation keeps its read cursor: {v}"
+    );
+    assert!(
+        rows.iter()
+            .any(|(c, last, read, _)| *c == gconv && *last == group_last && *read == 0),
+        "the group conversation is listed for its member: {v}"
+    );
+
     // Seqs continue after the stored ones (seeded allocator), per conversation.
     let ack = life
         .send(&alice_token, json!({"user": bob}), "d-4", "again")
@@ -248,13 +292,13 @@ async fn users_groups_and_messages_survive_a_restart() {
     let ack = life
         .send(&bob_token, json!({"group": group}), "g-3", "back")
         .await;
-    assert_eq!(ack["seq"], 3);
+    assert_eq!(ack["seq"], group_last + 1);
     let history = life.history(&alice_token, &direct, 4).await;
     assert_eq!(seqs(&history), [1, 2, 3, 4]);
     assert_eq!(history[3]["body"], "again");
     assert_eq!(
-        seqs(&life.history(&alice_token, &gconv, 3).await),
-        [1, 2, 3]
+        seqs(&life.history(&alice_token, &gconv, group_count + 1).await),
+        (1..=group_last + 1).collect::<Vec<_>>()
     );
     life.stop().await;
 }

@@ -36,8 +36,15 @@ impl State {
             .insert((route.user_id, route.session_id));
     }
 
+    /// Removes a route (unbind, drop_node): the user was seen until now.
     fn remove(&mut self, user: UserId, node: &NodeId, session: SessionId) {
         self.last_seen.insert(user, crate::id::now_ms());
+        self.forget(user, node, session);
+    }
+
+    /// Removes a route without touching last_seen (an expired route was last
+    /// seen at its last bind or refresh, not when it is swept).
+    fn forget(&mut self, user: UserId, node: &NodeId, session: SessionId) {
         if let Some(routes) = self.by_user.get_mut(&user) {
             routes.remove(&(node.clone(), session));
             if routes.is_empty() {
@@ -64,7 +71,7 @@ impl State {
             })
             .collect();
         for (u, n, s) in expired {
-            self.remove(u, &n, s);
+            self.forget(u, &n, s);
         }
     }
 }

@@ -16,6 +16,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod conversation;
 mod dedup;
 mod discovery;
 mod queue;
@@ -24,6 +25,7 @@ mod seq;
 mod session;
 mod store;
 
+pub use conversation::conversations_suite;
 pub use dedup::dedup_suite;
 pub use discovery::discovery_suite;
 pub use queue::queue_suite;

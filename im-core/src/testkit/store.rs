@@ -74,6 +74,59 @@ where
         vec![obj],
         "messages: object bodies and kinds round-trip"
     );
+
+    recall(s.as_ref(), conv, &msgs).await;
+}
+
+/// `recall`: flags the message, drops its body for good, once.
+async fn recall(s: &dyn MessageStore, conv: ConversationId, msgs: &[crate::model::Message]) {
+    let target = &msgs[6];
+    assert!(
+        s.recall(target.msg_id).await.expect("recall"),
+        "messages: recalling a stored message reports a change"
+    );
+    let mut want = target.clone();
+    want.recalled = true;
+    want.body = serde_json::Value::Null;
+    assert_eq!(
+        s.get(target.msg_id).await.expect("get"),
+        Some(want.clone()),
+        "messages: a recalled message is flagged and its body is gone (get)"
+    );
+    let page = s.history(conv, 6, 1).await.expect("history");
+    assert_eq!(
+        page,
+        vec![want.clone()],
+        "messages: a recalled message is flagged and its body is gone (history)"
+    );
+    assert_eq!(
+        s.get(msgs[7].msg_id).await.expect("get"),
+        Some(msgs[7].clone()),
+        "messages: recall touches one message only"
+    );
+    assert!(
+        !s.recall(target.msg_id).await.expect("recall"),
+        "messages: recalling a recalled message again reports no change"
+    );
+    assert!(
+        matches!(
+            s.recall(MessageId(random_id())).await,
+            Err(Error::NotFound(_))
+        ),
+        "messages: recalling an unknown message is NotFound"
+    );
+    assert_eq!(
+        s.append(std::slice::from_ref(target))
+            .await
+            .expect("append"),
+        0,
+        "messages: re-appending a recalled message inserts nothing"
+    );
+    assert_eq!(
+        s.get(target.msg_id).await.expect("get"),
+        Some(want),
+        "messages: re-appending a recalled message does not bring its body back"
+    );
 }
 
 fn user(name: &str) -> User {
@@ -193,4 +246,208 @@ where
     assert_eq!(s.get(ghost).await.expect("get"), None);
     assert!(s.members(ghost).await.expect("members").is_empty());
     assert_eq!(s.role_of(ghost, owner).await.expect("role"), None);
+
+    administration(s.as_ref()).await;
+}
+
+/// `member`, `rename`, `transfer`, `mute_group`, `mute_member` and `delete`.
+async fn administration(s: &dyn GroupStore) {
+    let owner = UserId(random_id());
+    let heir = UserId(random_id());
+    let other = UserId(random_id());
+    let stranger = UserId(random_id());
+    let mut g = Group {
+        id: GroupId(random_id()),
+        name: "before".into(),
+        owner,
+        created_at: 1_700_000_000_000,
+        muted_until: None,
+    };
+    s.create(&g).await.expect("create");
+    s.add_member(g.id, Member::new(heir, Role::Member))
+        .await
+        .expect("add");
+    s.add_member(g.id, Member::new(other, Role::Member))
+        .await
+        .expect("add");
+    let ghost = GroupId(random_id());
+
+    // member
+    assert_eq!(
+        s.member(g.id, heir).await.expect("member"),
+        Some(Member::new(heir, Role::Member)),
+        "groups: member returns the role and mute state of a member"
+    );
+    assert_eq!(
+        s.member(g.id, stranger).await.expect("member"),
+        None,
+        "groups: member of a non-member is None"
+    );
+    assert_eq!(
+        s.member(ghost, owner).await.expect("member"),
+        None,
+        "groups: member in an unknown group is None"
+    );
+
+    // rename
+    s.rename(g.id, "after ✓").await.expect("rename");
+    g.name = "after ✓".into();
+    assert_eq!(
+        s.get(g.id).await.expect("get"),
+        Some(g.clone()),
+        "groups: rename changes the name only"
+    );
+    assert!(
+        matches!(s.rename(ghost, "x").await, Err(Error::NotFound(_))),
+        "groups: renaming an unknown group is NotFound"
+    );
+
+    // transfer
+    assert!(
+        matches!(s.transfer(g.id, stranger).await, Err(Error::NotFound(_))),
+        "groups: transferring to a non-member is NotFound"
+    );
+    assert_eq!(
+        s.role_of(g.id, owner).await.expect("role"),
+        Some(Role::Owner),
+        "groups: a refused transfer changes nothing"
+    );
+    assert!(
+        matches!(s.transfer(ghost, heir).await, Err(Error::NotFound(_))),
+        "groups: transferring an unknown group is NotFound"
+    );
+    s.transfer(g.id, heir).await.expect("transfer");
+    assert_eq!(
+        s.role_of(g.id, heir).await.expect("role"),
+        Some(Role::Owner),
+        "groups: transfer makes the new owner an owner member"
+    );
+    assert_eq!(
+        s.role_of(g.id, owner).await.expect("role"),
+        Some(Role::Admin),
+        "groups: transfer makes the old owner an admin"
+    );
+    assert_eq!(
+        s.role_of(g.id, other).await.expect("role"),
+        Some(Role::Member),
+        "groups: transfer leaves the other members alone"
+    );
+    g.owner = heir;
+    assert_eq!(
+        s.get(g.id).await.expect("get"),
+        Some(g.clone()),
+        "groups: transfer updates Group.owner"
+    );
+
+    // mute_group
+    let until = 1_900_000_000_000;
+    s.mute_group(g.id, Some(until)).await.expect("mute_group");
+    g.muted_until = Some(until);
+    assert_eq!(
+        s.get(g.id).await.expect("get"),
+        Some(g.clone()),
+        "groups: mute_group's time round-trips through get"
+    );
+    s.mute_group(g.id, Some(i64::MAX))
+        .await
+        .expect("mute_group");
+    assert_eq!(
+        s.get(g.id).await.expect("get").and_then(|g| g.muted_until),
+        Some(i64::MAX),
+        "groups: i64::MAX (muted until unmuted) round-trips"
+    );
+    s.mute_group(g.id, None).await.expect("mute_group");
+    g.muted_until = None;
+    assert_eq!(
+        s.get(g.id).await.expect("get"),
+        Some(g.clone()),
+        "groups: mute_group(None) unmutes"
+    );
+    assert!(
+        matches!(s.mute_group(ghost, Some(1)).await, Err(Error::NotFound(_))),
+        "groups: muting an unknown group is NotFound"
+    );
+
+    // mute_member
+    s.mute_member(g.id, other, Some(until))
+        .await
+        .expect("mute_member");
+    let muted = Member {
+        muted_until: Some(until),
+        ..Member::new(other, Role::Member)
+    };
+    assert_eq!(
+        s.member(g.id, other).await.expect("member"),
+        Some(muted),
+        "groups: mute_member's time round-trips through member"
+    );
+    let listed = s.members(g.id).await.expect("members");
+    assert!(
+        listed.contains(&muted) && listed.contains(&Member::new(heir, Role::Owner)),
+        "groups: mute_member's time round-trips through members, others unmuted: {listed:?}"
+    );
+    s.set_role(g.id, other, Role::Admin)
+        .await
+        .expect("set_role");
+    assert_eq!(
+        s.member(g.id, other)
+            .await
+            .expect("member")
+            .and_then(|m| m.muted_until),
+        Some(until),
+        "groups: a role change keeps the member's mute"
+    );
+    s.mute_member(g.id, other, None).await.expect("mute_member");
+    assert_eq!(
+        s.member(g.id, other).await.expect("member"),
+        Some(Member::new(other, Role::Admin)),
+        "groups: mute_member(None) unmutes"
+    );
+    assert!(
+        matches!(
+            s.mute_member(g.id, stranger, Some(until)).await,
+            Err(Error::NotFound(_))
+        ),
+        "groups: muting a non-member is NotFound"
+    );
+    assert!(
+        matches!(
+            s.mute_member(ghost, other, Some(until)).await,
+            Err(Error::NotFound(_))
+        ),
+        "groups: muting in an unknown group is NotFound"
+    );
+
+    // delete
+    s.delete(g.id).await.expect("delete");
+    assert_eq!(
+        s.get(g.id).await.expect("get"),
+        None,
+        "groups: a deleted group is gone"
+    );
+    assert!(
+        s.members(g.id).await.expect("members").is_empty(),
+        "groups: a deleted group has no members"
+    );
+    assert_eq!(
+        s.role_of(g.id, heir).await.expect("role"),
+        None,
+        "groups: a deleted group's memberships are gone"
+    );
+    assert_eq!(s.member(g.id, other).await.expect("member"), None);
+    assert!(
+        matches!(s.delete(g.id).await, Err(Error::NotFound(_))),
+        "groups: deleting an unknown group is NotFound"
+    );
+    s.create(&Group {
+        muted_until: None,
+        ..g.clone()
+    })
+    .await
+    .expect("groups: a deleted group's id can be created again");
+    assert_eq!(
+        s.members(g.id).await.expect("members"),
+        vec![Member::new(heir, Role::Owner)],
+        "groups: a re-created group starts with its owner only"
+    );
 }

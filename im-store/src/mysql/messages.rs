@@ -1,6 +1,8 @@
 //! `MySqlMessageStore`: the message archive on MySQL, appended with one
 //! multi-row `INSERT IGNORE` per chunk (a few fixed shapes, see
-//! [`crate::sql::SHAPES`]) inside one transaction per call.
+//! [`crate::sql::SHAPES`]) inside one transaction per call. A recall sets
+//! `recalled` and replaces the body with JSON `null`; a replayed append is
+//! ignored by the primary key, so it never brings the body back.
 
 use std::sync::LazyLock;
 
@@ -54,7 +56,7 @@ fn row(r: &MySqlRow) -> std::result::Result<MessageRow, sqlx::Error> {
     })
 }
 
-fn message(r: &MySqlRow) -> Result<Message> {
+pub(super) fn message(r: &MySqlRow) -> Result<Message> {
     row(r)
         .map_err(|e| map_err("read message", e))?
         .into_message()
@@ -149,5 +151,31 @@ impl MessageStore for MySqlMessageStore {
             .await
             .map_err(|e| map_err("get message", e))?;
         row.as_ref().map(message).transpose()
+    }
+
+    async fn recall(&self, msg_id: MessageId) -> Result<bool> {
+        // The connection reports matched rows (CLIENT_FOUND_ROWS), and the
+        // `recalled = 0` condition makes every matched row a changed one.
+        let changed = sqlx::query(
+            "UPDATE messages SET recalled = 1, body = 'null' WHERE msg_id = ? AND recalled = 0",
+        )
+        .bind(msg_id.0)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("recall", e))?
+        .rows_affected();
+        if changed > 0 {
+            return Ok(true);
+        }
+        let exists: Option<bool> =
+            sqlx::query_scalar("SELECT recalled FROM messages WHERE msg_id = ?")
+                .bind(msg_id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("recall", e))?;
+        match exists {
+            Some(_) => Ok(false),
+            None => Err(im_core::Error::NotFound(format!("no message {msg_id}"))),
+        }
     }
 }

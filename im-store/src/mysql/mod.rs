@@ -4,9 +4,10 @@
 //! The schema lives in `migrations/mysql/*.sql`, embedded in the binary and
 //! applied on connect when [`MySqlConfig::run_migrations`] is set (sqlx keeps
 //! track in `_sqlx_migrations`). Tables: `users`, `` `groups` ``,
-//! `group_members` and `messages` (whose `UNIQUE (conversation_id, seq)` is
-//! also the history index).
+//! `group_members`, `messages` (whose `UNIQUE (conversation_id, seq)` is
+//! also the history index), `conversations` and `user_conversations`.
 
+mod conversations;
 mod groups;
 mod messages;
 mod users;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use im_core::Error;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
+pub use conversations::MySqlConversationStore;
 pub use groups::MySqlGroupStore;
 pub use messages::MySqlMessageStore;
 pub use users::MySqlUserStore;
@@ -137,6 +139,12 @@ impl MySqlStore {
     /// The groups and their members.
     pub fn groups(&self) -> MySqlGroupStore {
         MySqlGroupStore::new(self.pool.clone())
+    }
+
+    /// The conversation lists and read cursors (reading the last messages and
+    /// unread counts from this database's message archive).
+    pub fn conversations(&self) -> MySqlConversationStore {
+        MySqlConversationStore::new(self.pool.clone())
     }
 
     /// Closes the pool (waits for connections in use to come back).

@@ -17,18 +17,21 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `P:{qS}:stream` | stream | queue shard `S` (`S = conversation.shard_hash() % N`); fields `e` = envelope JSON, optional `s` = seq overriding the JSON's |
+//! | `P:{qS}:stream` | stream | queue shard `S` (`S = entry.shard_hash() % N`, a message's is its conversation's); fields `e` = entry JSON (a message envelope or an event), optional `s` = a message's seq overriding the JSON's |
 //! | `P:{qS}:dead` | stream | dead letters of shard `S`: undecodable entries (`id`, `group`, original fields) |
 //! | `P:{qS}:seq:<conversation>` | string | last seq of a conversation of shard `S` (`u:<a>:<b>` or `g:<id>`) |
 //! | `P:dedup:<32 hex>` | string | a dedup key's value (the stored send ack JSON), with a PX TTL |
 //! | `P:sess:{<user>}` | hash | a user's routes: field `<session>@<node>`, value: the expiry (Unix ms), a bar, the route JSON; the key's PEXPIRE is the latest expiry |
 //! | `P:node:{<node>}` | set | the routes of a node: members `<user>:<session>`, for `drop_node` |
+//! | `P:seen` | hash | last-seen time of each user: field `<user>`, value Unix ms (written with every bind, refresh, unbind and drop_node) |
+//! | `P:psub:{<user>}` | sorted set | presence subscribers of a user: member `<subscriber>`, score its expiry (Unix ms); the key's PEXPIRE is the latest expiry |
 //!
 //! # Redis Cluster
 //! Every key carries a hash tag, so a cluster client can route it. What runs
 //! as-is on a cluster: the queue (each shard stream is one slot; `publish` would
 //! have to drop its MULTI or group per shard), sequences, dedup and sessions
-//! (their pipelines touch independent keys). The send-pipeline script touches,
+//! (their pipelines touch independent keys; `P:seen` is a single hash, so
+//! its slot takes every session change). The send-pipeline script touches,
 //! per admission, a dedup key, a seq key and a stream; a cluster requires every
 //! key of one script call to live in one slot. To run it on a cluster, split
 //! each batch by queue shard (one `EVALSHA` per shard, in parallel) and tag the
@@ -149,7 +152,12 @@ impl Keys {
     }
 
     pub(crate) fn shard_of(&self, c: ConversationId) -> u32 {
-        (c.shard_hash() % u64::from(self.shards)) as u32
+        self.shard_of_hash(c.shard_hash())
+    }
+
+    /// The shard of an entry hash ([`im_core::model::Entry::shard_hash`]).
+    pub(crate) fn shard_of_hash(&self, hash: u64) -> u32 {
+        (hash % u64::from(self.shards)) as u32
     }
 
     pub(crate) fn stream(&self, shard: u32) -> String {
@@ -174,6 +182,14 @@ impl Keys {
 
     pub(crate) fn node(&self, node: &NodeId) -> String {
         format!("{}:node:{{{node}}}", self.prefix)
+    }
+
+    pub(crate) fn seen(&self) -> String {
+        format!("{}:seen", self.prefix)
+    }
+
+    pub(crate) fn presence_subscribers(&self, user: UserId) -> String {
+        format!("{}:psub:{{{user}}}", self.prefix)
     }
 }
 

@@ -3,8 +3,9 @@
 //! Lua script (`scripts/admit.lua`) run with `EVALSHA`.
 //!
 //! It writes the same streams, shards and entry format as [`RedisQueue`]
-//! (the envelope JSON in field `e`, the assigned seq in field `s`), so the
-//! queue's consumers read what it admits, and the same dedup keys as
+//! (the envelope JSON in field `e`, which is the JSON of its
+//! `Entry::Message`; the assigned seq in field `s`), so the queue's consumers
+//! read what it admits as message entries, and the same dedup keys as
 //! [`super::RedisDedupStore`].
 //!
 //! Failure semantics: an admission whose `XADD` fails leaves no key behind

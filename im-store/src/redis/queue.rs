@@ -2,10 +2,13 @@
 //! groups (`XADD` / `XREADGROUP` / `XACK` / `XAUTOCLAIM`), and its trimmer.
 //!
 //! Entry ids are `"<shard>/<stream id>"`, e.g. `"2/1700000000000-0"`. An entry
-//! holds field `e` (the envelope JSON) and, when the send pipeline wrote it,
-//! field `s` (the seq, which overrides the JSON's). An entry that does not
-//! decode is copied to the shard's dead-letter stream, acked and skipped, so it
-//! never wedges a consumer.
+//! holds field `e`, the JSON of an [`Entry`] (untagged: a message envelope
+//! `{"message": …}` or an event `{"event": …}`), and, when the send pipeline
+//! wrote it, field `s` (the seq of a message entry, which overrides the
+//! JSON's). Entries are sharded by [`Entry::shard_hash`], so the entries of one
+//! conversation keep their order. An entry that does not decode is copied to
+//! the shard's dead-letter stream, acked and skipped, so it never wedges a
+//! consumer.
 //!
 //! Trimming never uses `MAXLEN`: [`RedisQueue::trim`] keeps, per shard, every
 //! entry some group still needs (its oldest pending entry, or anything after
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use im_core::model::Envelope;
+use im_core::model::{Entry, Envelope, EventEnvelope};
 use im_core::ports::{Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer};
 use im_core::{Error, Result};
 use redis::aio::ConnectionManager;
@@ -85,24 +88,54 @@ fn parse_entry(id: &EntryId, shards: u32) -> Result<(u32, &str)> {
         .ok_or_else(|| Error::InvalidArgument(format!("not a Redis queue entry id: {:?}", id.0)))
 }
 
-/// Encodes an envelope as stream fields.
+/// Encodes a message envelope as the `e` field (the JSON of `Entry::Message`:
+/// the untagged entry serializes exactly as its envelope).
 pub(crate) fn encode(envelope: &Envelope) -> Result<Vec<u8>> {
     serde_json::to_vec(envelope)
         .map_err(|e| Error::Internal(format!("envelope does not serialize: {e}")))
 }
 
-/// Decodes the fields of one entry (`e` = envelope JSON, optional `s` = seq).
-fn decode(fields: &Value) -> std::result::Result<Envelope, String> {
+/// Encodes a queue entry as the `e` field.
+pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>> {
+    match entry {
+        Entry::Message(e) => encode(e),
+        Entry::Event(e) => serde_json::to_vec(e)
+            .map_err(|e| Error::Internal(format!("event does not serialize: {e}"))),
+    }
+}
+
+/// Decodes the JSON of an untagged [`Entry`]. Messages are by far the most
+/// common entries: they are decoded directly (no untagged buffering), and an
+/// event is tried only when the JSON is not an envelope.
+fn decode_json(json: &[u8]) -> std::result::Result<Entry, String> {
+    match serde_json::from_slice::<Envelope>(json) {
+        Ok(env) => Ok(Entry::Message(env)),
+        Err(as_message) => match serde_json::from_slice::<EventEnvelope>(json) {
+            Ok(ev) => Ok(Entry::Event(ev)),
+            Err(as_event) => Err(format!(
+                "neither a message ({as_message}) nor an event ({as_event})"
+            )),
+        },
+    }
+}
+
+/// Decodes the fields of one entry (`e` = entry JSON, optional `s` = the seq
+/// of a message entry).
+fn decode(fields: &Value) -> std::result::Result<Entry, String> {
     let map = as_map(fields);
     let body = match map.get("e") {
         Some(Value::BulkString(b)) => b.as_slice(),
         _ => return Err("no `e` field".to_owned()),
     };
-    let mut env: Envelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut entry = decode_json(body)?;
     if let Some(s) = map.get("s") {
-        env.message.seq = as_u64(s).ok_or_else(|| format!("bad `s` field {s:?}"))?;
+        let seq = as_u64(s).ok_or_else(|| format!("bad `s` field {s:?}"))?;
+        match &mut entry {
+            Entry::Message(env) => env.message.seq = seq,
+            Entry::Event(_) => return Err("an `s` field on an event".to_owned()),
+        }
     }
-    Ok(env)
+    Ok(entry)
 }
 
 /// A raw entry read from shard `shard`.
@@ -317,12 +350,12 @@ impl RedisQueue {
         let mut dead = Vec::new();
         for r in raw {
             match decode(&r.fields) {
-                Ok(envelope) => {
+                Ok(entry) => {
                     let id = EntryId(format!("{}/{}", r.shard, r.id));
                     let delivery_count = counts.get(&id.0).copied().unwrap_or(1);
                     out.push(Delivery {
                         id,
-                        envelope,
+                        entry,
                         delivery_count,
                     });
                 }
@@ -363,19 +396,19 @@ impl RedisQueue {
 
 #[async_trait]
 impl MessageQueue for RedisQueue {
-    async fn publish(&self, batch: &[Envelope]) -> Result<()> {
+    async fn publish(&self, batch: &[Entry]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let keys = self.conn().keys();
         let mut p = redis::pipe();
         p.atomic();
-        for env in batch {
+        for entry in batch {
             p.cmd("XADD")
-                .arg(keys.stream(keys.shard_of(env.conversation())))
+                .arg(keys.stream(keys.shard_of_hash(entry.shard_hash())))
                 .arg("*")
                 .arg("e")
-                .arg(encode(env)?)
+                .arg(encode_entry(entry)?)
                 .ignore();
         }
         let mut con = self.conn().con();
@@ -712,5 +745,57 @@ mod tests {
         assert!(parse_entry(&EntryId("x/1-0".into()), 4).is_err());
         assert!(parse_entry(&EntryId("1/1".into()), 4).is_err());
         assert!(StreamId(1, 9) < StreamId(2, 0));
+    }
+
+    #[test]
+    fn entries_of_both_kinds_decode() {
+        use im_core::id::{ConversationId, UserId};
+        use im_core::model::{Event, EventAudience};
+        let conv = ConversationId::Direct(UserId(1), UserId(2));
+        let env: Envelope = serde_json::from_value(serde_json::json!({
+            "message": {
+                "msg_id": "7", "conversation_id": "u:1:2", "seq": 0, "from": "1",
+                "to": {"user": "2"}, "kind": "text", "body": "hi",
+                "client_msg_id": "c", "ts": 5
+            }
+        }))
+        .unwrap();
+        let message = Entry::Message(env.clone());
+        let event = Entry::Event(EventEnvelope {
+            event: Event::Typing {
+                conversation_id: conv,
+                from: UserId(1),
+            },
+            to: EventAudience::Conversation {
+                conversation_id: conv,
+                except: Some(UserId(1)),
+            },
+            origin: None,
+            ts: 5,
+        });
+        let fields = |e: &Entry, seq: Option<u64>| {
+            let mut v = vec![
+                Value::BulkString(b"e".to_vec()),
+                Value::BulkString(encode_entry(e).unwrap()),
+            ];
+            if let Some(s) = seq {
+                v.push(Value::BulkString(b"s".to_vec()));
+                v.push(Value::BulkString(s.to_string().into_bytes()));
+            }
+            Value::Array(v)
+        };
+        assert_eq!(encode_entry(&message).unwrap(), encode(&env).unwrap());
+        assert_eq!(decode(&fields(&message, None)).unwrap(), message);
+        assert_eq!(decode(&fields(&event, None)).unwrap(), event);
+        let Entry::Message(with_seq) = decode(&fields(&message, Some(9))).unwrap() else {
+            panic!("not a message");
+        };
+        assert_eq!(with_seq.message.seq, 9, "`s` overrides a message's seq");
+        assert!(decode(&fields(&event, Some(9))).is_err());
+        assert!(decode(&Value::Array(vec![
+            Value::BulkString(b"e".to_vec()),
+            Value::BulkString(b"{\"x\":1}".to_vec()),
+        ]))
+        .is_err());
     }
 }

@@ -6,6 +6,13 @@
 //! expiry are never returned (and are deleted lazily by `lookup`). Each node has
 //! a set `P:node:{<node>}` of `<user>:<session>` so `drop_node` finds every
 //! route of a dead node. Expiry uses the caller's clock (Unix ms).
+//!
+//! Last-seen times live in one hash `P:seen` (user → Unix ms), written in the
+//! same pipeline as the route change (bind, refresh, unbind, drop_node).
+//! Presence subscriptions are a sorted set per watched user `P:psub:{<user>}`
+//! (member: the subscriber, score: its expiry in Unix ms); expired members are
+//! removed whenever the set is written or read, and the key itself expires
+//! with its latest subscription.
 
 use std::time::Duration;
 
@@ -48,6 +55,21 @@ impl RedisSessionStore {
         RedisSessionStore { conn }
     }
 
+    /// Records now as the last-seen time of `users` (one `HSET`).
+    fn add_seen(&self, p: &mut redis::Pipeline, users: impl IntoIterator<Item = UserId>) {
+        let now = now_ms();
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.conn.keys().seen());
+        let mut any = false;
+        for u in users {
+            cmd.arg(u.0).arg(now);
+            any = true;
+        }
+        if any {
+            p.add_command(cmd).ignore();
+        }
+    }
+
     fn add_bind(&self, p: &mut redis::Pipeline, r: &SessionRoute, ttl: Duration) -> Result<()> {
         let keys = self.conn.keys();
         let ms = ttl_ms(ttl);
@@ -87,6 +109,7 @@ impl SessionStore for RedisSessionStore {
         for r in routes {
             self.add_bind(&mut p, r, ttl)?;
         }
+        self.add_seen(&mut p, routes.iter().map(|r| r.user_id));
         let mut con = self.conn.con();
         p.query_async::<()>(&mut con)
             .await
@@ -104,6 +127,7 @@ impl SessionStore for RedisSessionStore {
             .arg(keys.node(&route.node))
             .arg(member(route))
             .ignore();
+        self.add_seen(&mut p, [route.user_id]);
         let mut con = self.conn.con();
         p.query_async::<()>(&mut con)
             .await
@@ -162,11 +186,13 @@ impl SessionStore for RedisSessionStore {
         if members.is_empty() {
             return Ok(0);
         }
+        let mut users = Vec::with_capacity(members.len());
         let targets: Vec<(String, String)> = members
             .iter()
             .filter_map(|m| {
                 let (user, session) = m.split_once(':')?;
                 let user: u64 = user.parse().ok()?;
+                users.push(UserId(user));
                 Some((keys.sessions(UserId(user)), format!("{session}@{node}")))
             })
             .collect();
@@ -185,6 +211,7 @@ impl SessionStore for RedisSessionStore {
             p.cmd("HDEL").arg(k).arg(f);
         }
         p.cmd("SREM").arg(&node_key).arg(&members).ignore();
+        self.add_seen(&mut p, users);
         let deleted: Vec<Value> = p
             .query_async(&mut con)
             .await
@@ -198,5 +225,94 @@ impl SessionStore for RedisSessionStore {
             })
             .count();
         Ok(dropped as u64)
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<Option<i64>>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut con = self.conn.con();
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.conn.keys().seen())
+            .arg(users.iter().map(|u| u.0).collect::<Vec<_>>())
+            .query_async(&mut con)
+            .await
+            .map_err(|e| map_err("HMGET", e))?;
+        if values.len() != users.len() {
+            return Err(Error::Backend {
+                message: format!(
+                    "redis HMGET returned {} values for {} users",
+                    values.len(),
+                    users.len()
+                ),
+                source: None,
+            });
+        }
+        // A malformed value reads as never seen rather than failing presence.
+        Ok(values
+            .into_iter()
+            .map(|v| v.and_then(|v| v.parse().ok()))
+            .collect())
+    }
+
+    async fn subscribe_presence(
+        &self,
+        subscriber: UserId,
+        users: &[UserId],
+        ttl: Duration,
+    ) -> Result<()> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let keys = self.conn.keys();
+        let ms = ttl_ms(ttl);
+        let now = now_ms();
+        let exp = now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+        let mut p = redis::pipe();
+        for u in users {
+            let k = keys.presence_subscribers(*u);
+            p.cmd("ZREMRANGEBYSCORE")
+                .arg(&k)
+                .arg("-inf")
+                .arg(now)
+                .ignore();
+            // GT: subscribing again only ever extends a subscription.
+            p.cmd("ZADD")
+                .arg(&k)
+                .arg("GT")
+                .arg(exp)
+                .arg(subscriber.0)
+                .ignore();
+            p.cmd("PEXPIRE").arg(&k).arg(ms).arg("NX").ignore();
+            p.cmd("PEXPIRE").arg(&k).arg(ms).arg("GT").ignore();
+        }
+        let mut con = self.conn.con();
+        p.query_async::<()>(&mut con)
+            .await
+            .map_err(|e| map_err("ZADD", e))
+    }
+
+    async fn presence_subscribers(&self, user: UserId) -> Result<Vec<UserId>> {
+        let k = self.conn.keys().presence_subscribers(user);
+        let now = now_ms();
+        let mut p = redis::pipe();
+        p.cmd("ZREMRANGEBYSCORE")
+            .arg(&k)
+            .arg("-inf")
+            .arg(now)
+            .ignore();
+        p.cmd("ZRANGEBYSCORE")
+            .arg(&k)
+            .arg(format!("({now}"))
+            .arg("+inf");
+        let mut con = self.conn.con();
+        let (members,): (Vec<String>,) = p
+            .query_async(&mut con)
+            .await
+            .map_err(|e| map_err("ZRANGEBYSCORE", e))?;
+        Ok(members
+            .iter()
+            .filter_map(|m| m.parse().ok().map(UserId))
+            .collect())
     }
 }

@@ -1,14 +1,16 @@
 //! `SqliteGroupStore`: groups and members on SQLite (`groups` and
 //! `group_members`; a group and its owner member are created in one
 //! transaction, and the foreign key turns a member of an unknown group into
-//! `NotFound`).
+//! `NotFound`; deleting a group cascades to its members). An ownership
+//! transfer is one transaction that writes first, so it holds the write lock
+//! before it reads the old owner.
 
 use async_trait::async_trait;
 use im_core::id::{GroupId, UserId};
 use im_core::model::{Group, Member, Role};
 use im_core::ports::GroupStore;
 use im_core::{Error, Result};
-use sqlx::sqlite::SqlitePool;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::Row;
 
 use super::{from_db, map_err, to_db};
@@ -36,18 +38,41 @@ fn not_member(group: GroupId, user: UserId) -> Error {
     Error::NotFound(format!("user {user} is not a member of group {group}"))
 }
 
+fn no_group(group: GroupId) -> Error {
+    Error::NotFound(format!("no group {group}"))
+}
+
+/// A `group_members` row with `user_id`, `role` and `muted_until`.
+fn member_row(r: &SqliteRow) -> Result<Member> {
+    let user: i64 = r
+        .try_get("user_id")
+        .map_err(|e| map_err("read member", e))?;
+    let s: String = r.try_get("role").map_err(|e| map_err("read member", e))?;
+    let muted_until: Option<i64> = r
+        .try_get("muted_until")
+        .map_err(|e| map_err("read member", e))?;
+    Ok(Member {
+        user_id: UserId(from_db(user)),
+        role: role(&s)?,
+        muted_until,
+    })
+}
+
 #[async_trait]
 impl GroupStore for SqliteGroupStore {
     async fn create(&self, g: &Group) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(|e| map_err("begin", e))?;
-        sqlx::query("INSERT INTO groups (id, name, owner, created_at) VALUES (?, ?, ?, ?)")
-            .bind(to_db(g.id.0))
-            .bind(&g.name)
-            .bind(to_db(g.owner.0))
-            .bind(g.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_err("create group", e))?;
+        sqlx::query(
+            "INSERT INTO groups (id, name, owner, created_at, muted_until) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(to_db(g.id.0))
+        .bind(&g.name)
+        .bind(to_db(g.owner.0))
+        .bind(g.created_at)
+        .bind(g.muted_until)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err("create group", e))?;
         sqlx::query("INSERT INTO group_members (group_id, user_id, role) VALUES (?, ?, ?)")
             .bind(to_db(g.id.0))
             .bind(to_db(g.owner.0))
@@ -59,17 +84,19 @@ impl GroupStore for SqliteGroupStore {
     }
 
     async fn get(&self, id: GroupId) -> Result<Option<Group>> {
-        let row = sqlx::query("SELECT id, name, owner, created_at FROM groups WHERE id = ?")
-            .bind(to_db(id.0))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| map_err("get group", e))?;
+        let row =
+            sqlx::query("SELECT id, name, owner, created_at, muted_until FROM groups WHERE id = ?")
+                .bind(to_db(id.0))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("get group", e))?;
         row.map(|r| -> std::result::Result<Group, sqlx::Error> {
             Ok(Group {
                 id: GroupId(from_db(r.try_get("id")?)),
                 name: r.try_get("name")?,
                 owner: UserId(from_db(r.try_get("owner")?)),
                 created_at: r.try_get("created_at")?,
+                muted_until: r.try_get("muted_until")?,
             })
         })
         .transpose()
@@ -77,20 +104,23 @@ impl GroupStore for SqliteGroupStore {
     }
 
     async fn add_member(&self, group: GroupId, member: Member) -> Result<()> {
-        sqlx::query("INSERT INTO group_members (group_id, user_id, role) VALUES (?, ?, ?)")
-            .bind(to_db(group.0))
-            .bind(to_db(member.user_id.0))
-            .bind(member.role.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| match map_err("add member", e) {
-                Error::Conflict(_) => Error::Conflict(format!(
-                    "user {} is already a member of group {group}",
-                    member.user_id
-                )),
-                Error::NotFound(_) => Error::NotFound(format!("no group {group}")),
-                other => other,
-            })?;
+        sqlx::query(
+            "INSERT INTO group_members (group_id, user_id, role, muted_until) VALUES (?, ?, ?, ?)",
+        )
+        .bind(to_db(group.0))
+        .bind(to_db(member.user_id.0))
+        .bind(member.role.as_str())
+        .bind(member.muted_until)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match map_err("add member", e) {
+            Error::Conflict(_) => Error::Conflict(format!(
+                "user {} is already a member of group {group}",
+                member.user_id
+            )),
+            Error::NotFound(_) => no_group(group),
+            other => other,
+        })?;
         Ok(())
     }
 
@@ -152,23 +182,122 @@ impl GroupStore for SqliteGroupStore {
 
     async fn members(&self, group: GroupId) -> Result<Vec<Member>> {
         let rows = sqlx::query(
-            "SELECT user_id, role FROM group_members WHERE group_id = ? ORDER BY user_id",
+            "SELECT user_id, role, muted_until FROM group_members WHERE group_id = ? ORDER BY user_id",
         )
         .bind(to_db(group.0))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| map_err("members", e))?;
-        rows.iter()
-            .map(|r| {
-                let user: i64 = r
-                    .try_get("user_id")
-                    .map_err(|e| map_err("read member", e))?;
-                let s: String = r.try_get("role").map_err(|e| map_err("read member", e))?;
-                Ok(Member {
-                    user_id: UserId(from_db(user)),
-                    role: role(&s)?,
-                })
-            })
-            .collect()
+        rows.iter().map(member_row).collect()
+    }
+
+    async fn member(&self, group: GroupId, user: UserId) -> Result<Option<Member>> {
+        let row = sqlx::query(
+            "SELECT user_id, role, muted_until FROM group_members WHERE group_id = ? AND user_id = ?",
+        )
+        .bind(to_db(group.0))
+        .bind(to_db(user.0))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| map_err("member", e))?;
+        row.as_ref().map(member_row).transpose()
+    }
+
+    async fn rename(&self, group: GroupId, name: &str) -> Result<()> {
+        let n = sqlx::query("UPDATE groups SET name = ? WHERE id = ?")
+            .bind(name)
+            .bind(to_db(group.0))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("rename group", e))?
+            .rows_affected();
+        if n == 0 {
+            return Err(no_group(group));
+        }
+        Ok(())
+    }
+
+    async fn transfer(&self, group: GroupId, to: UserId) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| map_err("begin", e))?;
+        // Write first: the transaction holds the write lock from here on, so
+        // the owner read next cannot go stale.
+        let n = sqlx::query("UPDATE group_members SET role = ? WHERE group_id = ? AND user_id = ?")
+            .bind(Role::Owner.as_str())
+            .bind(to_db(group.0))
+            .bind(to_db(to.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_err("transfer", e))?
+            .rows_affected();
+        let owner: Option<i64> = sqlx::query_scalar("SELECT owner FROM groups WHERE id = ?")
+            .bind(to_db(group.0))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_err("transfer", e))?;
+        let owner = owner.ok_or_else(|| no_group(group))?;
+        if n == 0 {
+            return Err(not_member(group, to));
+        }
+        if owner != to_db(to.0) {
+            sqlx::query("UPDATE group_members SET role = ? WHERE group_id = ? AND user_id = ?")
+                .bind(Role::Admin.as_str())
+                .bind(to_db(group.0))
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("transfer", e))?;
+            sqlx::query("UPDATE groups SET owner = ? WHERE id = ?")
+                .bind(to_db(to.0))
+                .bind(to_db(group.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("transfer", e))?;
+        }
+        tx.commit().await.map_err(|e| map_err("commit", e))
+    }
+
+    async fn mute_group(&self, group: GroupId, until: Option<i64>) -> Result<()> {
+        let n = sqlx::query("UPDATE groups SET muted_until = ? WHERE id = ?")
+            .bind(until)
+            .bind(to_db(group.0))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("mute group", e))?
+            .rows_affected();
+        if n == 0 {
+            return Err(no_group(group));
+        }
+        Ok(())
+    }
+
+    async fn mute_member(&self, group: GroupId, user: UserId, until: Option<i64>) -> Result<()> {
+        let n = sqlx::query(
+            "UPDATE group_members SET muted_until = ? WHERE group_id = ? AND user_id = ?",
+        )
+        .bind(until)
+        .bind(to_db(group.0))
+        .bind(to_db(user.0))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("mute member", e))?
+        .rows_affected();
+        if n == 0 {
+            return Err(not_member(group, user));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, group: GroupId) -> Result<()> {
+        // The foreign key's ON DELETE CASCADE removes the memberships.
+        let n = sqlx::query("DELETE FROM groups WHERE id = ?")
+            .bind(to_db(group.0))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("delete group", e))?
+            .rows_affected();
+        if n == 0 {
+            return Err(no_group(group));
+        }
+        Ok(())
     }
 }

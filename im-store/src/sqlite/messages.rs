@@ -1,6 +1,7 @@
 //! `SqliteMessageStore`: the message archive on SQLite, appended with one
 //! multi-row `INSERT OR IGNORE` per chunk (a few fixed shapes) inside one
-//! transaction per call.
+//! transaction per call. A recall sets `recalled` and replaces the body with
+//! JSON `null`; a replayed append is ignored, so it never brings the body back.
 
 use async_trait::async_trait;
 use im_core::id::{ConversationId, MessageId};
@@ -23,7 +24,7 @@ pub struct SqliteMessageStore {
     pool: SqlitePool,
 }
 
-fn message(r: &SqliteRow) -> Result<Message> {
+pub(super) fn message(r: &SqliteRow) -> Result<Message> {
     let f = || -> std::result::Result<MessageRow, sqlx::Error> {
         Ok(MessageRow {
             msg_id: from_db(r.try_get("msg_id")?),
@@ -134,5 +135,29 @@ impl MessageStore for SqliteMessageStore {
             .await
             .map_err(|e| map_err("get message", e))?;
         row.as_ref().map(message).transpose()
+    }
+
+    async fn recall(&self, msg_id: MessageId) -> Result<bool> {
+        let changed = sqlx::query(
+            "UPDATE messages SET recalled = 1, body = 'null' WHERE msg_id = ? AND recalled = 0",
+        )
+        .bind(to_db(msg_id.0))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("recall", e))?
+        .rows_affected();
+        if changed > 0 {
+            return Ok(true);
+        }
+        let exists: Option<bool> =
+            sqlx::query_scalar("SELECT recalled FROM messages WHERE msg_id = ?")
+                .bind(to_db(msg_id.0))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("recall", e))?;
+        match exists {
+            Some(_) => Ok(false),
+            None => Err(Error::NotFound(format!("no message {msg_id}"))),
+        }
     }
 }

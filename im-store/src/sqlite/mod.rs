@@ -1,10 +1,12 @@
 //! SQLite stores (sqlx) for durable single-node use: the message archive,
-//! user accounts and groups in one database file, in WAL mode.
+//! user accounts, groups and conversation lists in one database file, in WAL
+//! mode.
 //!
 //! The schema lives in `migrations/sqlite/*.sql`, embedded and applied by
 //! [`SqliteStore::open`]. Ids (u64) are stored as INTEGER holding the same 64
 //! bits reinterpreted as signed, so every u64 round-trips.
 
+mod conversations;
 mod groups;
 mod messages;
 mod users;
@@ -17,6 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use conversations::SqliteConversationStore;
 pub use groups::SqliteGroupStore;
 pub use messages::SqliteMessageStore;
 pub use users::SqliteUserStore;
@@ -110,6 +113,12 @@ impl SqliteStore {
     /// The groups and their members.
     pub fn groups(&self) -> SqliteGroupStore {
         SqliteGroupStore::new(self.pool.clone())
+    }
+
+    /// The conversation lists and read cursors (reading the last messages and
+    /// unread counts from this database's message archive).
+    pub fn conversations(&self) -> SqliteConversationStore {
+        SqliteConversationStore::new(self.pool.clone())
     }
 
     /// Closes the pool.

@@ -1,0 +1,387 @@
+//! Conformance suite of `ConversationStore`.
+//!
+//! The store is fed the way the persist worker feeds it: every batch is
+//! appended to a `MessageStore` first, then recorded. A backend whose list
+//! reads the last message and the unread counts from the archive (the SQL
+//! stores) is paired with its own archive; the memory store with any.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::{random_direct, random_id, sample_message};
+use crate::id::{ConversationId, GroupId, UserId};
+use crate::model::Message;
+use crate::ports::{ConversationEntry, ConversationStore, ListCursor, MessageStore};
+
+type Pair = (Arc<dyn ConversationStore>, Arc<dyn MessageStore>);
+
+/// Runs every `ConversationStore` check on fresh `(conversations, messages)`
+/// pairs from `make`; messages are appended to the archive before they are
+/// recorded, as the persist worker does.
+pub async fn conversations_suite<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Pair>,
+{
+    direct_conversations_are_listed_for_both_parties(make().await).await;
+    last_message_is_the_highest_seq(make().await).await;
+    group_conversations_follow_join_and_leave(make().await).await;
+    read_cursors_and_unread_counts(make().await).await;
+    list_order_and_paging(make().await).await;
+}
+
+/// Appends then records `batch`, like the persist worker.
+async fn persist((c, m): &Pair, batch: &[Message]) {
+    m.append(batch)
+        .await
+        .unwrap_or_else(|e| panic!("conversations: append failed: {e}"));
+    c.record(batch)
+        .await
+        .unwrap_or_else(|e| panic!("conversations: record failed: {e}"));
+}
+
+async fn list_all(c: &dyn ConversationStore, user: UserId) -> Vec<ConversationEntry> {
+    c.list(user, None, 1000)
+        .await
+        .unwrap_or_else(|e| panic!("conversations: list failed: {e}"))
+}
+
+/// A message of `conversation` with `seq` sent by `from` at `ts`.
+fn message(conversation: ConversationId, seq: u64, from: UserId, ts: i64) -> Message {
+    let mut m = sample_message(conversation, seq, &format!("m{seq}"));
+    if let ConversationId::Direct(a, b) = conversation {
+        m.to = crate::model::Target::User(if from == a { b } else { a });
+    }
+    m.from = from;
+    m.ts = ts;
+    m
+}
+
+fn group_conversation() -> ConversationId {
+    ConversationId::Group(GroupId(random_id()))
+}
+
+async fn direct_conversations_are_listed_for_both_parties(p: Pair) {
+    let (a, b, conv) = random_direct();
+    let m1 = message(conv, 1, a, 1_700_000_000_001);
+    let m2 = message(conv, 2, b, 1_700_000_000_002);
+    persist(&p, &[m1, m2.clone()]).await;
+    for (user, who) in [(a, "first"), (b, "second")] {
+        let rows = list_all(p.0.as_ref(), user).await;
+        assert_eq!(
+            rows,
+            vec![ConversationEntry {
+                conversation_id: conv,
+                last_message: m2.clone(),
+                last_seq: 2,
+                read_seq: 0,
+                unread: 1,
+            }],
+            "conversations: a recorded 1:1 message lists the conversation for its {who} party, \
+             with the last message and the messages of the other party unread"
+        );
+    }
+    let (stranger, _, _) = random_direct();
+    assert!(
+        list_all(p.0.as_ref(), stranger).await.is_empty(),
+        "conversations: a user with no conversation has an empty list"
+    );
+}
+
+async fn last_message_is_the_highest_seq(p: Pair) {
+    let (a, b, conv) = random_direct();
+    let msgs: Vec<Message> = (1..=5)
+        .map(|seq| {
+            message(
+                conv,
+                seq,
+                if seq % 2 == 1 { a } else { b },
+                1_700_000_000_000 + seq as i64,
+            )
+        })
+        .collect();
+    // Out of order, in several batches, one of them crossing conversations.
+    let (_, _, other) = random_direct();
+    let unrelated = message(other, 1, UserId(random_id()), 1_700_000_000_100);
+    persist(&p, &[msgs[3].clone(), unrelated]).await;
+    persist(&p, &[msgs[0].clone(), msgs[2].clone()]).await;
+    persist(&p, &[msgs[1].clone()]).await;
+    let rows = list_all(p.0.as_ref(), a).await;
+    assert_eq!(rows.len(), 1, "conversations: one row per conversation");
+    assert_eq!(
+        (rows[0].last_seq, &rows[0].last_message),
+        (4, &msgs[3]),
+        "conversations: the last message is the highest seq recorded, even when recorded out of order"
+    );
+    assert_eq!(
+        rows[0].unread, 2,
+        "conversations: unread counts the other party's messages (seqs 2 and 4 from b)"
+    );
+    persist(&p, &msgs).await;
+    persist(&p, &msgs[..2]).await;
+    let again = list_all(p.0.as_ref(), a).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].last_seq, &again[0].last_message, again[0].unread),
+        (5, &msgs[4], 2),
+        "conversations: record is idempotent (replays change nothing) and moves to a higher seq"
+    );
+    p.0.record(&msgs[..3]).await.expect("conversations: record");
+    assert_eq!(
+        list_all(p.0.as_ref(), a).await,
+        again,
+        "conversations: recording older messages again never moves the last message back"
+    );
+}
+
+async fn group_conversations_follow_join_and_leave(p: Pair) {
+    let conv = group_conversation();
+    let sender = UserId(random_id());
+    let member = UserId(random_id());
+    persist(&p, &[message(conv, 1, sender, 1_700_000_000_001)]).await;
+    assert!(
+        list_all(p.0.as_ref(), member).await.is_empty(),
+        "conversations: a group conversation is not listed before join"
+    );
+    assert!(
+        list_all(p.0.as_ref(), sender).await.is_empty(),
+        "conversations: recording a group message does not list it for the sender"
+    );
+    p.0.join(member, conv).await.expect("join");
+    p.0.join(member, conv)
+        .await
+        .expect("conversations: join is idempotent");
+    let rows = list_all(p.0.as_ref(), member).await;
+    assert_eq!(
+        rows.iter().map(|r| r.conversation_id).collect::<Vec<_>>(),
+        vec![conv],
+        "conversations: a joined group conversation is listed once"
+    );
+    let m2 = message(conv, 2, member, 1_700_000_000_002);
+    persist(&p, std::slice::from_ref(&m2)).await;
+    let rows = list_all(p.0.as_ref(), member).await;
+    assert_eq!(
+        (&rows[0].last_message, rows[0].unread),
+        (&m2, 1),
+        "conversations: a member's own messages are not unread"
+    );
+
+    // Joined but never recorded: not listed.
+    let silent = group_conversation();
+    p.0.join(member, silent).await.expect("join");
+    assert_eq!(
+        list_all(p.0.as_ref(), member).await.len(),
+        1,
+        "conversations: a conversation without recorded messages does not appear"
+    );
+
+    p.0.leave(member, conv).await.expect("leave");
+    p.0.leave(member, conv)
+        .await
+        .expect("conversations: leave is idempotent");
+    p.0.leave(UserId(random_id()), conv)
+        .await
+        .expect("conversations: leaving a conversation never joined is fine");
+    assert!(
+        list_all(p.0.as_ref(), member).await.is_empty(),
+        "conversations: leave unlists a group conversation"
+    );
+    persist(&p, &[message(conv, 3, sender, 1_700_000_000_003)]).await;
+    assert!(
+        list_all(p.0.as_ref(), member).await.is_empty(),
+        "conversations: new group messages do not list a left conversation again"
+    );
+    p.0.join(member, conv).await.expect("join");
+    let rows = list_all(p.0.as_ref(), member).await;
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.conversation_id, r.last_seq))
+            .collect::<Vec<_>>(),
+        vec![(conv, 3)],
+        "conversations: joining again lists the conversation again"
+    );
+}
+
+async fn read_cursors_and_unread_counts(p: Pair) {
+    let conv = group_conversation();
+    let me = UserId(random_id());
+    let them = UserId(random_id());
+    // Senders by seq: 1 them, 2 me, 3 them, 4 me, 5 them.
+    let msgs: Vec<Message> = (1..=5)
+        .map(|seq| {
+            message(
+                conv,
+                seq,
+                if seq % 2 == 0 { me } else { them },
+                1_700_000_000_000 + seq as i64,
+            )
+        })
+        .collect();
+    persist(&p, &msgs).await;
+    p.0.join(me, conv).await.expect("join");
+    let c = p.0.as_ref();
+    assert_eq!(
+        c.read_seq(me, conv).await.expect("read_seq"),
+        0,
+        "conversations: a cursor never set reads 0"
+    );
+    assert_eq!(
+        c.read_seq(me, group_conversation())
+            .await
+            .expect("read_seq"),
+        0,
+        "conversations: a cursor of an unknown conversation reads 0"
+    );
+    assert_eq!(
+        (
+            list_all(c, me).await[0].read_seq,
+            list_all(c, me).await[0].unread
+        ),
+        (0, 3),
+        "conversations: with nothing read, every message from others is unread"
+    );
+    assert!(
+        !c.mark_read(me, conv, 0).await.expect("mark_read"),
+        "conversations: marking 0 read never moves the cursor"
+    );
+    assert!(
+        c.mark_read(me, conv, 3).await.expect("mark_read"),
+        "conversations: mark_read forward reports a move"
+    );
+    assert_eq!(c.read_seq(me, conv).await.expect("read_seq"), 3);
+    assert!(
+        !c.mark_read(me, conv, 3).await.expect("mark_read"),
+        "conversations: mark_read to the same seq reports no move"
+    );
+    assert!(
+        !c.mark_read(me, conv, 2).await.expect("mark_read"),
+        "conversations: mark_read backwards reports no move"
+    );
+    assert_eq!(
+        c.read_seq(me, conv).await.expect("read_seq"),
+        3,
+        "conversations: mark_read never moves a cursor backwards"
+    );
+    let row = &list_all(c, me).await[0];
+    assert_eq!(
+        (row.read_seq, row.unread),
+        (3, 1),
+        "conversations: unread counts only messages from others above the cursor"
+    );
+    assert!(c.mark_read(me, conv, 4).await.expect("mark_read"));
+    assert_eq!(
+        list_all(c, me).await[0].unread,
+        1,
+        "conversations: own messages above the cursor are not unread"
+    );
+    assert!(c.mark_read(me, conv, 5).await.expect("mark_read"));
+    assert_eq!(list_all(c, me).await[0].unread, 0);
+    assert_eq!(
+        c.read_seq(them, conv).await.expect("read_seq"),
+        0,
+        "conversations: cursors are per user"
+    );
+
+    // A cursor set before the conversation is listed (a 1:1 conversation
+    // whose first message is not recorded yet) survives the record.
+    let (a, b, direct) = random_direct();
+    let early: Vec<Message> = (1..=3)
+        .map(|seq| message(direct, seq, b, 1_700_000_000_000 + seq as i64))
+        .collect();
+    assert!(
+        c.mark_read(a, direct, 2).await.expect("mark_read"),
+        "conversations: mark_read works before the conversation is recorded"
+    );
+    persist(&p, &early).await;
+    let rows = list_all(c, a).await;
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.conversation_id, r.read_seq, r.unread))
+            .collect::<Vec<_>>(),
+        vec![(direct, 2, 1)],
+        "conversations: recording a 1:1 conversation lists it and keeps an earlier read cursor"
+    );
+    // Leave and join keep the cursor.
+    c.leave(me, conv).await.expect("leave");
+    c.join(me, conv).await.expect("join");
+    assert_eq!(
+        c.read_seq(me, conv).await.expect("read_seq"),
+        5,
+        "conversations: leave and join keep the read cursor"
+    );
+}
+
+async fn list_order_and_paging(p: Pair) {
+    let me = UserId(random_id());
+    let mut batch = Vec::new();
+    let mut want: Vec<(i64, String, ConversationId)> = Vec::new();
+    // 25 conversations; groups of three share a last-message time, so the
+    // conversation id breaks ties.
+    for i in 0..25u64 {
+        let peer = UserId(random_id());
+        let conv = ConversationId::direct(me, peer).expect("distinct users");
+        let ts = 1_700_000_000_000 + (i / 3) as i64 * 1000;
+        batch.push(message(conv, 1, peer, ts - 500));
+        batch.push(message(conv, 2, me, ts));
+        want.push((ts, conv.to_string(), conv));
+    }
+    for i in 0..3u64 {
+        let conv = group_conversation();
+        let ts = 1_700_000_000_000 + i as i64 * 1000;
+        batch.push(message(conv, 1, UserId(random_id()), ts));
+        p.0.join(me, conv).await.expect("join");
+        want.push((ts, conv.to_string(), conv));
+    }
+    // A group not joined, a newer one: never in my list.
+    batch.push(message(
+        group_conversation(),
+        1,
+        UserId(random_id()),
+        1_800_000_000_000,
+    ));
+    persist(&p, &batch).await;
+    want.sort_by(|x, y| (y.0, &y.1).cmp(&(x.0, &x.1)));
+    let want: Vec<ConversationId> = want.into_iter().map(|w| w.2).collect();
+
+    let all = list_all(p.0.as_ref(), me).await;
+    assert_eq!(
+        all.iter().map(|r| r.conversation_id).collect::<Vec<_>>(),
+        want,
+        "conversations: list orders by last message time descending, then conversation id descending"
+    );
+    assert!(
+        all.iter().all(|r| r.last_seq == r.last_message.seq
+            && r.last_message.conversation_id == r.conversation_id),
+        "conversations: each row carries its own last message and seq"
+    );
+
+    let mut paged = Vec::new();
+    let mut after: Option<ListCursor> = None;
+    let mut pages = 0;
+    loop {
+        let page =
+            p.0.list(me, after, 7)
+                .await
+                .unwrap_or_else(|e| panic!("conversations: list failed: {e}"));
+        assert!(page.len() <= 7, "conversations: list honours its limit");
+        let Some(last) = page.last() else { break };
+        after = Some(ListCursor::after(last));
+        let round = ListCursor::decode(&ListCursor::after(last).encode());
+        assert_eq!(
+            round, after,
+            "conversations: a cursor survives its wire form"
+        );
+        paged.extend(page.iter().map(|r| r.conversation_id));
+        pages += 1;
+        assert!(pages <= 10, "conversations: paging does not end");
+    }
+    assert!(pages > 1);
+    assert_eq!(
+        paged, want,
+        "conversations: paging with ListCursor::after yields every row once, in order"
+    );
+    assert!(
+        p.0.list(me, None, 0).await.expect("list").is_empty(),
+        "conversations: a limit of 0 lists nothing"
+    );
+}
