@@ -163,6 +163,7 @@ impl SendPipeline for ComposedSendPipeline {
                     conversation_id: m.conversation_id,
                     seq: m.seq,
                     ts: m.ts,
+                    deliver_at: None,
                 };
                 entries.push((batch[i].key, encode_ack(&ack)));
                 acks.insert(i, ack);

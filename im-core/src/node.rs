@@ -26,11 +26,11 @@ use crate::error::Result;
 use crate::logic::{Logic, LogicConfig, LogicPorts};
 use crate::memory::{
     MemoryConversationStore, MemoryDedupStore, MemoryGroupStore, MemoryMessageStore, MemoryQueue,
-    MemorySequenceAllocator, MemorySessionStore, MemoryUserStore,
+    MemoryScheduleStore, MemorySequenceAllocator, MemorySessionStore, MemoryUserStore,
 };
 use crate::model::NodeId;
 use crate::ports::{MessageQueue, MessageStore, Pusher};
-use crate::task::{PersistWorker, PushWorker, WorkerConfig};
+use crate::task::{PersistWorker, PushWorker, Scheduler, SchedulerConfig, WorkerConfig};
 
 /// Every port a full node needs.
 #[derive(Clone)]
@@ -66,6 +66,7 @@ impl Backends {
                 queue: queue.clone(),
                 conversations: Arc::new(MemoryConversationStore::default()),
                 sequences,
+                schedules: Arc::new(MemoryScheduleStore::new()),
                 hooks: Vec::new(),
             },
             queue,
@@ -195,6 +196,17 @@ impl Node {
                 }
             }));
         }
+        tasks.push(tokio::spawn(
+            Scheduler::new(
+                backends.logic.schedules.clone(),
+                backends.logic.pipeline.clone(),
+                SchedulerConfig {
+                    dedup_ttl: config.logic.dedup_ttl,
+                    ..SchedulerConfig::default()
+                },
+            )
+            .run(stop.clone()),
+        ));
         tasks.push(tokio::spawn(connect.clone().run_heartbeats(stop.clone())));
         Ok(Node {
             logic,

@@ -54,6 +54,12 @@ pub enum ClientFrame {
         /// The peer or group.
         to: Target,
     },
+    /// Cancel one of one's scheduled sends before it is delivered
+    /// (extension); no reply, or an `error`.
+    CancelScheduled {
+        /// The scheduled message.
+        msg_id: MessageId,
+    },
     /// Ask for the presence of users now and subscribe to their changes
     /// (extension); answered by `presence_result`, then `presence` events.
     SubscribePresence {
@@ -74,6 +80,11 @@ pub struct SendRequest {
     pub kind: MessageKind,
     /// A string for text, an object for the other kinds.
     pub body: serde_json::Value,
+    /// Deliver at this time (Unix ms) instead of now (extension: scheduled
+    /// delivery). The send is acked at once with seq 0; it gets its seq when
+    /// it is delivered. A time in the past delivers now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at: Option<i64>,
 }
 
 /// The answer to an accepted send (also the HTTP answer, without `client_msg_id`).
@@ -87,8 +98,12 @@ pub struct SendAck {
     pub conversation_id: ConversationId,
     /// The message's seq.
     pub seq: u64,
-    /// Acceptance time, Unix milliseconds.
+    /// Acceptance time, Unix milliseconds (for a scheduled send: its
+    /// delivery time).
     pub ts: i64,
+    /// Set for a scheduled send (extension): held until then, `seq` is 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at: Option<i64>,
 }
 
 /// A frame sent by the server.
@@ -386,6 +401,7 @@ mod tests {
                     to,
                     kind,
                     body,
+                    deliver_at: None,
                 })
             }),
             (conv(), any::<u64>(), proptest::option::of(any::<u32>())).prop_map(|(c, s, l)| {
@@ -421,6 +437,7 @@ mod tests {
                         conversation_id: conv,
                         seq,
                         ts,
+                        deliver_at: None,
                     })
                 }
             ),
@@ -553,6 +570,7 @@ mod tests {
                 to: Target::Group(GroupId(5)),
                 kind: MessageKind::Text,
                 body: serde_json::json!("hi"),
+                deliver_at: None,
             })
         );
         let ack = ServerFrame::SendAck(SendAck {
@@ -561,6 +579,7 @@ mod tests {
             conversation_id: ConversationId::Group(GroupId(5)),
             seq: 1,
             ts: 2,
+            deliver_at: None,
         });
         assert_eq!(
             ack.encode(),

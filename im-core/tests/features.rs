@@ -49,6 +49,7 @@ async fn send(node: &Node, from: UserId, to: Target, body: &str) -> SendAck {
                 to,
                 kind: MessageKind::Text,
                 body: serde_json::json!(body),
+                deliver_at: None,
             },
         )
         .await
@@ -523,6 +524,7 @@ async fn group_administration_is_authorized_by_role_and_announced() {
                 to: Target::Group(g),
                 kind: MessageKind::Text,
                 body: serde_json::json!("let me talk"),
+                deliver_at: None,
             },
         )
         .await
@@ -556,6 +558,7 @@ async fn group_administration_is_authorized_by_role_and_announced() {
                 to: Target::Group(g),
                 kind: MessageKind::Text,
                 body: serde_json::json!("hm"),
+                deliver_at: None,
             },
         )
         .await
@@ -585,6 +588,7 @@ async fn group_administration_is_authorized_by_role_and_announced() {
                 to: Target::Group(g),
                 kind: MessageKind::System,
                 body: serde_json::json!({"event": "owner_changed"}),
+                deliver_at: None,
             },
         )
         .await
@@ -653,6 +657,7 @@ async fn group_administration_is_authorized_by_role_and_announced() {
                 to: Target::Group(g),
                 kind: MessageKind::Text,
                 body: serde_json::json!("anyone?"),
+                deliver_at: None,
             },
         )
         .await
@@ -718,6 +723,7 @@ async fn send_hooks_reject_rewrite_and_observe() {
                 to: Target::User(b),
                 kind: MessageKind::Text,
                 body: serde_json::json!("a forbidden word"),
+                deliver_at: None,
             },
         )
         .await
@@ -746,4 +752,99 @@ async fn send_hooks_reject_rewrite_and_observe() {
     let stored = node.logic.sync(a, conv, 0, None).await.unwrap().messages;
     assert_eq!(stored.len(), 1, "nothing of the rejected send is stored");
     assert_eq!(stored[0].body, serde_json::json!("d**n it"));
+}
+
+fn scheduled(cmid: &str, to: Target, body: &str, at: i64) -> SendRequest {
+    SendRequest {
+        client_msg_id: cmid.into(),
+        to,
+        kind: MessageKind::Text,
+        body: serde_json::json!(body),
+        deliver_at: Some(at),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_sends_arrive_on_time_and_cancelled_ones_never() {
+    let node = start(NodeConfig::default()).await;
+    let a = user(&node, "alice").await;
+    let b = user(&node, "bob").await;
+    let (_bctx, mut bh) = session(&node, b, "web").await;
+    let at = im_core::id::now_ms() + 400;
+    let ack = node
+        .logic
+        .send(
+            Sender::http(a),
+            scheduled("s1", Target::User(b), "later", at),
+        )
+        .await
+        .unwrap();
+    assert_eq!((ack.seq, ack.deliver_at, ack.ts), (0, Some(at), at));
+    // A retry answers the same ack and holds nothing new.
+    let again = node
+        .logic
+        .send(
+            Sender::http(a),
+            scheduled("s1", Target::User(b), "other", at + 5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, ack);
+    let cancelled = node
+        .logic
+        .send(
+            Sender::http(a),
+            scheduled("s2", Target::User(b), "never", at),
+        )
+        .await
+        .unwrap();
+    let pending = node.logic.scheduled(a).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    assert!(node.logic.scheduled(b).await.unwrap().is_empty());
+    // Only the sender may cancel.
+    let err = node
+        .logic
+        .cancel_scheduled(b, cancelled.msg_id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    node.logic
+        .cancel_scheduled(a, cancelled.msg_id)
+        .await
+        .unwrap();
+
+    let f = wait_for(&mut bh, |f| matches!(f, ServerFrame::Message(_))).await;
+    let now = im_core::id::now_ms();
+    let ServerFrame::Message(m) = f else {
+        unreachable!()
+    };
+    assert_eq!(m.msg_id, ack.msg_id);
+    assert_eq!(m.seq, 1, "the seq is taken at delivery");
+    assert!(now >= at, "not before its time");
+    assert!(
+        now - at < 1_000,
+        "delivered {} ms after deliver_at",
+        now - at
+    );
+    assert_no(&mut bh, |f| matches!(f, ServerFrame::Message(_))).await;
+    assert!(node.logic.scheduled(a).await.unwrap().is_empty());
+    let err = node
+        .logic
+        .cancel_scheduled(a, ack.msg_id)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        ErrorCode::NotFound,
+        "delivered: nothing to cancel"
+    );
+
+    // Too far ahead: refused.
+    let far = im_core::id::now_ms() + 365 * 86_400_000;
+    let err = node
+        .logic
+        .send(Sender::http(a), scheduled("s3", Target::User(b), "x", far))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidArgument);
 }

@@ -53,6 +53,7 @@ fn text(cmid: &str, to: Target, body: &str) -> SendRequest {
         to,
         kind: MessageKind::Text,
         body: serde_json::json!(body),
+        deliver_at: None,
     }
 }
 

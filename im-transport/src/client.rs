@@ -244,6 +244,7 @@ impl Connection {
             to,
             kind: MessageKind::Text,
             body: serde_json::Value::String(body),
+            deliver_at: None,
         })
         .await
     }

@@ -79,6 +79,7 @@ fn text(cmid: &str, to: Target, body: &str) -> SendRequest {
         to,
         kind: MessageKind::Text,
         body: serde_json::json!(body),
+        deliver_at: None,
     }
 }
 
@@ -231,6 +232,7 @@ async fn logic_over_grpc_keeps_behaviour_and_error_codes() {
                 to: Target::Group(group),
                 kind: MessageKind::Custom,
                 body: serde_json::json!({"sticker": 7}),
+                deliver_at: None,
             },
         )
         .await

@@ -137,6 +137,7 @@ fn text(cmid: &str, to: Target) -> SendRequest {
         to,
         kind: MessageKind::Text,
         body: serde_json::json!(cmid),
+        deliver_at: None,
     }
 }
 

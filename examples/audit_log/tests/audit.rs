@@ -56,6 +56,7 @@ async fn send_many(node: &Node, from: UserId, to: Target, n: usize, tag: &str) -
                     to,
                     kind: MessageKind::Text,
                     body: serde_json::json!(format!("{tag} {i}")),
+                    deliver_at: None,
                 },
             )
         })

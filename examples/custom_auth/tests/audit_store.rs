@@ -57,6 +57,7 @@ async fn a_node_runs_on_the_custom_parts() {
         to: Target::User(b),
         kind: MessageKind::Text,
         body: serde_json::json!("hello"),
+        deliver_at: None,
     };
     assert!(matches!(
         node.logic.send(Sender::http(a), send("c0")).await,

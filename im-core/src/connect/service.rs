@@ -210,6 +210,12 @@ impl ConnectService {
                     .err()
                     .map(|e| ServerFrame::error(&e, None))
             }
+            ClientFrame::CancelScheduled { msg_id } => self
+                .logic
+                .cancel_scheduled(ctx.user, msg_id)
+                .await
+                .err()
+                .map(|e| ServerFrame::error(&e, None)),
             ClientFrame::SubscribePresence { user_ids } => Some(
                 match self.logic.subscribe_presence(ctx.user, user_ids).await {
                     Ok(presences) => ServerFrame::PresenceResult { presences },

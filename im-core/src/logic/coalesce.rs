@@ -152,6 +152,12 @@ impl LogicApi for CoalescingLogic {
     ) -> Result<ConversationPage> {
         self.inner.conversations(user, cursor, limit).await
     }
+    async fn cancel_scheduled(&self, user: UserId, msg_id: MessageId) -> Result<()> {
+        self.inner.cancel_scheduled(user, msg_id).await
+    }
+    async fn scheduled(&self, user: UserId) -> Result<Vec<crate::ports::ScheduledSend>> {
+        self.inner.scheduled(user).await
+    }
     async fn presence(&self, users: Vec<UserId>) -> Result<Vec<Presence>> {
         self.inner.presence(users).await
     }

@@ -24,7 +24,7 @@ use crate::id::{ConversationId, GroupId, MessageId, SessionId, Snowflake, UserId
 use crate::model::{Group, Member, Message, NodeId, Presence, SessionRoute, Target};
 use crate::ports::{
     Authenticator, ConversationEntry, ConversationStore, GroupStore, Identity, MessageQueue,
-    MessageStore, SendPipeline, SessionStore, UserStore,
+    MessageStore, ScheduledSend, SendPipeline, SessionStore, UserStore,
 };
 use crate::protocol::{SendAck, SendRequest};
 
@@ -65,6 +65,8 @@ pub struct LogicConfig {
     pub default_conversations_page: u32,
     /// Largest page of the conversation list.
     pub max_conversations_page: u32,
+    /// How far ahead a send may be scheduled (`deliver_at`).
+    pub schedule_horizon: Duration,
 }
 
 /// The multi-device policy of one device label (platform).
@@ -96,6 +98,7 @@ impl Default for LogicConfig {
             max_presence_users: 200,
             default_conversations_page: 20,
             max_conversations_page: 100,
+            schedule_horizon: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -212,6 +215,11 @@ pub trait LogicApi: Send + Sync + 'static {
         cursor: Option<String>,
         limit: Option<u32>,
     ) -> Result<ConversationPage>;
+    /// Cancels one of the user's scheduled sends before its delivery
+    /// (`not_found` when none such is held).
+    async fn cancel_scheduled(&self, user: UserId, msg_id: MessageId) -> Result<()>;
+    /// The user's scheduled sends not yet delivered, soonest first.
+    async fn scheduled(&self, user: UserId) -> Result<Vec<ScheduledSend>>;
     /// Presence of users (unknown users are `not_found`).
     async fn presence(&self, users: Vec<UserId>) -> Result<Vec<Presence>>;
     /// Subscribes to presence changes of users and returns their presence now.
@@ -241,6 +249,8 @@ pub struct LogicPorts {
     pub conversations: Arc<dyn ConversationStore>,
     /// Last seqs (a read cursor may not pass the last seq).
     pub sequences: Arc<dyn crate::ports::SequenceAllocator>,
+    /// Scheduled sends, held until their `deliver_at`.
+    pub schedules: Arc<dyn crate::ports::ScheduleStore>,
     /// Application hooks around the send path, run in order (none by default).
     pub hooks: Vec<Arc<dyn crate::ports::SendHook>>,
     /// Tokens.
@@ -402,6 +412,20 @@ impl LogicApi for Logic {
         limit: Option<u32>,
     ) -> Result<ConversationPage> {
         self.list_conversations(user, cursor, limit).await
+    }
+
+    async fn cancel_scheduled(&self, user: UserId, msg_id: MessageId) -> Result<()> {
+        if self.ports.schedules.cancel(user, msg_id).await? {
+            Ok(())
+        } else {
+            Err(crate::Error::NotFound(format!(
+                "no scheduled message {msg_id} of yours is pending"
+            )))
+        }
+    }
+
+    async fn scheduled(&self, user: UserId) -> Result<Vec<ScheduledSend>> {
+        self.ports.schedules.pending(user).await
     }
 
     async fn presence(&self, users: Vec<UserId>) -> Result<Vec<Presence>> {

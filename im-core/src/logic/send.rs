@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::id::{now_ms, ConversationId, GroupId, MessageId, UserId};
 use crate::model::{Envelope, Message, MessageKind, Role, Target};
-use crate::ports::{Admission, DedupKey, HookVerdict, PendingSend};
+use crate::ports::{Admission, DedupKey, HookVerdict, PendingSend, ScheduledSend};
 use crate::protocol::{SendAck, SendRequest};
 
 use super::{Logic, Sender};
@@ -62,6 +62,7 @@ impl Logic {
             to: Target::Group(group),
             kind: MessageKind::System,
             body,
+            deliver_at: None,
         };
         self.enqueue(SendJob {
             sender: Sender::http(actor),
@@ -116,6 +117,16 @@ impl Logic {
                 "body is {size} bytes; the limit is {}",
                 self.config.max_body_bytes
             )));
+        }
+        if let Some(at) = r.deliver_at {
+            let horizon =
+                i64::try_from(self.config.schedule_horizon.as_millis()).unwrap_or(i64::MAX);
+            if at > now_ms().saturating_add(horizon) {
+                return Err(Error::InvalidArgument(format!(
+                    "deliver_at may be at most {} s ahead",
+                    horizon / 1000
+                )));
+            }
         }
         Ok(())
     }
@@ -236,6 +247,12 @@ impl Logic {
         }
         if !self.ports.hooks.is_empty() {
             pending = self.run_before_hooks(pending).await;
+        }
+        let (scheduled, pending): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|(j, _)| j.request.deliver_at.is_some_and(|at| at > ts));
+        for (job, conversation) in scheduled {
+            self.hold(job, conversation, ts).await;
         }
         let mut admitted_jobs = Vec::with_capacity(pending.len());
         let mut admissions = Vec::with_capacity(pending.len());
@@ -370,6 +387,43 @@ impl Logic {
             }
         }
         pending
+    }
+
+    /// Holds a scheduled send until its time and acks it with seq 0 (a retry
+    /// gets the ack of the send first held under its key).
+    async fn hold(&self, job: SendJob, conversation: ConversationId, ts: i64) {
+        let Some(deliver_at) = job.request.deliver_at else {
+            return;
+        };
+        let mut envelope = self.admission(&job, conversation, ts).envelope;
+        // Every session of the sender gets it when it is delivered.
+        envelope.origin = None;
+        let send = ScheduledSend {
+            envelope,
+            deliver_at,
+        };
+        let held = match self
+            .ports
+            .schedules
+            .hold(&send, self.config.dedup_ttl)
+            .await
+        {
+            Ok(earlier) => Ok(earlier.unwrap_or(send)),
+            Err(e) => Err(e),
+        };
+        let reply = held.map(|s| {
+            metrics::counter!("im_messages_scheduled_total").increment(1);
+            let m = &s.envelope.message;
+            SendAck {
+                client_msg_id: m.client_msg_id.clone(),
+                msg_id: m.msg_id,
+                conversation_id: m.conversation_id,
+                seq: 0,
+                ts: s.deliver_at,
+                deliver_at: Some(s.deliver_at),
+            }
+        });
+        let _ = job.reply.send(reply);
     }
 
     fn admission(&self, job: &SendJob, conversation: ConversationId, ts: i64) -> Admission {

@@ -68,6 +68,11 @@ impl ListCursor {
 
 /// Conversation lists, read cursors and unread counts.
 ///
+/// A backend may read the last message and unread counts from the message
+/// archive it shares with a [`MessageStore`](super::MessageStore) (the SQL
+/// stores do), so `record` a batch only after `append`ing it, as the persist
+/// worker does.
+///
 /// Contract (see `testkit::conversations`):
 /// - `record` is idempotent and order-insensitive: a conversation's last
 ///   message is the recorded one with the highest seq; recording a 1:1 message

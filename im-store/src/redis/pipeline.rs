@@ -101,6 +101,7 @@ impl SendPipeline for RedisSendPipeline {
                 conversation_id: c,
                 seq: 0,
                 ts: m.ts,
+                deliver_at: None,
             };
             let (before, after) = ack_parts(&ack)?;
             inv.arg(encode(&a.envelope)?).arg(before).arg(after);
@@ -157,6 +158,7 @@ mod tests {
             conversation_id: ConversationId::Direct(UserId(1), UserId(2)),
             seq: 42,
             ts: 5,
+            deliver_at: None,
         };
         let (b, c) = ack_parts(&a).unwrap();
         let back: SendAck = serde_json::from_str(&format!("{b}42{c}")).unwrap();
