@@ -5,6 +5,7 @@
 //!   services and clients implementing the core ports, so every layer can run
 //!   in its own process.
 //! - `ws`: the WebSocket Connect server (tokio-tungstenite).
+//! - `webhook`: a `SendHook` that calls your HTTP endpoint before and after sends (HMAC-signed).
 //! - `http`: the HTTP API (axum).
 //! - `client`: a Rust client of the public protocol.
 #![warn(missing_docs)]
@@ -13,4 +14,5 @@ pub mod client;
 pub mod grpc;
 pub mod http;
 pub mod server;
+pub mod webhook;
 pub mod ws;
