@@ -174,6 +174,8 @@ impl Logic {
             }
         };
         let mut memberships: HashMap<(GroupId, UserId), Result<()>> = HashMap::new();
+        // Each group is read at most once per batch (existence and mute).
+        let mut group_cache: HashMap<GroupId, Option<crate::model::Group>> = HashMap::new();
         let now = now_ms();
         for j in jobs {
             if j.system.is_some() {
@@ -184,7 +186,9 @@ impl Logic {
                 if memberships.contains_key(&key) {
                     continue;
                 }
-                let verdict = self.group_send_allowed(g, j.sender.user, now).await;
+                let verdict = self
+                    .group_send_allowed(g, j.sender.user, now, &mut group_cache)
+                    .await;
                 memberships.insert(key, verdict);
             }
         }
@@ -205,25 +209,41 @@ impl Logic {
             .collect()
     }
 
-    async fn group_send_allowed(&self, g: GroupId, user: UserId, now: i64) -> Result<()> {
-        match self.ports.groups.member(g, user).await? {
-            Some(m) if m.is_muted(now) => Err(Error::PermissionDenied(format!(
-                "you are muted in group {g}"
+    async fn group_send_allowed(
+        &self,
+        g: GroupId,
+        user: UserId,
+        now: i64,
+        groups: &mut HashMap<GroupId, Option<crate::model::Group>>,
+    ) -> Result<()> {
+        let member = self.ports.groups.member(g, user).await?;
+        if let Some(m) = member {
+            if m.is_muted(now) {
+                return Err(Error::PermissionDenied(format!(
+                    "you are muted in group {g}"
+                )));
+            }
+            if m.role != Role::Member {
+                return Ok(());
+            }
+        }
+        let group = match groups.get(&g) {
+            Some(cached) => cached.clone(),
+            None => {
+                let fetched = self.ports.groups.get(g).await?;
+                groups.insert(g, fetched.clone());
+                fetched
+            }
+        };
+        match (member, group) {
+            (_, None) => Err(Error::NotFound(format!("no group {g}"))),
+            (None, Some(_)) => Err(Error::PermissionDenied(format!(
+                "you are not a member of group {g}"
             ))),
-            Some(m) if m.role == Role::Member => match self.ports.groups.get(g).await? {
-                Some(group) if group.is_muted(now) => Err(Error::PermissionDenied(format!(
-                    "group {g} is muted: only the owner and admins may send"
-                ))),
-                Some(_) => Ok(()),
-                None => Err(Error::NotFound(format!("no group {g}"))),
-            },
-            Some(_) => Ok(()),
-            None => match self.ports.groups.get(g).await? {
-                Some(_) => Err(Error::PermissionDenied(format!(
-                    "you are not a member of group {g}"
-                ))),
-                None => Err(Error::NotFound(format!("no group {g}"))),
-            },
+            (Some(_), Some(group)) if group.is_muted(now) => Err(Error::PermissionDenied(format!(
+                "group {g} is muted: only the owner and admins may send"
+            ))),
+            (Some(_), Some(_)) => Ok(()),
         }
     }
 
