@@ -68,6 +68,11 @@ async fn memory_dedup_conforms() {
 }
 
 #[tokio::test]
+async fn memory_schedule_conforms() {
+    testkit::schedule_suite(|| async { Arc::new(MemoryScheduleStore::new()) as _ }).await;
+}
+
+#[tokio::test]
 async fn memory_discovery_conforms() {
     testkit::discovery_suite(|| async { Arc::new(MemoryDiscovery::new()) as _ }).await;
 }

@@ -160,6 +160,158 @@ async fn redis_composed_send_pipeline_conforms() {
     ns.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_schedules_conform() {
+    let ns = Namespaces::default();
+    let n = ns.clone();
+    testkit::schedule_suite(move || {
+        let n = n.clone();
+        async move { Arc::new(n.fresh().await.schedules()) as _ }
+    })
+    .await;
+    ns.cleanup().await;
+}
+
+/// A scheduled send of `owner` due at `deliver_at`.
+fn scheduled(owner: im_core::id::UserId, deliver_at: i64) -> im_core::ports::ScheduledSend {
+    let peer = im_core::id::UserId(testkit::random_id());
+    let conv = im_core::id::ConversationId::direct(owner, peer).unwrap();
+    let mut envelope = testkit::sample_envelope(conv, 0);
+    envelope.message.from = owner;
+    envelope.message.to = im_core::model::Target::User(peer);
+    im_core::ports::ScheduledSend {
+        envelope,
+        deliver_at,
+    }
+}
+
+/// Held sends live in Redis, not in the process: a new connection (a
+/// restarted node) finds them, their order and their keys.
+#[tokio::test]
+async fn scheduled_sends_survive_the_connection() {
+    use im_core::ports::ScheduleStore;
+    let ns = Namespaces::default();
+    let first = ns.fresh().await;
+    let owner = im_core::id::UserId(testkit::random_id());
+    let late = scheduled(owner, 1_700_000_000_200);
+    let soon = scheduled(owner, 1_700_000_000_100);
+    let ttl = Duration::from_secs(60);
+    let s = first.schedules();
+    assert_eq!(s.hold(&late, ttl).await.unwrap(), None);
+    assert_eq!(s.hold(&soon, ttl).await.unwrap(), None);
+    drop(s);
+    let prefix = first.config().prefix.clone();
+    drop(first);
+
+    let again = connect(RedisConfig::new(url()).with_prefix(prefix)).await;
+    let s = again.schedules();
+    assert_eq!(
+        s.pending(owner).await.unwrap(),
+        vec![soon.clone(), late.clone()],
+        "a new connection lists the sends held through another"
+    );
+    assert_eq!(
+        s.due(1_700_000_001_000, 10).await.unwrap(),
+        vec![soon.clone(), late.clone()],
+        "a new connection sees the due sends in order"
+    );
+    let mut retry = late.clone();
+    retry.envelope.message.msg_id = im_core::id::MessageId(testkit::random_id());
+    assert_eq!(
+        s.hold(&retry, ttl).await.unwrap(),
+        Some(late),
+        "a new connection finds the keys"
+    );
+    ns.cleanup().await;
+}
+
+/// An item that is not a `ScheduledSend`, or a due entry without an item,
+/// neither panics nor blocks the due set: `due` skips it, logs it and moves
+/// it out (to `P:{sched}:dead`), and `pending` skips it too.
+#[tokio::test]
+async fn undecodable_scheduled_sends_are_dead_lettered() {
+    use im_core::ports::ScheduleStore;
+    let ns = Namespaces::default();
+    let c = ns.fresh().await;
+    let s = c.schedules();
+    let owner = im_core::id::UserId(testkit::random_id());
+    let good = scheduled(owner, 1_700_000_000_300);
+    s.hold(&good, Duration::from_secs(60)).await.unwrap();
+
+    let prefix = c.config().prefix.clone();
+    let client = redis::Client::open(url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let (bad, orphan) = ("111", "222");
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(format!("{prefix}:{{sched}}:due"))
+        .arg(1_700_000_000_100_i64)
+        .arg(bad)
+        .arg(1_700_000_000_200_i64)
+        .arg(orphan)
+        .ignore()
+        .cmd("HSET")
+        .arg(format!("{prefix}:{{sched}}:items"))
+        .arg(bad)
+        .arg("{not json")
+        .ignore()
+        .cmd("ZADD")
+        .arg(format!("{prefix}:{{sched}}:user:{owner}"))
+        .arg(1_700_000_000_100_i64)
+        .arg(bad)
+        .ignore()
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        s.pending(owner).await.unwrap(),
+        vec![good.clone()],
+        "pending skips an undecodable item"
+    );
+    assert_eq!(
+        s.due(1_700_000_001_000, 10).await.unwrap(),
+        vec![good.clone()],
+        "due skips an undecodable item and a due entry without an item"
+    );
+    let left: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{prefix}:{{sched}}:due"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        vec![good.msg_id().0.to_string()],
+        "the bad entries left the due set"
+    );
+    let dead: Option<String> = redis::cmd("HGET")
+        .arg(format!("{prefix}:{{sched}}:dead"))
+        .arg(bad)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        dead.as_deref(),
+        Some("{not json"),
+        "the undecodable item is in the dead-letter hash"
+    );
+    assert!(
+        !s.cancel(owner, im_core::id::MessageId(111)).await.unwrap(),
+        "a dead-lettered send cannot be cancelled"
+    );
+    s.release(&[good.msg_id()]).await.unwrap();
+    assert_eq!(s.pending(owner).await.unwrap(), vec![]);
+    let owner_set: u64 = redis::cmd("EXISTS")
+        .arg(format!("{prefix}:{{sched}}:user:{owner}"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(owner_set, 0, "the owner's set is emptied");
+    ns.cleanup().await;
+}
+
 async fn drain(c: &mut dyn QueueConsumer, want: usize) -> Vec<im_core::ports::Delivery> {
     let mut got = Vec::new();
     for _ in 0..50 {

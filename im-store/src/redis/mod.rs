@@ -1,6 +1,6 @@
-//! Redis backends: the Streams queue, session routing, sequences, dedup keys
-//! and the one-round-trip send pipeline, sharing one auto-reconnecting
-//! connection.
+//! Redis backends: the Streams queue, session routing, sequences, dedup keys,
+//! scheduled sends and the one-round-trip send pipeline, sharing one
+//! auto-reconnecting connection.
 //!
 //! # Connections
 //! [`RedisConn::connect`] opens one `redis::aio::ConnectionManager` (a
@@ -25,13 +25,20 @@
 //! | `P:node:{<node>}` | set | the routes of a node: members `<user>:<session>`, for `drop_node` |
 //! | `P:seen` | hash | last-seen time of each user: field `<user>`, value Unix ms (written with every bind, refresh, unbind and drop_node) |
 //! | `P:psub:{<user>}` | sorted set | presence subscribers of a user: member `<subscriber>`, score its expiry (Unix ms); the key's PEXPIRE is the latest expiry |
+//! | `P:{sched}:due` | sorted set | every held scheduled send: member its msg_id, score its `deliver_at` (Unix ms) |
+//! | `P:{sched}:items` | hash | msg_id → the held `ScheduledSend` JSON |
+//! | `P:{sched}:user:<user>` | sorted set | a user's held scheduled sends: member msg_id, score `deliver_at` |
+//! | `P:{sched}:key:<32 hex>` | string | a scheduled send's idempotency key: the JSON of the send first held under it, PX `key_ttl` (at least until `deliver_at + key_ttl`) |
+//! | `P:{sched}:dead` | hash | msg_id → an undecodable scheduled send, moved out of the due set |
 //!
 //! # Redis Cluster
 //! Every key carries a hash tag, so a cluster client can route it. What runs
 //! as-is on a cluster: the queue (each shard stream is one slot; `publish` would
 //! have to drop its MULTI or group per shard), sequences, dedup and sessions
 //! (their pipelines touch independent keys; `P:seen` is a single hash, so
-//! its slot takes every session change). The send-pipeline script touches,
+//! its slot takes every session change) and scheduled sends (every
+//! `P:{sched}:…` key is in one slot, so their scripts run as-is; that slot
+//! takes all scheduling traffic). The send-pipeline script touches,
 //! per admission, a dedup key, a seq key and a stream; a cluster requires every
 //! key of one script call to live in one slot. To run it on a cluster, split
 //! each batch by queue shard (one `EVALSHA` per shard, in parallel) and tag the
@@ -48,6 +55,7 @@
 mod dedup;
 mod pipeline;
 mod queue;
+mod schedule;
 mod script;
 mod seq;
 mod session;
@@ -66,6 +74,7 @@ use redis::{RedisError, Value};
 pub use dedup::RedisDedupStore;
 pub use pipeline::RedisSendPipeline;
 pub use queue::{RedisConsumer, RedisQueue};
+pub use schedule::RedisScheduleStore;
 pub use seq::RedisSequenceAllocator;
 pub use session::RedisSessionStore;
 
@@ -191,6 +200,26 @@ impl Keys {
     pub(crate) fn presence_subscribers(&self, user: UserId) -> String {
         format!("{}:psub:{{{user}}}", self.prefix)
     }
+
+    pub(crate) fn sched_due(&self) -> String {
+        format!("{}:{{sched}}:due", self.prefix)
+    }
+
+    pub(crate) fn sched_items(&self) -> String {
+        format!("{}:{{sched}}:items", self.prefix)
+    }
+
+    pub(crate) fn sched_user(&self, user: UserId) -> String {
+        format!("{}:{{sched}}:user:{user}", self.prefix)
+    }
+
+    pub(crate) fn sched_key(&self, k: DedupKey) -> String {
+        format!("{}:{{sched}}:key:{}", self.prefix, k.to_hex())
+    }
+
+    pub(crate) fn sched_dead(&self) -> String {
+        format!("{}:{{sched}}:dead", self.prefix)
+    }
 }
 
 /// A connection to Redis shared by the stores built from it (cheap to clone).
@@ -266,6 +295,11 @@ impl RedisConn {
     /// The dedup keys.
     pub fn dedup(&self) -> RedisDedupStore {
         RedisDedupStore::new(self.clone())
+    }
+
+    /// The scheduled sends (durable holding until `deliver_at`).
+    pub fn schedules(&self) -> RedisScheduleStore {
+        RedisScheduleStore::new(self.clone())
     }
 
     /// The one-round-trip send pipeline, publishing into `queue` (build it
