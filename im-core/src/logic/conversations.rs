@@ -134,6 +134,25 @@ impl Logic {
         }
         let conversation = to.conversation(user)?;
         self.authorize_read(user, conversation).await?;
+        if let Target::Group(g) = to {
+            // Who may not send may not type either.
+            let now = now_ms();
+            let muted = match self.ports.groups.member(g, user).await? {
+                Some(m) if m.is_muted(now) => true,
+                Some(m) if m.role == Role::Member => self
+                    .ports
+                    .groups
+                    .get(g)
+                    .await?
+                    .is_some_and(|g| g.is_muted(now)),
+                _ => false,
+            };
+            if muted {
+                return Err(Error::PermissionDenied(format!(
+                    "you are muted in group {g}"
+                )));
+            }
+        }
         self.publish_event(
             Event::Typing {
                 conversation_id: conversation,
