@@ -249,7 +249,9 @@ impl Connection {
         .await
     }
 
-    /// Sends any request; an empty `client_msg_id` gets a fresh one.
+    /// Sends any request; an empty `client_msg_id` gets a fresh one. A
+    /// scheduled send (`deliver_at` ahead) is acked with seq 0 and comes
+    /// back through [`Connection::next_message`] once it is delivered.
     pub async fn send_request(&mut self, mut req: SendRequest) -> Result<SendAck, ClientError> {
         if req.client_msg_id.is_empty() {
             self.next_id += 1;
@@ -441,6 +443,12 @@ impl Driver {
         match frame {
             ServerFrame::SendAck(ack) => {
                 if let Some((req, reply)) = self.pending.remove(&ack.client_msg_id) {
+                    if ack.deliver_at.is_some() {
+                        // Scheduled: held without a seq. It comes back as a
+                        // `message` (to every session of ours) when delivered.
+                        let _ = reply.send(Ok(ack));
+                        return Ok(());
+                    }
                     // Our own message joins the conversation's timeline too, so
                     // its seq is not mistaken for a gap.
                     let own = Message {

@@ -1254,3 +1254,279 @@ async fn a_replaced_rust_client_stops_instead_of_kicking_back() {
     assert!(before.iter().all(|f| f["type"] != "kicked"), "{before:?}");
     srv.stop().await;
 }
+
+/// The frame of a message with `body` (a scheduled one, once delivered).
+fn message_with_body(body: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |f| f["type"] == "message" && f["body"] == body
+}
+
+/// Reads until the message with `body` arrives; checks that it arrived, and
+/// was stamped, within 1 s after `deliver_at` (the scheduler ticks every
+/// 100 ms), with a seq.
+async fn delivered(ws: &mut Ws, body: &str, deliver_at: i64) -> Value {
+    let (_, m) = recv_until(ws, body, message_with_body(body)).await;
+    let arrived = im_core::id::now_ms();
+    assert!(
+        arrived >= deliver_at,
+        "{body} arrived {arrived} before {deliver_at}"
+    );
+    assert!(
+        arrived <= deliver_at + 1000,
+        "{body} arrived {} ms after deliver_at",
+        arrived - deliver_at
+    );
+    let ts = m["ts"].as_i64().unwrap();
+    assert!((deliver_at..=deliver_at + 1000).contains(&ts), "{m}");
+    assert!(m["seq"].as_u64().unwrap() >= 1, "{m}");
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_delivery_over_http_and_websocket() {
+    let srv = start().await;
+    let (a, at) = srv.user("alice").await;
+    let (b, bt) = srv.user("bob").await;
+    let (_c, ct) = srv.user("carol").await;
+    let ab = direct(&a, &b);
+    let mut wa = srv.connect(&at, None).await;
+    let mut wb = srv.connect(&bt, None).await;
+    let mut wc = srv.connect(&ct, None).await;
+    let now = im_core::id::now_ms;
+    let scheduled = |cmid: &str, body: &str, when: i64| json!({"client_msg_id": cmid, "to": {"user": b}, "body": body, "deliver_at": when});
+
+    // Refused: beyond the 30-day horizon, or not a time.
+    let (s, v) = srv
+        .post(
+            "/messages",
+            &at,
+            scheduled("far", "too far", now() + 365 * 86_400_000),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (400, "invalid_argument"), "{v}");
+    let (s, v) = srv
+        .post(
+            "/messages",
+            &at,
+            json!({"client_msg_id": "nan", "to": {"user": b}, "body": "x", "deliver_at": "soon"}),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (400, "invalid_argument"), "{v}");
+    // A time in the past sends now: the usual answer, without deliver_at.
+    let (s, v) = srv
+        .post("/messages", &at, scheduled("past", "past", now() - 1000))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["seq"], 1, "{v}");
+    assert!(v.get("deliver_at").is_none(), "{v}");
+    recv_until(
+        &mut wb,
+        "the past-dated message",
+        is_message_with_body("past"),
+    )
+    .await;
+
+    // Over HTTP: acked at once with seq 0 and deliver_at (ts = deliver_at).
+    // The later one is sent first: the list is soonest first.
+    let t2 = now() + 800;
+    let (s, ack2) = srv
+        .post("/messages", &at, scheduled("s2", "cancelled over http", t2))
+        .await;
+    assert_eq!(
+        (s, &ack2["seq"], &ack2["deliver_at"]),
+        (200, &json!(0), &json!(t2))
+    );
+    let s2 = ack2["msg_id"].as_str().unwrap().to_owned();
+    let t1 = now() + 500;
+    let (s, ack1) = srv
+        .post("/messages", &at, scheduled("s1", "later over http", t1))
+        .await;
+    assert_eq!(s, 200, "{ack1}");
+    let s1 = ack1["msg_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ack1,
+        json!({"msg_id": s1, "conversation_id": ab, "seq": 0, "ts": t1, "deliver_at": t1})
+    );
+    // A retry with the same client_msg_id gets the same answer.
+    let (s, again) = srv
+        .post("/messages", &at, scheduled("s1", "later over http", t1))
+        .await;
+    assert_eq!((s, &again), (200, &ack1));
+
+    let (s, list) = srv.get("/messages/scheduled", &at).await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(
+        list["scheduled"],
+        json!([
+            {"msg_id": s1, "conversation_id": ab, "from": a, "to": {"user": b}, "kind": "text",
+             "body": "later over http", "client_msg_id": "s1", "ts": t1, "deliver_at": t1},
+            {"msg_id": s2, "conversation_id": ab, "from": a, "to": {"user": b}, "kind": "text",
+             "body": "cancelled over http", "client_msg_id": "s2", "ts": t2, "deliver_at": t2},
+        ])
+    );
+    let (s, list) = srv.get("/messages/scheduled", &bt).await;
+    assert_eq!((s, &list), (200, &json!({"scheduled": []})));
+    let (s, _) = srv
+        .call(Method::GET, "/messages/scheduled", None, &[], None)
+        .await;
+    assert_eq!(s, 401);
+
+    // Cancel: only the sender's own held send, once.
+    let cancel = format!("/messages/{s2}/schedule");
+    for token in [&bt, &ct] {
+        let (s, v) = srv.delete(&cancel, token).await;
+        assert_eq!((s, code(&v)), (404, "not_found"), "someone else's: {v}");
+    }
+    let (s, v) = srv.delete("/messages/x1/schedule", &at).await;
+    assert_eq!((s, code(&v)), (400, "invalid_argument"), "{v}");
+    let (s, v) = srv.delete("/messages/1/schedule", &at).await;
+    assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
+    let (s, v) = srv.delete(&cancel, &at).await;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = srv.delete(&cancel, &at).await;
+    assert_eq!((s, code(&v)), (404, "not_found"), "cancelled twice: {v}");
+    let (_, list) = srv.get("/messages/scheduled", &at).await;
+    assert!(
+        list["scheduled"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["msg_id"] != s2.as_str()),
+        "{list}"
+    );
+
+    // Over WebSocket: the send_ack carries seq 0 and deliver_at; the
+    // cancel_scheduled frame cancels (no reply, or an error).
+    let tw2 = now() + 800;
+    send(
+        &mut wa,
+        json!({"type": "send", "client_msg_id": "w2", "to": {"user": b},
+               "body": "cancelled over ws", "deliver_at": tw2}),
+    )
+    .await;
+    let (_, wack2) = recv_until(&mut wa, "the w2 ack", is_type("send_ack")).await;
+    assert_eq!(
+        (wack2["seq"].clone(), wack2["deliver_at"].clone()),
+        (json!(0), json!(tw2))
+    );
+    let w2 = wack2["msg_id"].as_str().unwrap().to_owned();
+    let tw1 = now() + 500;
+    send(
+        &mut wa,
+        json!({"type": "send", "client_msg_id": "w1", "to": {"user": b},
+               "body": "later over ws", "deliver_at": tw1}),
+    )
+    .await;
+    let (_, wack1) = recv_until(&mut wa, "the w1 ack", is_type("send_ack")).await;
+    let w1 = wack1["msg_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        wack1,
+        json!({"type": "send_ack", "client_msg_id": "w1", "msg_id": w1,
+               "conversation_id": ab, "seq": 0, "ts": tw1, "deliver_at": tw1})
+    );
+    send(&mut wc, json!({"type": "cancel_scheduled", "msg_id": w2})).await;
+    let (_, err) = recv_until(&mut wc, "an error", is_type("error")).await;
+    assert_eq!(err["code"], "not_found", "someone else's: {err}");
+    send(&mut wa, json!({"type": "cancel_scheduled", "msg_id": w2})).await;
+    eventually("w2 cancelled", || async {
+        let (_, list) = srv.get("/messages/scheduled", &at).await;
+        list["scheduled"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["msg_id"] != w2.as_str())
+            .then_some(())
+    })
+    .await;
+    send(&mut wa, json!({"type": "cancel_scheduled", "msg_id": w2})).await;
+    let (_, err) = recv_until(&mut wa, "an error", is_type("error")).await;
+    assert_eq!(err["code"], "not_found", "cancelled twice: {err}");
+
+    // Delivered to the peer within 1 s after deliver_at, with their seqs,
+    // and to every session of the sender.
+    let m1 = delivered(&mut wb, "later over http", t1).await;
+    assert_eq!(
+        (m1["msg_id"].as_str(), m1["seq"].as_u64()),
+        (Some(s1.as_str()), Some(2))
+    );
+    let mw = delivered(&mut wb, "later over ws", tw1).await;
+    assert_eq!(
+        (mw["msg_id"].as_str(), mw["seq"].as_u64()),
+        (Some(w1.as_str()), Some(3))
+    );
+    recv_until(
+        &mut wa,
+        "w1 at its sender",
+        message_with_body("later over ws"),
+    )
+    .await;
+    let (s, v) = srv.delete(&format!("/messages/{s1}/schedule"), &at).await;
+    assert_eq!((s, code(&v)), (404, "not_found"), "delivered: {v}");
+
+    // The cancelled ones never arrive: wait past their time (and a few
+    // ticks), then a marker comes with nothing cancelled before it.
+    let past = t2.max(tw2) + 400 - now();
+    if past > 0 {
+        tokio::time::sleep(Duration::from_millis(past as u64)).await;
+    }
+    srv.send(&at, json!({"user": b}), "mark", "marker").await;
+    let (before, _) = recv_until(&mut wb, "the marker", is_message_with_body("marker")).await;
+    assert!(before.iter().all(|f| f["type"] != "message"), "{before:?}");
+    let h = srv
+        .history_until(&bt, &ab, "the marker persisted", |h| {
+            h.len() >= 4 && h.iter().any(|m| m["body"] == "marker")
+        })
+        .await;
+    assert_eq!(
+        h.iter()
+            .map(|m| m["body"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["past", "later over http", "later over ws", "marker"]
+    );
+    let (_, list) = srv.get("/messages/scheduled", &at).await;
+    assert_eq!(list, json!({"scheduled": []}));
+
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_gets_its_scheduled_send_once_delivered() {
+    use im_core::model::{MessageKind, Target};
+    use im_core::protocol::SendRequest;
+    use im_transport::client::ImClient;
+    let srv = start().await;
+    let (b, _bt) = srv.user("bob").await;
+    srv.user("alice").await;
+    let api = srv.base.trim_end_matches("/api/v1").to_owned();
+    let alice = ImClient::login(&api, "alice", "password123").await.unwrap();
+    let mut conn = alice.connect().await.unwrap();
+    let deliver_at = im_core::id::now_ms() + 300;
+    let ack = conn
+        .send_request(SendRequest {
+            client_msg_id: String::new(),
+            to: Target::User(b.parse().unwrap()),
+            kind: MessageKind::Text,
+            body: json!("later"),
+            deliver_at: Some(deliver_at),
+        })
+        .await
+        .unwrap();
+    assert_eq!((ack.seq, ack.deliver_at), (0, Some(deliver_at)));
+    // Not at the ack (seq 0), but when delivered, with its seq.
+    let m = tokio::time::timeout(WAIT, conn.next_message())
+        .await
+        .expect("the scheduled send in time")
+        .expect("open");
+    assert_eq!((m.msg_id, m.seq), (ack.msg_id, 1));
+    assert!(m.ts >= deliver_at, "{m:?}");
+    let ack = conn
+        .send(Target::User(b.parse().unwrap()), "now".into())
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, 2);
+    let m = tokio::time::timeout(WAIT, conn.next_message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((m.seq, m.body), (2, json!("now")));
+    srv.stop().await;
+}

@@ -614,6 +614,92 @@ async fn v1_1_calls_over_grpc_keep_behaviour_and_error_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_sends_over_grpc() {
+    let c = start().await;
+    let client = LogicGrpcClient::connect(
+        &format!("http://{}", c.logic_addr),
+        GrpcClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    let alice = client.register("alice", PASSWORD).await.unwrap();
+    let bob = client.register("bob", PASSWORD).await.unwrap();
+    let mut hb = c.node.hub.open(bob, "test");
+    client
+        .connect_session(route(&c.node, bob, &hb))
+        .await
+        .unwrap();
+    let at = |ms: i64| im_core::id::now_ms() + ms;
+    let scheduled = |cmid: &str, body: &str, deliver_at: i64| SendRequest {
+        deliver_at: Some(deliver_at),
+        ..text(cmid, Target::User(bob), body)
+    };
+
+    // deliver_at crosses the wire both ways: held, seq 0, ts = deliver_at.
+    let t1 = at(300);
+    let ack = client
+        .send(Sender::http(alice), scheduled("s1", "later", t1))
+        .await
+        .unwrap();
+    assert_eq!((ack.seq, ack.ts, ack.deliver_at), (0, t1, Some(t1)));
+    let again = client
+        .send(Sender::http(alice), scheduled("s1", "later", t1))
+        .await
+        .unwrap();
+    assert_eq!(again, ack);
+    let t2 = at(60_000);
+    let results = client
+        .send_batch(vec![(Sender::http(alice), scheduled("s2", "never", t2))])
+        .await;
+    let ack2 = results[0].as_ref().unwrap().clone();
+    assert_eq!((ack2.seq, ack2.deliver_at), (0, Some(t2)));
+    assert_eq!(
+        code(
+            client
+                .send(
+                    Sender::http(alice),
+                    scheduled("far", "too far", at(365 * 86_400_000))
+                )
+                .await
+        ),
+        ErrorCode::InvalidArgument
+    );
+
+    // Listed soonest first, with the message as it will be delivered.
+    let held = client.scheduled(alice).await.unwrap();
+    assert_eq!(
+        held.iter()
+            .map(|s| (s.msg_id(), s.deliver_at))
+            .collect::<Vec<_>>(),
+        [(ack.msg_id, t1), (ack2.msg_id, t2)]
+    );
+    let m = &held[0].envelope.message;
+    assert_eq!((m.from, m.to, m.seq), (alice, Target::User(bob), 0));
+    assert_eq!(m.body, serde_json::json!("later"));
+    assert_eq!(m.client_msg_id, "s1");
+    assert!(client.scheduled(bob).await.unwrap().is_empty());
+
+    // Cancel: the owner's only, once.
+    assert_eq!(
+        code(client.cancel_scheduled(bob, ack2.msg_id).await),
+        ErrorCode::NotFound
+    );
+    client.cancel_scheduled(alice, ack2.msg_id).await.unwrap();
+    assert_eq!(
+        code(client.cancel_scheduled(alice, ack2.msg_id).await),
+        ErrorCode::NotFound
+    );
+
+    // Delivered with a seq once due.
+    let m = next_message(&mut hb).await;
+    assert_eq!((m.msg_id, m.seq), (ack.msg_id, 1));
+    assert!(m.ts >= t1, "{m:?}");
+    assert!(client.scheduled(alice).await.unwrap().is_empty());
+
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pusher_reaches_the_hub_over_connect_rpc() {
     let c = start().await;
     let node = c.node.hub.node().clone();

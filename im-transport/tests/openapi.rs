@@ -19,6 +19,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/users"),
     ("post", "/api/v1/sessions"),
     ("post", "/api/v1/messages"),
+    ("get", "/api/v1/messages/scheduled"),
+    ("delete", "/api/v1/messages/{msg_id}/schedule"),
     ("post", "/api/v1/messages/{msg_id}/recall"),
     ("get", "/api/v1/conversations"),
     ("get", "/api/v1/conversations/{conversation_id}/messages"),
@@ -191,6 +193,13 @@ async fn openapi_document_covers_every_route() {
             "/api/v1/users/{user_id}/presence",
             &["200", "400", "404"],
         ),
+        // Scheduled delivery (extension).
+        ("get", "/api/v1/messages/scheduled", &["200", "401"]),
+        (
+            "delete",
+            "/api/v1/messages/{msg_id}/schedule",
+            &["204", "400", "401", "404"],
+        ),
         // Group administration (extensions).
         (
             "get",
@@ -268,6 +277,17 @@ async fn ids_are_strings_in_the_document() {
     );
     assert_eq!(schemas["Sent"]["properties"]["msg_id"]["type"], "string");
     assert_eq!(schemas["Sent"]["properties"]["seq"]["type"], "integer");
+    let sent_required = schemas["Sent"]["required"].as_array().unwrap();
+    assert!(!sent_required.iter().any(|r| r == "deliver_at"));
+    assert!(schemas["SendRequestDoc"]["properties"]["deliver_at"].is_object());
+    assert_eq!(
+        schemas["ScheduledList"]["properties"]["scheduled"]["items"]["$ref"],
+        "#/components/schemas/ScheduledMessage"
+    );
+    let held = &schemas["ScheduledMessage"]["properties"];
+    assert_eq!(held["msg_id"]["type"], "string");
+    assert_eq!(held["deliver_at"]["type"], "integer");
+    assert!(held.get("seq").is_none(), "a held send has no seq");
     assert_eq!(
         schemas["NewMember"]["properties"]["user_id"]["type"],
         "string"

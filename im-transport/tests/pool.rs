@@ -714,6 +714,27 @@ async fn v1_1_calls_retry_only_when_idempotent() {
         pool.subscribe_presence(alice, vec![bob]).await.unwrap();
     }
     assert!(failures(&pool) > before, "subscribe_presence");
+    let held = |cmid: &str| SendRequest {
+        deliver_at: Some(im_core::id::now_ms() + 60_000),
+        ..text(cmid, Target::User(bob))
+    };
+    let mut scheduled = Vec::new();
+    for cmid in ["h1", "h2"] {
+        let ack = pool.send(Sender::http(alice), held(cmid)).await.unwrap();
+        assert_eq!((ack.seq, ack.deliver_at.is_some()), (0, true));
+        scheduled.push(ack.msg_id);
+    }
+    let before = failures(&pool);
+    for _ in 0..2 {
+        assert_eq!(pool.scheduled(alice).await.unwrap().len(), 2);
+    }
+    assert!(failures(&pool) > before, "scheduled");
+    let before = failures(&pool);
+    for msg_id in &scheduled {
+        pool.cancel_scheduled(alice, *msg_id).await.unwrap();
+    }
+    assert!(failures(&pool) > before, "cancel_scheduled");
+    assert!(pool.scheduled(alice).await.unwrap().is_empty());
     // Answers keep their codes through the pool (an idempotent call, so it
     // reaches a even when hung comes first).
     assert_eq!(

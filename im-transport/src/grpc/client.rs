@@ -15,7 +15,7 @@ use im_core::error::{Error, Result};
 use im_core::id::{ConversationId, GroupId, MessageId, SessionId, UserId};
 use im_core::logic::{ConversationPage, GroupCommand, LogicApi, Login, Page, Sender};
 use im_core::model::{Group, Member, NodeId, Presence, SessionRoute, Target};
-use im_core::ports::{Identity, PushBatch, PushReport, Pusher, ServiceInstance};
+use im_core::ports::{Identity, PushBatch, PushReport, Pusher, ScheduledSend, ServiceInstance};
 use im_core::protocol::{SendAck, SendRequest};
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -25,7 +25,7 @@ use tonic::Request;
 
 use super::convert::{
     ack_from_pb, command_to_pb, group_from_pb, member_from_pb, message_from_pb, origin_to_pb,
-    page_from_pb, presence_from_pb, route_to_pb, send_to_pb, target_to_pb,
+    page_from_pb, presence_from_pb, route_to_pb, scheduled_from_pb, send_to_pb, target_to_pb,
 };
 use super::pb::connect_rpc_client::ConnectRpcClient;
 use super::pb::logic_rpc_client::LogicRpcClient;
@@ -460,6 +460,30 @@ impl LogicApi for LogicGrpcClient {
             .map_err(status_to_error)?
             .into_inner();
         Ok(r.presences.into_iter().map(presence_from_pb).collect())
+    }
+
+    async fn cancel_scheduled(&self, user: UserId, msg_id: MessageId) -> Result<()> {
+        self.rpc()
+            .cancel_scheduled(self.config.request(pb::CancelScheduledRequest {
+                user_id: user.0,
+                msg_id: msg_id.0,
+            }))
+            .await
+            .map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn scheduled(&self, user: UserId) -> Result<Vec<ScheduledSend>> {
+        let r = self
+            .rpc()
+            .list_scheduled(
+                self.config
+                    .request(pb::ListScheduledRequest { user_id: user.0 }),
+            )
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        r.scheduled.into_iter().map(scheduled_from_pb).collect()
     }
 }
 

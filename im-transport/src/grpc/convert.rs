@@ -8,9 +8,9 @@ use im_core::error::{Error, Result};
 use im_core::id::{ConversationId, GroupId, MessageId, SessionId, UserId};
 use im_core::logic::{ConversationPage, GroupCommand, Sender};
 use im_core::model::{
-    Group, Member, Message, MessageKind, NodeId, Presence, Role, SessionRoute, Target,
+    Envelope, Group, Member, Message, MessageKind, NodeId, Presence, Role, SessionRoute, Target,
 };
-use im_core::ports::ConversationEntry;
+use im_core::ports::{ConversationEntry, ScheduledSend};
 use im_core::protocol::{SendAck, SendRequest};
 
 use super::pb;
@@ -100,6 +100,7 @@ pub(crate) fn send_to_pb(sender: &Sender, r: &SendRequest) -> Result<pb::SendReq
         to: Some(target_to_pb(r.to)),
         kind: r.kind.as_str().to_owned(),
         body_json: body_to_pb(&r.body)?,
+        deliver_at: r.deliver_at,
     })
 }
 
@@ -111,6 +112,7 @@ pub(crate) fn send_from_pb(r: pb::SendRequest) -> Result<(Sender, SendRequest)> 
             to: target_from_pb(r.to)?,
             kind: kind_from_pb(&r.kind)?,
             body: body_from_pb(&r.body_json)?,
+            deliver_at: r.deliver_at,
         },
     ))
 }
@@ -122,6 +124,7 @@ pub(crate) fn ack_to_pb(a: SendAck) -> pb::SendAck {
         conversation_id: a.conversation_id.to_string(),
         seq: a.seq,
         ts: a.ts,
+        deliver_at: a.deliver_at,
     }
 }
 
@@ -132,6 +135,7 @@ pub(crate) fn ack_from_pb(a: pb::SendAck) -> Result<SendAck> {
         msg_id: MessageId(a.msg_id),
         seq: a.seq,
         ts: a.ts,
+        deliver_at: a.deliver_at,
     })
 }
 
@@ -162,6 +166,29 @@ pub(crate) fn message_from_pb(m: pb::Message) -> Result<Message> {
         client_msg_id: m.client_msg_id,
         ts: m.ts,
         recalled: m.recalled,
+    })
+}
+
+/// A held send (its envelope's origin and audience stay behind: a scheduled
+/// send is delivered to every session, to the members at delivery time).
+pub(crate) fn scheduled_to_pb(s: ScheduledSend) -> Result<pb::ScheduledSend> {
+    Ok(pb::ScheduledSend {
+        message: Some(message_to_pb(s.envelope.message)?),
+        deliver_at: s.deliver_at,
+    })
+}
+
+pub(crate) fn scheduled_from_pb(s: pb::ScheduledSend) -> Result<ScheduledSend> {
+    let message = s
+        .message
+        .ok_or_else(|| bad("missing message of a scheduled send"))?;
+    Ok(ScheduledSend {
+        envelope: Envelope {
+            message: message_from_pb(message)?,
+            origin: None,
+            audience: None,
+        },
+        deliver_at: s.deliver_at,
     })
 }
 
@@ -331,9 +358,28 @@ mod tests {
             to: Target::Group(GroupId(5)),
             kind: MessageKind::Custom,
             body: serde_json::json!({"a": [1, "x"]}),
+            deliver_at: None,
         };
         let (s, r) = send_from_pb(send_to_pb(&sender, &req).unwrap()).unwrap();
-        assert_eq!((s, r), (sender, req));
+        assert_eq!((s, r), (sender.clone(), req.clone()));
+        let scheduled = SendRequest {
+            deliver_at: Some(1_767_225_600_123),
+            ..req
+        };
+        let (s, r) = send_from_pb(send_to_pb(&sender, &scheduled).unwrap()).unwrap();
+        assert_eq!((s, r), (sender, scheduled));
+
+        for deliver_at in [None, Some(1_767_225_600_123)] {
+            let ack = SendAck {
+                client_msg_id: "c1".into(),
+                msg_id: MessageId(77),
+                conversation_id: ConversationId::Group(GroupId(5)),
+                seq: if deliver_at.is_some() { 0 } else { 3 },
+                ts: deliver_at.unwrap_or(99),
+                deliver_at,
+            };
+            assert_eq!(ack_from_pb(ack_to_pb(ack.clone())).unwrap(), ack);
+        }
 
         let m = Message {
             msg_id: MessageId(77),
@@ -351,6 +397,31 @@ mod tests {
             message_from_pb(message_to_pb(m.clone()).unwrap()).unwrap(),
             m
         );
+
+        let held = ScheduledSend {
+            envelope: Envelope {
+                message: Message {
+                    seq: 0,
+                    recalled: false,
+                    body: serde_json::json!("later"),
+                    ..m
+                },
+                origin: None,
+                audience: None,
+            },
+            deliver_at: 1_767_225_600_123,
+        };
+        assert_eq!(
+            scheduled_from_pb(scheduled_to_pb(held.clone()).unwrap()).unwrap(),
+            held
+        );
+        assert!(matches!(
+            scheduled_from_pb(pb::ScheduledSend {
+                message: None,
+                deliver_at: 1
+            }),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
@@ -469,6 +540,7 @@ mod tests {
                 to: Target::User(UserId(2)),
                 kind: MessageKind::Text,
                 body: serde_json::json!("hi"),
+                deliver_at: None,
             },
         )
         .unwrap();

@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     ack_to_pb, command_from_pb, conversation_from_pb, group_to_pb, member_to_pb, message_to_pb,
-    origin_from_pb, page_to_pb, presence_to_pb, route_from_pb, routes_from_pb, send_from_pb,
-    target_from_pb,
+    origin_from_pb, page_to_pb, presence_to_pb, route_from_pb, routes_from_pb, scheduled_to_pb,
+    send_from_pb, target_from_pb,
 };
 use super::pb::logic_rpc_server::{self, LogicRpc};
 use super::pb::{self, send_result};
@@ -347,5 +347,34 @@ impl LogicRpc for LogicRpcServer {
         Ok(Response::new(pb::SubscribePresenceResponse {
             presences: presences.into_iter().map(presence_to_pb).collect(),
         }))
+    }
+
+    async fn cancel_scheduled(
+        &self,
+        request: Request<pb::CancelScheduledRequest>,
+    ) -> Res<pb::CancelScheduledResponse> {
+        let r = request.into_inner();
+        self.logic
+            .cancel_scheduled(UserId(r.user_id), MessageId(r.msg_id))
+            .await
+            .map_err(st)?;
+        Ok(Response::new(pb::CancelScheduledResponse {}))
+    }
+
+    async fn list_scheduled(
+        &self,
+        request: Request<pb::ListScheduledRequest>,
+    ) -> Res<pb::ListScheduledResponse> {
+        let r = request.into_inner();
+        let scheduled = self
+            .logic
+            .scheduled(UserId(r.user_id))
+            .await
+            .map_err(st)?
+            .into_iter()
+            .map(scheduled_to_pb)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(st)?;
+        Ok(Response::new(pb::ListScheduledResponse { scheduled }))
     }
 }

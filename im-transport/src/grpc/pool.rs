@@ -10,11 +10,12 @@
 //!   (half-open): its success closes the breaker, its failure re-opens it.
 //! - Calls that are safe to repeat (reads, logins, session routing, sends,
 //!   which Logic deduplicates by `(sender, client_msg_id)`, read cursors,
-//!   recalls and presence subscriptions) are retried once on another
-//!   instance after a retryable failure. Calls that are not idempotent
-//!   (`register`, `create_group`, `add_member`, `remove_member`,
-//!   `administer_group`, `typing`) are retried only when the connection was
-//!   refused, which proves the request never reached the server.
+//!   recalls, presence subscriptions, scheduled-send listings and cancels)
+//!   are retried once on another instance after a retryable failure. Calls
+//!   that are not idempotent (`register`, `create_group`, `add_member`,
+//!   `remove_member`, `administer_group`, `typing`) are retried only when
+//!   the connection was refused, which proves the request never reached the
+//!   server.
 //!
 //! Metrics: `im_rpc_errors_total{peer}` counts failed calls per instance
 //! (the retryable failures that count against its breaker) and the gauge
@@ -31,7 +32,7 @@ use im_core::error::{Error, Result};
 use im_core::id::{ConversationId, GroupId, MessageId, SessionId, UserId};
 use im_core::logic::{ConversationPage, GroupCommand, LogicApi, Login, Page, Sender};
 use im_core::model::{Group, Member as GroupMember, NodeId, Presence, SessionRoute, Target};
-use im_core::ports::{Identity, ServiceInstance};
+use im_core::ports::{Identity, ScheduledSend, ServiceInstance};
 use im_core::protocol::{SendAck, SendRequest};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
@@ -436,9 +437,10 @@ fn never_sent(e: &Error) -> bool {
 /// - `verify_token`, `login`, `sync`, `members`, `group`, the session calls,
 ///   `send` and `send_batch` (Logic deduplicates sends by `(sender,
 ///   client_msg_id)`), `mark_read` (a cursor only moves forward), `recall`
-///   (recalling again is a no-op), `conversations`, `presence` and
-///   `subscribe_presence` are retried once on another instance after a
-///   retryable failure; `send_batch` retries only its items that failed
+///   (recalling again is a no-op), `conversations`, `presence`,
+///   `subscribe_presence`, `scheduled` and `cancel_scheduled` (a repeated
+///   cancel of a send the first attempt cancelled answers `not_found`) are
+///   retried once on another instance after a retryable failure; `send_batch` retries only its items that failed
 ///   retryably. `register`, `create_group`, `add_member`, `remove_member`,
 ///   `administer_group` and `typing` are not idempotent: they are retried
 ///   only when the connection was refused, which proves the request never
@@ -791,6 +793,23 @@ impl LogicApi for LogicPool {
             let users = users.clone();
             async move { c.subscribe_presence(subscriber, users).await }
         })
+        .await
+    }
+
+    async fn cancel_scheduled(&self, user: UserId, msg_id: MessageId) -> Result<()> {
+        // Cancelling again changes nothing (it answers `not_found` if the
+        // first attempt cancelled it).
+        self.call(Retry::Idempotent, |c| async move {
+            c.cancel_scheduled(user, msg_id).await
+        })
+        .await
+    }
+
+    async fn scheduled(&self, user: UserId) -> Result<Vec<ScheduledSend>> {
+        self.call(
+            Retry::Idempotent,
+            |c| async move { c.scheduled(user).await },
+        )
         .await
     }
 }

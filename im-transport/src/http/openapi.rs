@@ -18,7 +18,7 @@ use super::errors::{ErrorBody, ErrorCodeName, ErrorDetail};
 use super::routes::{
     self, ConversationList, ConversationRow, Credentials, GroupCreated, GroupInfo, GroupRename,
     HistoryPage, LoggedIn, MemberList, MuteChange, NewGroup, NewMember, ReadUpTo, Registered,
-    RoleChange, Sent, Transfer, UserPresence, WsEndpoint,
+    RoleChange, ScheduledList, ScheduledMessage, Sent, Transfer, UserPresence, WsEndpoint,
 };
 
 /// The name of the bearer-token security scheme in the document.
@@ -79,6 +79,11 @@ pub struct SendRequestDoc {
     /// A string for `text`, a JSON object for the other kinds (at most
     /// 16,384 bytes).
     pub body: serde_json::Value,
+    /// Scheduled delivery (extension): deliver at this time, Unix
+    /// milliseconds, at most 30 days ahead; the send is acked at once with
+    /// `seq` 0 and held until then. A time in the past sends now.
+    #[schema(required = false, example = 1767229200000_i64)]
+    pub deliver_at: i64,
 }
 
 /// A stored message (in history, `sync_result` and `message` frames).
@@ -178,7 +183,7 @@ impl Modify for BearerAuth {
     info(
         title = "im HTTP API",
         description = "Protocol v1 (with the v1.1 additions) of the im SDK over HTTP: accounts, \
-login, sending, history, recall, the conversation list with read cursors, presence, groups and \
+login, sending (now or scheduled), history, recall, the conversation list with read cursors, presence, groups and \
 their administration, and finding a WebSocket endpoint. Every error is `{\"error\":{\"code\",\"message\"}}`; \
 every 64-bit id is a canonical decimal string. See docs/protocol.md."
     ),
@@ -186,6 +191,8 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         routes::register,
         routes::login,
         routes::send,
+        routes::list_scheduled,
+        routes::cancel_scheduled,
         routes::recall,
         routes::history,
         routes::conversations,
@@ -213,6 +220,8 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         TargetDoc,
         KindDoc,
         Sent,
+        ScheduledList,
+        ScheduledMessage,
         HistoryPage,
         MessageDoc,
         MessageKindDoc,
@@ -240,7 +249,7 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
     modifiers(&BearerAuth),
     tags(
         (name = "accounts", description = "Registration and login"),
-        (name = "messages", description = "Sending, recall and history"),
+        (name = "messages", description = "Sending, scheduled sends, recall and history"),
         (name = "conversations", description = "The conversation list and read cursors"),
         (name = "presence", description = "Who is online"),
         (name = "groups", description = "Groups, their members and their administration"),

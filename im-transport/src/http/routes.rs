@@ -15,7 +15,8 @@ use im_core::connect::RateLimiter;
 use im_core::id::MessageId;
 use im_core::id::{now_ms, ConversationId, GroupId, UserId};
 use im_core::logic::{GroupCommand, LogicApi, Sender};
-use im_core::model::{Member, Message, Role};
+use im_core::model::{Member, Message, MessageKind, Role, Target};
+use im_core::ports::ScheduledSend;
 use im_core::protocol::SendRequest;
 use im_core::{Error, ErrorCode};
 use serde::de::DeserializeOwned;
@@ -23,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::errors::{error_response, ApiError, ErrorBody};
-use super::openapi::{MemberDoc, MessageDoc, RoleChangeDoc, SendRequestDoc};
+use super::openapi::{
+    MemberDoc, MessageDoc, MessageKindDoc, RoleChangeDoc, SendRequestDoc, TargetDoc,
+};
 
 /// Answers `GET /api/v1/connect`: where should this client open its WebSocket?
 #[async_trait]
@@ -105,7 +108,11 @@ pub fn api_router(state: ApiState, config: &ApiConfig) -> Router {
         .route("/users", post(register))
         .route("/sessions", post(login))
         .route("/messages", post(send))
+        // A static segment: matched before the `{msg_id}` routes below (and
+        // they are one segment longer anyway).
+        .route("/messages/scheduled", get(list_scheduled))
         .route("/messages/{msg_id}/recall", post(recall))
+        .route("/messages/{msg_id}/schedule", delete(cancel_scheduled))
         .route("/conversations", get(conversations))
         .route("/conversations/{conversation_id}/messages", get(history))
         .route("/conversations/{conversation_id}/read", post(mark_read))
@@ -241,12 +248,75 @@ pub struct Sent {
     /// `u:{a}:{b}` or `g:{group_id}`.
     #[schema(value_type = String, example = "u:1001:1002")]
     pub conversation_id: ConversationId,
-    /// The message's position in its conversation (1, 2, 3, …).
+    /// The message's position in its conversation (1, 2, 3, …); 0 for a
+    /// scheduled send, which gets its seq when it is delivered.
     #[schema(example = 42)]
     pub seq: u64,
-    /// Acceptance time, Unix milliseconds.
+    /// Acceptance time, Unix milliseconds (for a scheduled send: its
+    /// delivery time, `deliver_at`).
     #[schema(example = 1767225600123_i64)]
     pub ts: i64,
+    /// Present only for a scheduled send (extension): held until this time,
+    /// Unix milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, example = 1767229200000_i64)]
+    pub deliver_at: Option<i64>,
+}
+
+/// A scheduled send not yet delivered: a message without `seq` (it gets
+/// one when it is delivered), with its delivery time.
+#[derive(Serialize, ToSchema)]
+pub struct ScheduledMessage {
+    /// The message's id (canonical decimal string); it keeps it when delivered.
+    #[schema(value_type = String, example = "7262015623421952")]
+    pub msg_id: MessageId,
+    /// `u:{a}:{b}` or `g:{group_id}`.
+    #[schema(value_type = String, example = "u:1001:1002")]
+    pub conversation_id: ConversationId,
+    /// The sender: the caller (canonical decimal string).
+    #[schema(value_type = String, example = "1001")]
+    pub from: UserId,
+    /// The addressee as sent.
+    #[schema(value_type = TargetDoc)]
+    pub to: Target,
+    /// The kind of body.
+    #[schema(value_type = MessageKindDoc)]
+    pub kind: MessageKind,
+    /// The body as sent.
+    pub body: serde_json::Value,
+    /// The sender's idempotency key.
+    pub client_msg_id: String,
+    /// The delivery time, as in the scheduled send's answer (the delivered
+    /// message's `ts` is when it was actually delivered).
+    #[schema(example = 1767229200000_i64)]
+    pub ts: i64,
+    /// When it will be delivered, Unix milliseconds.
+    #[schema(example = 1767229200000_i64)]
+    pub deliver_at: i64,
+}
+
+impl From<ScheduledSend> for ScheduledMessage {
+    fn from(s: ScheduledSend) -> Self {
+        let m = s.envelope.message;
+        ScheduledMessage {
+            msg_id: m.msg_id,
+            conversation_id: m.conversation_id,
+            from: m.from,
+            to: m.to,
+            kind: m.kind,
+            body: m.body,
+            client_msg_id: m.client_msg_id,
+            ts: s.deliver_at,
+            deliver_at: s.deliver_at,
+        }
+    }
+}
+
+/// The caller's scheduled sends.
+#[derive(Serialize, ToSchema)]
+pub struct ScheduledList {
+    /// Not yet delivered nor cancelled, soonest first.
+    pub scheduled: Vec<ScheduledMessage>,
 }
 
 /// A page of history.
@@ -352,7 +422,8 @@ async fn login(
     .into_response())
 }
 
-/// Send a message (idempotent per sender and `client_msg_id`).
+/// Send a message (idempotent per sender and `client_msg_id`), now or at a
+/// later `deliver_at` (scheduled delivery, an extension).
 #[utoipa::path(
     post,
     path = "/api/v1/messages",
@@ -361,8 +432,8 @@ async fn login(
     security(("bearerAuth" = [])),
     request_body = SendRequestDoc,
     responses(
-        (status = 200, description = "Accepted (or the original answer to a retry)", body = Sent),
-        (status = 400, description = "`invalid_argument`: shape, kind or body mismatch, send to self, bad `client_msg_id`", body = ErrorBody),
+        (status = 200, description = "Accepted (or the original answer to a retry); a scheduled send is held with `seq` 0 and `deliver_at`", body = Sent),
+        (status = 400, description = "`invalid_argument`: shape, kind or body mismatch, send to self, bad `client_msg_id`, `deliver_at` more than 30 days ahead", body = ErrorBody),
         (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not a member of the group", body = ErrorBody),
         (status = 404, description = "`not_found`: no such user or group", body = ErrorBody),
@@ -393,8 +464,63 @@ async fn send(
         conversation_id: ack.conversation_id,
         seq: ack.seq,
         ts: ack.ts,
+        deliver_at: ack.deliver_at,
     })
     .into_response())
+}
+
+/// List the caller's scheduled sends not yet delivered, soonest first
+/// (extension).
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/scheduled",
+    tag = "messages",
+    operation_id = "list_scheduled",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The caller's held sends (possibly none)", body = ScheduledList),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
+async fn list_scheduled(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+) -> Result<Response, ApiError> {
+    let scheduled = s.logic.scheduled(me).await?;
+    Ok(Json(ScheduledList {
+        scheduled: scheduled.into_iter().map(ScheduledMessage::from).collect(),
+    })
+    .into_response())
+}
+
+/// Cancel one of the caller's scheduled sends before it is delivered
+/// (extension).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/messages/{msg_id}/schedule",
+    tag = "messages",
+    operation_id = "cancel_scheduled",
+    security(("bearerAuth" = [])),
+    params(("msg_id" = String, Path, description = "The scheduled message's id (canonical decimal string)", example = "7262015623421952")),
+    responses(
+        (status = 204, description = "Cancelled: it will not be delivered (no body)"),
+        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such send of the caller is held (already delivered, cancelled, unknown, or someone else's)", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry (a retry after a cancel that went through is 404)", body = ErrorBody),
+    )
+)]
+async fn cancel_scheduled(
+    State(s): State<ApiState>,
+    Caller(me): Caller,
+    Path(msg_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let msg_id: MessageId = parse("message id", &msg_id)?;
+    s.logic.cancel_scheduled(me, msg_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
