@@ -45,8 +45,9 @@ impl ScheduledSend {
 ///
 /// Contract (see `testkit::schedule_suite`):
 /// - `hold` is idempotent by [`ScheduledSend::key`]: while the key is
-///   remembered (at least `key_ttl`, also after delivery or cancellation) it
-///   returns the send first held under it and holds nothing new.
+///   remembered (at least until `deliver_at + key_ttl`, also after delivery or
+///   cancellation) it returns the send first held under it and holds nothing
+///   new. Logic never holds one msg_id under two keys.
 /// - `due` returns held sends with `deliver_at <= now`, soonest first, without
 ///   removing them (two schedulers may both see one; the send path's dedup
 ///   admits it once).
