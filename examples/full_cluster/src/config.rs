@@ -97,6 +97,13 @@ pub struct Logic {
     /// sessions of that label when a new one connects; unlisted labels allow
     /// many (`[logic.device_policies] mobile = "single"`).
     pub device_policies: std::collections::HashMap<String, im_core::logic::DevicePolicy>,
+    /// A send-hook endpoint called before and after sends (empty: none); see
+    /// `im_transport::webhook`.
+    pub webhook_url: String,
+    /// The HMAC secret signing webhook calls.
+    pub webhook_secret: String,
+    /// Accept sends when the webhook fails (default: refuse them with `unavailable`).
+    pub webhook_fail_open: bool,
 }
 
 impl Default for Logic {
@@ -108,6 +115,9 @@ impl Default for Logic {
             worker_id: 1,
             recall_window_ms: 120_000,
             device_policies: std::collections::HashMap::new(),
+            webhook_url: String::new(),
+            webhook_secret: String::new(),
+            webhook_fail_open: false,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use im_core::id::UserId;
-use im_core::model::Target;
+use im_core::model::{MessageKind, Target};
 use im_transport::client::{Connection, ImClient};
 use serde_json::{json, Value};
 
@@ -26,6 +26,7 @@ fn free_port() -> u16 {
 
 struct Proc {
     name: String,
+    args: Vec<String>,
     child: Child,
 }
 
@@ -70,8 +71,10 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .unwrap();
+        self.procs.retain(|p| p.name != name);
         self.procs.push(Proc {
             name: name.to_owned(),
+            args: args.to_vec(),
             child,
         });
     }
@@ -153,6 +156,12 @@ impl Cluster {
 
     fn proc_mut(&mut self, name: &str) -> &mut Proc {
         self.procs.iter_mut().find(|p| p.name == name).unwrap()
+    }
+
+    /// Starts a stopped process again with its arguments.
+    fn restart(&mut self, name: &str) {
+        let args = self.proc_mut(name).args.clone();
+        self.spawn(name, &args);
     }
 
     fn kill9(&mut self, name: &str) {
@@ -239,7 +248,8 @@ async fn collect(
     while seen.len() < want {
         match tokio::time::timeout_at(deadline, conn.next_message()).await {
             Ok(Some(m)) => {
-                if m.from != me {
+                // System messages (group changes) are not part of the tally.
+                if m.from != me && m.kind != MessageKind::System {
                     *seen.entry(m.msg_id.0).or_insert(0) += 1;
                 }
             }
@@ -504,4 +514,132 @@ async fn the_cluster_loses_nothing_through_kills_and_restarts() {
         let s = cluster.term(name).await;
         assert!(s.success(), "{name} exit status {s}");
     }
+}
+
+/// Waits for a message with `msg_id`; answers when it arrived (Unix ms) and
+/// every other msg_id seen meanwhile.
+async fn wait_for_msg(
+    conn: &mut Connection,
+    msg_id: u64,
+    timeout: Duration,
+) -> (Option<i64>, Vec<u64>) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut others = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, conn.next_message()).await {
+            Ok(Some(m)) if m.msg_id.0 == msg_id => return (Some(im_core::id::now_ms()), others),
+            Ok(Some(m)) => others.push(m.msg_id.0),
+            _ => return (None, others),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_sends_survive_a_task_restart() {
+    let mut cluster = Cluster::start();
+    let http = reqwest::Client::new();
+    let base = cluster.base();
+    wait_ready(&http, &format!("{base}/healthz"), "api", &cluster).await;
+    for port in cluster
+        .ws
+        .iter()
+        .chain(cluster.logic_ops.iter())
+        .chain(cluster.task_ops.iter())
+    {
+        wait_ready(
+            &http,
+            &format!("http://127.0.0.1:{port}/readyz"),
+            "role",
+            &cluster,
+        )
+        .await;
+    }
+    let mut users = Vec::new();
+    for i in 0..2 {
+        let name = format!("{}_s{i}", cluster.ns);
+        ImClient::register(&base, &name, "password123")
+            .await
+            .unwrap();
+        users.push(ImClient::login(&base, &name, "password123").await.unwrap());
+    }
+    let mut b = users[1].clone();
+    b.ws_url = Some(format!("ws://127.0.0.1:{}/ws", cluster.ws[0]));
+    let mut conn = b.connect().await.unwrap();
+    let to = json!({"user": users[1].user_id.to_string()});
+
+    // Two sends held for 6 s; one of them is cancelled.
+    let deliver_at = im_core::id::now_ms() + 6_000;
+    let mut ids = Vec::new();
+    for cmid in ["keep", "cancel"] {
+        let r = http
+            .post(format!("{base}/api/v1/messages"))
+            .bearer_auth(&users[0].token)
+            .json(&json!({"client_msg_id": cmid, "to": to, "body": cmid, "deliver_at": deliver_at}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["seq"], 0, "held: no seq yet");
+        assert_eq!(v["deliver_at"], deliver_at);
+        ids.push(v["msg_id"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    let r = http
+        .delete(format!("{base}/api/v1/messages/{}/schedule", ids[1]))
+        .bearer_auth(&users[0].token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+
+    // Every task process dies; one comes back before the time.
+    cluster.kill9("task-1");
+    cluster.kill9("task-2");
+    cluster.restart("task-1");
+    wait_ready(
+        &http,
+        &format!("http://127.0.0.1:{}/readyz", cluster.task_ops[0]),
+        "task-1 after restart",
+        &cluster,
+    )
+    .await;
+    assert!(
+        im_core::id::now_ms() < deliver_at,
+        "the restart took too long for this test to mean anything"
+    );
+
+    let (arrived, others) = wait_for_msg(&mut conn, ids[0], Duration::from_secs(20)).await;
+    let arrived = arrived.unwrap_or_else(|| {
+        panic!(
+            "the scheduled message never arrived\n{}",
+            cluster.log_tail()
+        )
+    });
+    let late = arrived - deliver_at;
+    println!("scheduled message arrived {late} ms after deliver_at (task processes restarted in between)");
+    assert!(late >= 0, "not before its time ({late} ms)");
+    assert!(late < 1_000, "within 1 s of deliver_at, was {late} ms");
+    assert!(
+        !others.contains(&ids[1]),
+        "the cancelled send never arrives"
+    );
+
+    // A marker sent now arrives after anything else due: the cancelled one is not coming.
+    let marker = http
+        .post(format!("{base}/api/v1/messages"))
+        .bearer_auth(&users[0].token)
+        .json(&json!({"client_msg_id": "marker", "to": to, "body": "marker"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let marker: u64 = marker["msg_id"].as_str().unwrap().parse().unwrap();
+    let (got, others) = wait_for_msg(&mut conn, marker, Duration::from_secs(10)).await;
+    assert!(got.is_some(), "marker delivered");
+    assert!(
+        !others.contains(&ids[1]),
+        "the cancelled send never arrives"
+    );
 }

@@ -9,6 +9,7 @@ use im_core::logic::{Logic, LogicConfig, LogicPorts};
 use im_core::ports::{Discovery, MessageQueue, ServiceInstance};
 use im_core::task::{AUDIT_GROUP, PERSIST_GROUP, PUSH_GROUP};
 use im_transport::grpc::LogicRpcServer;
+use im_transport::webhook::{FailurePolicy, WebhookConfig, WebhookHook};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -27,6 +28,17 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             .await
             .map_err(|e| format!("creating group {g}: {e}"))?;
     }
+    let mut hooks: Vec<Arc<dyn im_core::ports::SendHook>> = Vec::new();
+    if !c.logic.webhook_url.is_empty() {
+        let mut config =
+            WebhookConfig::new(c.logic.webhook_url.clone(), c.logic.webhook_secret.as_bytes());
+        if c.logic.webhook_fail_open {
+            config.failure_policy = FailurePolicy::Open;
+        }
+        hooks.push(Arc::new(
+            WebhookHook::new(config).map_err(|e| format!("webhook: {e}"))?,
+        ));
+    }
     let ports = LogicPorts {
         users: Arc::new(mysql.users()),
         groups: Arc::new(mysql.groups()),
@@ -36,7 +48,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         queue,
         conversations: Arc::new(mysql.conversations()),
         sequences: Arc::new(redis.sequences()),
-        hooks: Vec::new(),
+        schedules: Arc::new(redis.schedules()),
+        hooks,
         auth: Arc::new(JwtAuthenticator::new(
             c.cluster.jwt_secret.as_bytes(),
             Duration::from_secs(c.cluster.token_ttl_secs),

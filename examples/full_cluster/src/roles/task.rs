@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use im_core::model::NodeId;
 use im_core::ports::{Discovery, MessageQueue, Pusher, ServiceInstance, SessionStore};
-use im_core::task::{PersistWorker, PushWorker, WorkerConfig, PERSIST_GROUP, PUSH_GROUP};
+use im_core::task::{
+    PersistWorker, PushWorker, Scheduler, SchedulerConfig, WorkerConfig, PERSIST_GROUP, PUSH_GROUP,
+};
 use im_transport::grpc::{GrpcClientConfig, GrpcPusher};
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +73,20 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         );
         let stop = stop_workers.clone();
         workers.push(tokio::spawn(async move { w.run(stop).await }));
+    }
+    // Scheduled sends: every task process runs a scheduler; the send path's
+    // dedup admits a due send once even when two see it.
+    {
+        let scheduler = Scheduler::new(
+            Arc::new(redis.schedules()),
+            Arc::new(redis.send_pipeline(redis.queue())),
+            SchedulerConfig::default(),
+        );
+        let stop = stop_workers.clone();
+        workers.push(tokio::spawn(async move {
+            scheduler.run(stop).await;
+            Ok(())
+        }));
     }
     let background = CancellationToken::new();
     tokio::spawn(drop_dead_nodes(
