@@ -45,6 +45,10 @@ pub struct LogicConfig {
     pub session_ttl: Duration,
     /// Most sends admitted in one batch (one pipeline round trip).
     pub max_batch: usize,
+    /// Send batchers working in parallel. Sends are spread over them by
+    /// conversation, so one conversation's sends stay in order while several
+    /// batches (pipeline round trips) are in flight.
+    pub batchers: usize,
     /// Default and largest page of history/sync.
     pub default_page: u32,
     /// Largest page of history/sync (larger asks are clamped).
@@ -89,6 +93,7 @@ impl Default for LogicConfig {
             dedup_ttl: Duration::from_secs(600),
             session_ttl: Duration::from_secs(90),
             max_batch: 512,
+            batchers: 4,
             default_page: 50,
             max_page: 100,
             worker_id: 0,
@@ -262,7 +267,8 @@ pub struct Logic {
     ports: LogicPorts,
     config: LogicConfig,
     ids: Snowflake,
-    batcher: mpsc::Sender<SendJob>,
+    /// One queue per send batcher; a conversation always maps to the same one.
+    batchers: Vec<mpsc::Sender<SendJob>>,
     /// Users known to exist (accounts are never deleted); bounded.
     known_users: parking_lot::RwLock<std::collections::HashSet<UserId>>,
 }
@@ -280,15 +286,19 @@ impl Logic {
     pub fn new(ports: LogicPorts, config: LogicConfig) -> Result<Arc<Logic>> {
         let ids = Snowflake::new(config.worker_id)
             .map_err(|e| crate::Error::InvalidArgument(e.to_string()))?;
-        let (tx, rx) = mpsc::channel(config.max_batch * 64);
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..config.batchers.max(1))
+            .map(|_| mpsc::channel(config.max_batch * 16))
+            .unzip();
         let logic = Arc::new(Logic {
             ports,
             config,
             ids,
-            batcher: tx,
+            batchers: txs,
             known_users: parking_lot::RwLock::new(std::collections::HashSet::new()),
         });
-        tokio::spawn(send::run_batcher(Arc::downgrade(&logic), rx));
+        for rx in rxs {
+            tokio::spawn(send::run_batcher(Arc::downgrade(&logic), rx));
+        }
         Ok(logic)
     }
 

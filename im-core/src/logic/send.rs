@@ -2,10 +2,11 @@
 //! [`SendPipeline`](crate::ports::SendPipeline) (dedup + seq + enqueue in one
 //! step) and answer each sender with its ack.
 //!
-//! Concurrent sends are queued to one batcher task, which takes everything
-//! waiting (up to `max_batch`), checks targets with one lookup per batch, and
-//! admits the batch at once: a networked backend is paid once per batch, not
-//! once per message per step.
+//! Concurrent sends are queued to a batcher task (one of `batchers`, chosen by
+//! conversation, so a conversation's sends stay in order while several batches
+//! are in flight), which takes everything waiting (up to `max_batch`), checks
+//! targets with one lookup per batch, and admits the batch at once: a
+//! networked backend is paid once per batch, not once per message per step.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -76,7 +77,18 @@ impl Logic {
     async fn enqueue(&self, mut job: SendJob) -> Result<SendAck> {
         let (reply, rx) = oneshot::channel();
         job.reply = reply;
-        self.batcher
+        // Same conversation, same batcher: its sends keep their order.
+        let lane = job
+            .request
+            .to
+            .conversation(job.sender.user)
+            .map(|c| c.shard_hash())
+            .unwrap_or(0);
+        let n = self.batchers.len().max(1) as u64;
+        let Some(batcher) = self.batchers.get((lane % n) as usize) else {
+            return Err(Error::unavailable_msg("logic has no send batcher"));
+        };
+        batcher
             .send(job)
             .await
             .map_err(|_| Error::unavailable_msg("logic is shutting down"))?;
