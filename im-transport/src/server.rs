@@ -48,16 +48,78 @@ pub fn app(parts: AppParts) -> Router {
         .method_not_allowed_fallback(crate::http::errors::method_not_allowed)
 }
 
+/// How long a connection may take to send a complete request head (the
+/// first one, and each later one on a kept-alive connection) before it is
+/// closed: sockets that never finish a handshake do not hold a file forever.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves `app` on `listener` until `shutdown` fires (in-flight requests finish).
+///
+/// Each connection is served by hyper with a timer, so a connection that
+/// does not deliver a complete request head within [`HEADER_READ_TIMEOUT`] is
+/// closed (slowloris, half-open handshakes, idle keep-alive). Upgraded
+/// connections (WebSockets) are handed over and live on their own.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::Service;
+
+    let mut make = app.into_make_service_with_connect_info::<SocketAddr>();
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before
+                    // accept: not fatal; back off briefly and go on.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = match make.call(peer).await {
+            Ok(s) => s,
+            Err(never) => match never {},
+        };
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            // hyper arms its header timer at the first byte: a connection that
+            // never sends one is closed here.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let hyper_svc = hyper_util::service::TowerToHyperService::new(svc);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                }
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
 }
