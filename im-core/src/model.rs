@@ -237,6 +237,12 @@ pub struct SessionRoute {
     pub session_id: SessionId,
     /// A free-form device or platform label (e.g. `web`, `ios`).
     pub device: String,
+    /// The id of the bearer token the session was opened with
+    /// ([`crate::auth::token_id`], a hash: never the token itself), so a
+    /// logout can close exactly that token's sessions. `None` for routes
+    /// written before it existed and for sessions opened without a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
 }
 
 /// A queue entry: an accepted message plus what the Task layer needs to route it.

@@ -26,7 +26,8 @@ use crate::error::Result;
 use crate::logic::{Logic, LogicConfig, LogicPorts};
 use crate::memory::{
     MemoryConversationStore, MemoryDedupStore, MemoryGroupStore, MemoryMessageStore, MemoryQueue,
-    MemoryScheduleStore, MemorySequenceAllocator, MemorySessionStore, MemoryUserStore,
+    MemoryScheduleStore, MemorySequenceAllocator, MemorySessionStore, MemoryTokenRevocations,
+    MemoryUserStore,
 };
 use crate::model::NodeId;
 use crate::ports::{MessageQueue, MessageStore, Pusher};
@@ -63,6 +64,7 @@ impl Backends {
                 sessions: Arc::new(MemorySessionStore::new()),
                 pipeline,
                 auth: Arc::new(JwtAuthenticator::new(secret, Duration::from_secs(86_400))),
+                revocations: Arc::new(MemoryTokenRevocations::new()),
                 queue: queue.clone(),
                 conversations: Arc::new(MemoryConversationStore::default()),
                 sequences,

@@ -91,3 +91,8 @@ async fn memory_queue_is_bounded() {
     assert_eq!(err.code(), im_core::ErrorCode::Unavailable);
     assert!(err.is_retryable());
 }
+
+#[tokio::test]
+async fn memory_revocations_conform() {
+    testkit::revocation_suite(|| async { Arc::new(MemoryTokenRevocations::new()) as _ }).await;
+}

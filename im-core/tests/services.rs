@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use im_core::connect::SessionHandle;
-use im_core::connect::{SessionCtx, CLOSE_SLOW_CONSUMER};
+use im_core::connect::{SessionCtx, CLOSE_KICKED, CLOSE_SLOW_CONSUMER};
 use im_core::id::{ConversationId, GroupId, MessageId, UserId};
 use im_core::logic::{LogicApi, Sender};
 use im_core::model::{Message, MessageKind, Target, User};
@@ -580,6 +580,7 @@ async fn a_dead_consumers_entries_are_claimed_and_finished() {
                 node: hub.node().clone(),
                 session_id: bh.id,
                 device: "web".into(),
+                token_id: None,
             },
             Duration::from_secs(60),
         )
@@ -810,5 +811,91 @@ async fn junk_frames_get_error_frames() {
         node.connect.handle_text(&ctx, br#"{"type":"ping"}"#).await,
         Some(ServerFrame::Pong)
     );
+    node.shutdown().await;
+}
+
+/// The `kicked` frame and close code of a session the server closes.
+async fn kicked(h: &mut SessionHandle) -> (String, u16) {
+    let bytes = tokio::time::timeout(Duration::from_secs(2), h.outbound.recv())
+        .await
+        .expect("a kicked frame within 2 s")
+        .expect("the frame is queued before the close");
+    let reason = match ServerFrame::decode(&bytes).unwrap() {
+        ServerFrame::Kicked { reason } => reason,
+        other => panic!("expected kicked, got {other:?}"),
+    };
+    tokio::time::timeout(Duration::from_secs(2), h.closed.cancelled())
+        .await
+        .expect("closed");
+    (reason, h.close_reason().unwrap().code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_revokes_the_token_and_kicks_only_its_sessions() {
+    let node = start(NodeConfig::default()).await;
+    let dave = node.logic.register("dave", "password1").await.unwrap();
+    let erin = user(&node, "erin").await;
+    let a = node.logic.login("dave", "password1").await.unwrap().token;
+    let b = node.logic.login("dave", "password1").await.unwrap().token;
+    assert_ne!(a, b, "two logins get two tokens");
+    let auth_a = node.connect.authenticate_session(&a).await.unwrap();
+    let auth_b = node.connect.authenticate_session(&b).await.unwrap();
+    assert_eq!(auth_a.user, dave);
+    assert_eq!(
+        auth_a.token_id.as_deref(),
+        Some(im_core::auth::token_id(&a).as_str())
+    );
+    assert!(auth_a.expires_at.is_some());
+    let (a1c, mut a1) = node.connect.open_as(&auth_a, "web").await.unwrap();
+    let (a2c, mut a2) = node.connect.open_as(&auth_a, "ios").await.unwrap();
+    let (_, mut b1) = node.connect.open_as(&auth_b, "web").await.unwrap();
+
+    node.logic.logout(&a).await.unwrap();
+    for h in [&mut a1, &mut a2] {
+        assert_eq!(
+            kicked(h).await,
+            (im_core::logic::LOGGED_OUT.to_owned(), CLOSE_KICKED)
+        );
+    }
+    // What the transport does once a kicked socket has closed.
+    node.connect.close(&a1c, "web").await;
+    node.connect.close(&a2c, "ios").await;
+    assert_eq!(
+        node.logic.verify_token(&a).await.unwrap_err().code(),
+        ErrorCode::Unauthenticated,
+        "a logged-out token is refused"
+    );
+    node.logic
+        .logout(&a)
+        .await
+        .expect("logging out again is a no-op");
+    assert_eq!(
+        node.logic.logout("garbage").await.unwrap_err().code(),
+        ErrorCode::Unauthenticated
+    );
+    // A session opening with the revoked token after its check passed (a
+    // race with the logout) is refused when its route is bound.
+    assert_eq!(
+        node.connect
+            .open_as(&auth_a, "web")
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Unauthenticated
+    );
+    // Token B and its session are untouched.
+    assert_eq!(node.logic.verify_token(&b).await.unwrap().user_id, dave);
+    assert!(!b1.closed.is_cancelled());
+    node.logic
+        .send(
+            Sender::http(erin),
+            text("still-1", Target::User(dave), "still here?"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut b1).await.body, "still here?");
+    let routes = node.backends.logic.sessions.lookup(&[dave]).await.unwrap();
+    assert_eq!(routes.len(), 1, "only token B's route is left: {routes:?}");
+    assert_eq!(routes[0].token_id, auth_b.token_id);
     node.shutdown().await;
 }

@@ -123,6 +123,18 @@ async fn redis_dedup_conforms() {
     ns.cleanup().await;
 }
 
+#[tokio::test]
+async fn redis_revocations_conform() {
+    let ns = Namespaces::default();
+    let n = ns.clone();
+    testkit::revocation_suite(move || {
+        let n = n.clone();
+        async move { Arc::new(n.fresh().await.revocations()) as _ }
+    })
+    .await;
+    ns.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_send_pipeline_conforms() {
     let ns = Namespaces::default();

@@ -62,7 +62,7 @@ pub enum ClientError {
 }
 
 /// A logged-in user.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ImClient {
     http: reqwest::Client,
     api: String,
@@ -73,6 +73,18 @@ pub struct ImClient {
     /// The WebSocket URL of the first connection (else asked from
     /// `GET /api/v1/connect`); reconnects fall back to the API when it is down.
     pub ws_url: Option<String>,
+}
+
+impl std::fmt::Debug for ImClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a credential: never in a log line.
+        f.debug_struct("ImClient")
+            .field("api", &self.api)
+            .field("user_id", &self.user_id)
+            .field("token", &"<redacted>")
+            .field("ws_url", &self.ws_url)
+            .finish()
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -146,6 +158,14 @@ impl ImClient {
             api,
             ws_url: None,
         })
+    }
+
+    /// Logs out (extension, `DELETE /api/v1/sessions`): the token is revoked
+    /// and its connections end with [`ClientError::Kicked`] (`"logged out"`).
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.call(reqwest::Method::DELETE, "/sessions", None)
+            .await
+            .map(|_| ())
     }
 
     /// Calls the HTTP API with the bearer token; `body` None for GET.

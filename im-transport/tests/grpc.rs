@@ -125,6 +125,7 @@ fn route(node: &Node, user: UserId, h: &SessionHandle) -> SessionRoute {
         node: node.hub.node().clone(),
         session_id: h.id,
         device: "test".into(),
+        token_id: None,
     }
 }
 
@@ -696,6 +697,78 @@ async fn scheduled_sends_over_grpc() {
     assert!(m.ts >= t1, "{m:?}");
     assert!(client.scheduled(alice).await.unwrap().is_empty());
 
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_over_grpc_revokes_and_kicks_by_token_id() {
+    let c = start().await;
+    let client = LogicGrpcClient::connect(
+        &format!("http://{}", c.logic_addr),
+        GrpcClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    let dave = client.register("dave", PASSWORD).await.unwrap();
+    let a = client.login("dave", PASSWORD).await.unwrap().token;
+    let b = client.login("dave", PASSWORD).await.unwrap().token;
+    let (id_a, id_b) = (im_core::auth::token_id(&a), im_core::auth::token_id(&b));
+    let mut ha = c.node.hub.open_with_token(dave, "test", Some(id_a.clone()));
+    let hb = c.node.hub.open_with_token(dave, "test", Some(id_b.clone()));
+    for (h, id) in [(&ha, &id_a), (&hb, &id_b)] {
+        client
+            .connect_session(SessionRoute {
+                token_id: Some(id.clone()),
+                ..route(&c.node, dave, h)
+            })
+            .await
+            .unwrap();
+    }
+    let mut stored: Vec<Option<String>> = c
+        .node
+        .backends
+        .logic
+        .sessions
+        .lookup(&[dave])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.token_id)
+        .collect();
+    stored.sort();
+    let mut want = vec![Some(id_a.clone()), Some(id_b.clone())];
+    want.sort();
+    assert_eq!(stored, want, "the token id travels on the route");
+
+    client.logout(&a).await.unwrap();
+    let f = next_frame(&mut ha).await;
+    assert_eq!(
+        ServerFrame::decode(&f).unwrap(),
+        ServerFrame::Kicked {
+            reason: im_core::logic::LOGGED_OUT.into()
+        }
+    );
+    tokio::time::timeout(Duration::from_secs(2), ha.closed.cancelled())
+        .await
+        .unwrap();
+    assert_eq!(
+        ha.close_reason().unwrap().code,
+        im_core::connect::CLOSE_KICKED
+    );
+    assert!(!hb.closed.is_cancelled(), "token B's session stays");
+    assert_eq!(
+        code(client.verify_token(&a).await),
+        ErrorCode::Unauthenticated
+    );
+    client
+        .logout(&a)
+        .await
+        .expect("logging out again is a no-op");
+    assert_eq!(
+        code(client.logout("not.a.token").await),
+        ErrorCode::Unauthenticated
+    );
+    assert_eq!(client.verify_token(&b).await.unwrap().user_id, dave);
     c.shutdown().await;
 }
 

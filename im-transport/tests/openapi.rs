@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/users"),
     ("post", "/api/v1/sessions"),
+    ("delete", "/api/v1/sessions"),
     ("post", "/api/v1/messages"),
     ("get", "/api/v1/messages/scheduled"),
     ("delete", "/api/v1/messages/{msg_id}/schedule"),
@@ -133,8 +134,10 @@ async fn openapi_document_covers_every_route() {
             .as_array()
             .is_some_and(|s| s.iter().any(|r| r.get("bearerAuth").is_some()));
         let public = matches!(
-            *path,
-            "/api/v1/users" | "/api/v1/sessions" | "/api/v1/openapi.json"
+            (*method, *path),
+            ("post", "/api/v1/users")
+                | ("post", "/api/v1/sessions")
+                | ("get", "/api/v1/openapi.json")
         );
         assert_eq!(secured, !public, "security of {method} {path}");
         if secured {
@@ -149,6 +152,8 @@ async fn openapi_document_covers_every_route() {
     let expect: &[(&str, &str, &[&str])] = &[
         ("post", "/api/v1/users", &["201", "400", "409"]),
         ("post", "/api/v1/sessions", &["200", "401"]),
+        // Logout (extension).
+        ("delete", "/api/v1/sessions", &["204", "401", "503"]),
         (
             "post",
             "/api/v1/messages",

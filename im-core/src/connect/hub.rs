@@ -34,6 +34,7 @@ pub struct CloseReason {
 struct Entry {
     user: UserId,
     device: String,
+    token_id: Option<String>,
     tx: mpsc::Sender<Bytes>,
     cancel: CancellationToken,
     reason: Arc<Mutex<Option<CloseReason>>>,
@@ -98,8 +99,19 @@ impl Hub {
         &self.node
     }
 
-    /// Registers a session.
+    /// Registers a session (opened without a token id).
     pub fn open(&self, user: UserId, device: &str) -> SessionHandle {
+        self.open_with_token(user, device, None)
+    }
+
+    /// Registers a session opened with the token of id `token_id`
+    /// ([`crate::auth::token_id`]), carried on its route so a logout finds it.
+    pub fn open_with_token(
+        &self,
+        user: UserId,
+        device: &str,
+        token_id: Option<String>,
+    ) -> SessionHandle {
         let id = SessionId(self.next.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.queue_capacity);
         let cancel = CancellationToken::new();
@@ -109,6 +121,7 @@ impl Hub {
             Entry {
                 user,
                 device: device.to_owned(),
+                token_id,
                 tx,
                 cancel: cancel.clone(),
                 reason: reason.clone(),
@@ -237,6 +250,7 @@ impl Hub {
                 node: self.node.clone(),
                 session_id: *id,
                 device: e.device.clone(),
+                token_id: e.token_id.clone(),
             })
             .collect()
     }

@@ -51,6 +51,31 @@ pub struct SessionCtx {
     pub node: NodeId,
 }
 
+/// What a session was authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAuth {
+    /// The authenticated user.
+    pub user: UserId,
+    /// The id of the bearer token ([`crate::auth::token_id`]; never the
+    /// token itself), carried on the session's route so a logout finds it.
+    pub token_id: Option<String>,
+    /// When the token expires, Unix milliseconds: the session is closed then
+    /// (`kicked` "token expired", 4001).
+    pub expires_at: Option<i64>,
+}
+
+impl SessionAuth {
+    /// A session of `user` without a token (it never expires and no logout
+    /// reaches it).
+    pub fn user(user: UserId) -> Self {
+        SessionAuth {
+            user,
+            token_id: None,
+            expires_at: None,
+        }
+    }
+}
+
 /// The Connect layer's logic for one node.
 pub struct ConnectService {
     hub: Arc<Hub>,
@@ -99,14 +124,41 @@ impl ConnectService {
         self.logic.verify_token(token).await.map(|i| i.user_id)
     }
 
-    /// Opens a session for an authenticated user and binds its route.
+    /// Authenticates a bearer token for a session: who, the token's id and
+    /// its expiry.
+    pub async fn authenticate_session(&self, token: &str) -> Result<SessionAuth> {
+        let identity = self.logic.verify_token(token).await?;
+        Ok(SessionAuth {
+            user: identity.user_id,
+            token_id: Some(crate::auth::token_id(token)),
+            expires_at: identity.expires_at,
+        })
+    }
+
+    /// Opens a session for an authenticated user (without a token id) and
+    /// binds its route.
     pub async fn open(&self, user: UserId, device: &str) -> Result<(SessionCtx, SessionHandle)> {
-        let handle = self.hub.open(user, device);
+        self.open_as(&SessionAuth::user(user), device).await
+    }
+
+    /// Opens a session for what [`ConnectService::authenticate_session`]
+    /// returned and binds its route (with the token id). Closing it when the
+    /// token expires is up to the transport (`auth.expires_at`).
+    pub async fn open_as(
+        &self,
+        auth: &SessionAuth,
+        device: &str,
+    ) -> Result<(SessionCtx, SessionHandle)> {
+        let user = auth.user;
+        let handle = self
+            .hub
+            .open_with_token(user, device, auth.token_id.clone());
         let route = SessionRoute {
             user_id: user,
             node: self.hub.node().clone(),
             session_id: handle.id,
             device: device.to_owned(),
+            token_id: auth.token_id.clone(),
         };
         if let Err(e) = self.logic.connect_session(route).await {
             self.hub.remove(handle.id);
@@ -128,6 +180,7 @@ impl ConnectService {
             node: ctx.node.clone(),
             session_id: ctx.session,
             device: device.to_owned(),
+            token_id: None,
         };
         if let Err(e) = self.logic.disconnect_session(route).await {
             tracing::debug!(error = %e, "unbinding a closed session failed; its route will expire");

@@ -1,9 +1,11 @@
-//! Accounts: registration rules, password login and token issue.
+//! Accounts: registration rules, password login, token issue, verification
+//! and logout (revocation).
 
-use crate::auth::{hash_password, verify_password};
+use crate::auth::{hash_password, token_id, verify_password};
 use crate::error::{Error, Result};
 use crate::id::{now_ms, UserId};
-use crate::model::User;
+use crate::model::{Event, EventAudience, SessionRoute, User};
+use crate::ports::Identity;
 
 use super::{Logic, Login};
 
@@ -90,6 +92,55 @@ impl Logic {
         })
     }
 }
+
+impl Logic {
+    /// The identity of a token the authenticator accepts and nobody logged out.
+    pub(super) async fn verify_bearer(&self, token: &str) -> Result<Identity> {
+        let identity = self.ports.auth.verify(token).await?;
+        if self.ports.revocations.is_revoked(&token_id(token)).await? {
+            return Err(Error::Unauthenticated("token revoked".into()));
+        }
+        Ok(identity)
+    }
+
+    /// Revokes a token until its expiry, then kicks the live sessions opened
+    /// with it. The order matters with [`Logic::open_session`], which binds
+    /// first and checks the revocation after: a session opening concurrently
+    /// is either found here or refused there.
+    pub(super) async fn logout_token(&self, token: &str) -> Result<()> {
+        // Not `verify_bearer`: logging out twice is a no-op, not an error.
+        let identity = self.ports.auth.verify(token).await?;
+        let id = token_id(token);
+        let until = identity.expires_at.unwrap_or_else(|| {
+            let ttl = i64::try_from(self.config.revocation_ttl.as_millis()).unwrap_or(i64::MAX);
+            now_ms().saturating_add(ttl)
+        });
+        self.ports.revocations.revoke(&id, until).await?;
+        let routes: Vec<SessionRoute> = self
+            .ports
+            .sessions
+            .lookup(&[identity.user_id])
+            .await?
+            .into_iter()
+            .filter(|r| r.token_id.as_deref() == Some(id.as_str()))
+            .collect();
+        if routes.is_empty() {
+            return Ok(());
+        }
+        // The routes go when the kicked sockets close (`close_session`).
+        self.publish_event(
+            Event::Kick {
+                reason: LOGGED_OUT.into(),
+            },
+            EventAudience::Sessions(routes),
+            None,
+        )
+        .await
+    }
+}
+
+/// The `kicked` reason of a session whose token was logged out.
+pub const LOGGED_OUT: &str = "logged out";
 
 #[cfg(test)]
 mod tests {

@@ -76,6 +76,9 @@ impl LogicApi for CoalescingLogic {
     async fn verify_token(&self, token: &str) -> Result<Identity> {
         self.inner.verify_token(token).await
     }
+    async fn logout(&self, token: &str) -> Result<()> {
+        self.inner.logout(token).await
+    }
     async fn connect_session(&self, route: SessionRoute) -> Result<()> {
         self.inner.connect_session(route).await
     }

@@ -39,6 +39,21 @@ impl Logic {
             .sessions
             .bind(&route, self.config.session_ttl)
             .await?;
+        if let Some(id) = &route.token_id {
+            // Checked after the bind: a logout racing this open either sees
+            // the route (and kicks it) or is seen here.
+            let revoked = match self.ports.revocations.is_revoked(id).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = self.ports.sessions.unbind(&route).await;
+                    return Err(e);
+                }
+            };
+            if revoked {
+                let _ = self.ports.sessions.unbind(&route).await;
+                return Err(Error::Unauthenticated("token revoked".into()));
+            }
+        }
         let policy = self
             .config
             .device_policies

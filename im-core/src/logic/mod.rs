@@ -28,6 +28,7 @@ use crate::ports::{
 };
 use crate::protocol::{SendAck, SendRequest};
 
+pub use accounts::LOGGED_OUT;
 pub use coalesce::CoalescingLogic;
 pub use groups::GroupCommand;
 pub use send::SendJob;
@@ -71,6 +72,9 @@ pub struct LogicConfig {
     pub max_conversations_page: u32,
     /// How far ahead a send may be scheduled (`deliver_at`).
     pub schedule_horizon: Duration,
+    /// How long a logged-out token stays revoked when its authenticator gives
+    /// it no expiry (tokens with one stay revoked until they expire).
+    pub revocation_ttl: Duration,
 }
 
 /// The multi-device policy of one device label (platform).
@@ -104,6 +108,7 @@ impl Default for LogicConfig {
             default_conversations_page: 20,
             max_conversations_page: 100,
             schedule_horizon: Duration::from_secs(30 * 86_400),
+            revocation_ttl: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -161,8 +166,14 @@ pub trait LogicApi: Send + Sync + 'static {
     async fn register(&self, username: &str, password: &str) -> Result<UserId>;
     /// Checks a password and issues a token.
     async fn login(&self, username: &str, password: &str) -> Result<Login>;
-    /// Verifies a bearer token.
+    /// Verifies a bearer token (a revoked one is `unauthenticated`).
     async fn verify_token(&self, token: &str) -> Result<Identity>;
+    /// Logs a token out: revokes it until its expiry and closes every live
+    /// WebSocket opened with it, on any connect node (each gets a `kicked`
+    /// frame and close code 4001); the user's sessions of other tokens stay.
+    /// Logging out a revoked (but otherwise valid) token again is a no-op; an
+    /// invalid or expired token is `unauthenticated`.
+    async fn logout(&self, token: &str) -> Result<()>;
     /// Binds a new session's route.
     async fn connect_session(&self, route: SessionRoute) -> Result<()>;
     /// Heartbeat: refreshes the routes of live sessions.
@@ -260,6 +271,8 @@ pub struct LogicPorts {
     pub hooks: Vec<Arc<dyn crate::ports::SendHook>>,
     /// Tokens.
     pub auth: Arc<dyn Authenticator>,
+    /// Tokens logged out before their expiry.
+    pub revocations: Arc<dyn crate::ports::TokenRevocations>,
 }
 
 /// The Logic service.
@@ -329,7 +342,11 @@ impl LogicApi for Logic {
     }
 
     async fn verify_token(&self, token: &str) -> Result<Identity> {
-        self.ports.auth.verify(token).await
+        self.verify_bearer(token).await
+    }
+
+    async fn logout(&self, token: &str) -> Result<()> {
+        self.logout_token(token).await
     }
 
     async fn connect_session(&self, route: SessionRoute) -> Result<()> {

@@ -15,6 +15,7 @@ fn route(user: UserId, node: &NodeId, session: u64) -> SessionRoute {
         node: node.clone(),
         session_id: SessionId(session),
         device: "test".into(),
+        token_id: None,
     }
 }
 
@@ -37,7 +38,11 @@ where
     let b = UserId(random_id());
     let c = UserId(random_id());
     let ra1 = route(a, &n1, 1);
-    let ra2 = route(a, &n2, 2);
+    // A route keeps the id of the token its session was opened with.
+    let ra2 = SessionRoute {
+        token_id: Some(format!("{:032x}", random_id())),
+        ..route(a, &n2, 2)
+    };
     let rb = route(b, &n1, 3);
     for r in [&ra1, &ra2, &rb] {
         s.bind(r, ttl).await.expect("bind");
@@ -46,7 +51,8 @@ where
     assert_eq!(
         got,
         sorted(vec![ra1.clone(), ra2.clone(), rb.clone()]),
-        "sessions: lookup returns every route of many users at once, one per device"
+        "sessions: lookup returns every route of many users at once, one per device, \
+         with its token id"
     );
     assert!(
         s.lookup(&[c]).await.expect("lookup").is_empty(),
@@ -54,11 +60,18 @@ where
     );
     assert!(s.lookup(&[]).await.expect("lookup").is_empty());
 
-    s.unbind(&ra2).await.expect("unbind");
+    // Unbinding names the route by user, node and session (the closing side
+    // may not know the token id).
+    s.unbind(&SessionRoute {
+        token_id: None,
+        ..ra2.clone()
+    })
+    .await
+    .expect("unbind");
     assert_eq!(
         s.lookup(&[a]).await.expect("lookup"),
         vec![ra1.clone()],
-        "sessions: unbind removes one route only"
+        "sessions: unbind removes one route only, whatever its token id"
     );
 
     let dropped = s.drop_node(&n1).await.expect("drop_node");

@@ -1,6 +1,6 @@
 //! Redis backends: the Streams queue, session routing, sequences, dedup keys,
-//! scheduled sends and the one-round-trip send pipeline, sharing one
-//! auto-reconnecting connection.
+//! scheduled sends, token revocations and the one-round-trip send pipeline,
+//! sharing one auto-reconnecting connection.
 //!
 //! # Connections
 //! [`RedisConn::connect`] opens one `redis::aio::ConnectionManager` (a
@@ -30,12 +30,13 @@
 //! | `P:{sched}:user:<user>` | sorted set | a user's held scheduled sends: member msg_id, score `deliver_at` |
 //! | `P:{sched}:key:<32 hex>` | string | a scheduled send's idempotency key: the JSON of the send first held under it, PX `key_ttl` (at least until `deliver_at + key_ttl`) |
 //! | `P:{sched}:dead` | hash | msg_id → an undecodable scheduled send, moved out of the due set |
+//! | `P:revoked:<token id>` | string | a logged-out token (by its id, a hash: never the token): value its expiry (Unix ms), `PXAT` the same |
 //!
 //! # Redis Cluster
 //! Every key carries a hash tag, so a cluster client can route it. What runs
 //! as-is on a cluster: the queue (each shard stream is one slot; `publish` would
-//! have to drop its MULTI or group per shard), sequences, dedup and sessions
-//! (their pipelines touch independent keys; `P:seen` is a single hash, so
+//! have to drop its MULTI or group per shard), sequences, dedup, revocations
+//! and sessions (their pipelines touch independent keys; `P:seen` is a single hash, so
 //! its slot takes every session change) and scheduled sends (every
 //! `P:{sched}:…` key is in one slot, so their scripts run as-is; that slot
 //! takes all scheduling traffic). The send-pipeline script touches,
@@ -55,6 +56,7 @@
 mod dedup;
 mod pipeline;
 mod queue;
+mod revocation;
 mod schedule;
 mod script;
 mod seq;
@@ -74,6 +76,7 @@ use redis::{RedisError, Value};
 pub use dedup::RedisDedupStore;
 pub use pipeline::RedisSendPipeline;
 pub use queue::{RedisConsumer, RedisQueue};
+pub use revocation::RedisTokenRevocations;
 pub use schedule::RedisScheduleStore;
 pub use seq::RedisSequenceAllocator;
 pub use session::RedisSessionStore;
@@ -220,6 +223,10 @@ impl Keys {
     pub(crate) fn sched_dead(&self) -> String {
         format!("{}:{{sched}}:dead", self.prefix)
     }
+
+    pub(crate) fn revoked(&self, token_id: &str) -> String {
+        format!("{}:revoked:{token_id}", self.prefix)
+    }
 }
 
 /// A connection to Redis shared by the stores built from it (cheap to clone).
@@ -300,6 +307,11 @@ impl RedisConn {
     /// The scheduled sends (durable holding until `deliver_at`).
     pub fn schedules(&self) -> RedisScheduleStore {
         RedisScheduleStore::new(self.clone())
+    }
+
+    /// The revoked tokens (logouts).
+    pub fn revocations(&self) -> RedisTokenRevocations {
+        RedisTokenRevocations::new(self.clone())
     }
 
     /// The one-round-trip send pipeline, publishing into `queue` (build it

@@ -178,6 +178,16 @@ impl LogicApi for LogicGrpcClient {
         })
     }
 
+    async fn logout(&self, token: &str) -> Result<()> {
+        self.rpc()
+            .logout(self.config.request(pb::LogoutRequest {
+                token: token.to_owned(),
+            }))
+            .await
+            .map_err(status_to_error)?;
+        Ok(())
+    }
+
     async fn connect_session(&self, route: SessionRoute) -> Result<()> {
         self.rpc()
             .connect_session(self.config.request(pb::ConnectSessionRequest {

@@ -22,6 +22,7 @@ pub(crate) fn route_to_pb(r: &SessionRoute) -> pb::SessionRoute {
         node: r.node.0.clone(),
         session_id: r.session_id.0,
         device: r.device.clone(),
+        token_id: r.token_id.clone(),
     }
 }
 
@@ -32,6 +33,7 @@ pub(crate) fn route_from_pb(r: Option<pb::SessionRoute>) -> Result<SessionRoute>
         node: NodeId(r.node),
         session_id: SessionId(r.session_id),
         device: r.device,
+        token_id: r.token_id,
     })
 }
 

@@ -105,6 +105,12 @@ impl LogicRpc for LogicRpcServer {
         }))
     }
 
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Res<pb::LogoutResponse> {
+        let r = request.into_inner();
+        self.logic.logout(&r.token).await.map_err(st)?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
     async fn connect_session(
         &self,
         request: Request<pb::ConnectSessionRequest>,

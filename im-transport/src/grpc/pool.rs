@@ -591,6 +591,12 @@ impl LogicApi for LogicPool {
         .await
     }
 
+    async fn logout(&self, token: &str) -> Result<()> {
+        // Idempotent: logging a revoked token out again is a no-op.
+        self.call(Retry::Idempotent, |c| async move { c.logout(token).await })
+            .await
+    }
+
     async fn connect_session(&self, route: SessionRoute) -> Result<()> {
         self.call(Retry::Idempotent, |c| {
             let route = route.clone();

@@ -183,13 +183,14 @@ impl Modify for BearerAuth {
     info(
         title = "im HTTP API",
         description = "Protocol v1 (with the v1.1 additions) of the im SDK over HTTP: accounts, \
-login, sending (now or scheduled), history, recall, the conversation list with read cursors, presence, groups and \
+login and logout, sending (now or scheduled), history, recall, the conversation list with read cursors, presence, groups and \
 their administration, and finding a WebSocket endpoint. Every error is `{\"error\":{\"code\",\"message\"}}`; \
 every 64-bit id is a canonical decimal string. See docs/protocol.md."
     ),
     paths(
         routes::register,
         routes::login,
+        routes::logout,
         routes::send,
         routes::list_scheduled,
         routes::cancel_scheduled,
@@ -248,7 +249,7 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
     )),
     modifiers(&BearerAuth),
     tags(
-        (name = "accounts", description = "Registration and login"),
+        (name = "accounts", description = "Registration, login and logout"),
         (name = "messages", description = "Sending, scheduled sends, recall and history"),
         (name = "conversations", description = "The conversation list and read cursors"),
         (name = "presence", description = "Who is online"),

@@ -106,7 +106,7 @@ pub fn api_router(state: ApiState, config: &ApiConfig) -> Router {
     let api = Router::new()
         .route("/openapi.json", get(super::openapi::serve_document))
         .route("/users", post(register))
-        .route("/sessions", post(login))
+        .route("/sessions", post(login).delete(logout))
         .route("/messages", post(send))
         // A static segment: matched before the `{msg_id}` routes below (and
         // they are one segment longer anyway).
@@ -175,6 +175,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// The bearer token of `Authorization: Bearer <token>` (a credential: never
+/// log it).
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| ApiError(Error::Unauthenticated("missing bearer token".into())))
+}
+
 /// The authenticated caller (Bearer token).
 pub struct Caller(pub UserId);
 
@@ -182,18 +197,25 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| Error::Unauthenticated("missing bearer token".into()))?;
-        Ok(Caller(
-            state.logic.verify_token(token.trim()).await?.user_id,
-        ))
+        let token = bearer_token(parts)?;
+        Ok(Caller(state.logic.verify_token(token).await?.user_id))
+    }
+}
+
+/// The raw bearer token of the request, unverified (for logout).
+struct Bearer(String);
+
+impl FromRequestParts<ApiState> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &ApiState) -> Result<Self, ApiError> {
+        bearer_token(parts).map(|t| Bearer(t.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(<redacted>)")
     }
 }
 
@@ -420,6 +442,29 @@ async fn login(
         expires_at: l.expires_at,
     })
     .into_response())
+}
+
+/// Log out (extension): revoke the request's bearer token until its expiry
+/// and close every WebSocket opened with it (each gets a `kicked` frame with
+/// reason `"logged out"` and close code 4001, within about a second). The
+/// user's other tokens and their sockets are untouched. Logging out a token
+/// again is a no-op (204).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions",
+    tag = "accounts",
+    operation_id = "logout",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Logged out: the token is refused from now on (no body)"),
+        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+    )
+)]
+async fn logout(State(s): State<ApiState>, Bearer(token): Bearer) -> Result<Response, ApiError> {
+    s.logic.logout(&token).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Send a message (idempotent per sender and `client_msg_id`), now or at a

@@ -2,7 +2,8 @@
 //! before the upgrade (401 otherwise); optional Origin allowlist (403); then
 //! the socket runs in its own task. An optional `?device=` labels the session
 //! (default `web`; 1–32 of `A-Z a-z 0-9 _ -`, else 400) for the multi-device
-//! policy. The query string, which may hold a token, is never logged.
+//! policy. Neither the token nor the query string (which may hold it) is
+//! ever logged; the session keeps only the token's id and expiry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,8 +192,8 @@ async fn upgrade(State(state): State<WsState>, mut req: Request) -> Response {
     let Some(token) = bearer(&req) else {
         return ApiError(Error::Unauthenticated("missing bearer token".into())).into_response();
     };
-    let user = match state.connect.authenticate(&token).await {
-        Ok(u) => u,
+    let auth = match state.connect.authenticate_session(&token).await {
+        Ok(a) => a,
         Err(e) => return ApiError(e).into_response(),
     };
     if !is_upgrade(&req) {
@@ -230,7 +231,7 @@ async fn upgrade(State(state): State<WsState>, mut req: Request) -> Response {
                     Some(state.config.tungstenite()),
                 )
                 .await;
-                run_session(ws, state, user, device).await;
+                run_session(ws, state, auth, device).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }

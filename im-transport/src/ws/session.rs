@@ -1,22 +1,25 @@
 //! One WebSocket session: a single task owns the socket and multiplexes
 //! (a) frames pushed by the hub, written with `feed` and flushed once the
 //! queue is drained, (b) replies of in-flight requests, (c) client frames,
-//! handled concurrently up to `max_in_flight`, and (d) pings and the idle
-//! timeout. It never panics on input: bad frames get `error` frames, an
-//! oversized message closes with 1009.
+//! handled concurrently up to `max_in_flight`, (d) pings and the idle
+//! timeout, and (e) the token's expiry, which kicks the session (`kicked`
+//! "token expired", 4001). It never panics on input: bad frames get `error`
+//! frames, an oversized message closes with 1009.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{Future, FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use im_core::connect::{ConnectService, SessionCtx, CLOSE_GOING_AWAY};
-use im_core::id::UserId;
+use im_core::connect::{
+    ConnectService, SessionAuth, SessionCtx, CLOSE_GOING_AWAY, CLOSE_KICKED, TOKEN_EXPIRED,
+};
+use im_core::id::now_ms;
 use im_core::protocol::ServerFrame;
-use im_core::Error;
+use im_core::{Error, ErrorCode};
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -41,10 +44,26 @@ fn frame(f: &ServerFrame) -> Message {
     Message::Text(Utf8Bytes::from(f.encode()))
 }
 
-/// Runs a session until the socket closes.
-pub async fn run_session(mut ws: Socket, state: WsState, user: UserId, device: String) {
-    let (ctx, mut handle) = match state.connect.open(user, &device).await {
+/// Runs a session until the socket closes (or its token expires).
+pub async fn run_session(mut ws: Socket, state: WsState, auth: SessionAuth, device: String) {
+    let (ctx, mut handle) = match state.connect.open_as(&auth, &device).await {
         Ok(x) => x,
+        Err(e) if e.code() == ErrorCode::Unauthenticated => {
+            // The token was logged out between the upgrade and the bind.
+            let reason = e.public_message();
+            let _ = ws
+                .send(frame(&ServerFrame::Kicked {
+                    reason: reason.clone(),
+                }))
+                .await;
+            let _ = ws
+                .close(Some(CloseFrame {
+                    code: CloseCode::from(CLOSE_KICKED),
+                    reason: reason.into(),
+                }))
+                .await;
+            return;
+        }
         Err(e) => {
             let _ = ws.send(frame(&ServerFrame::error(&e, None))).await;
             let _ = ws
@@ -57,7 +76,7 @@ pub async fn run_session(mut ws: Socket, state: WsState, user: UserId, device: S
         }
     };
     metrics::gauge!("im_ws_connections").increment(1.0);
-    let end = drive(&mut ws, &state, &ctx, &mut handle).await;
+    let end = drive(&mut ws, &state, &ctx, &mut handle, auth.expires_at).await;
     metrics::gauge!("im_ws_connections").decrement(1.0);
     state.connect.close(&ctx, &device).await;
     if let End::Close(code, reason) = end {
@@ -74,12 +93,19 @@ async fn drive(
     state: &WsState,
     ctx: &SessionCtx,
     handle: &mut im_core::connect::SessionHandle,
+    expires_at: Option<i64>,
 ) -> End {
     let config = state.config.clone();
     let mut in_flight: FuturesUnordered<Reply> = FuturesUnordered::new();
     let mut last_heard = Instant::now();
     let mut ping = tokio::time::interval(config.ping_every);
     ping.reset();
+    // One timer per session, armed once: the token's expiry.
+    let mut expiring = expires_at.is_some();
+    let expiry = tokio::time::sleep(expires_at.map_or(Duration::ZERO, |at| {
+        Duration::from_millis(u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0))
+    }));
+    tokio::pin!(expiry);
     loop {
         tokio::select! {
             biased;
@@ -151,6 +177,12 @@ async fn drive(
                     }
                     Some(Err(_)) => return End::Gone,
                 }
+            }
+            () = &mut expiry, if expiring => {
+                expiring = false;
+                // Through the hub, like any kick: the `kicked` frame is
+                // queued, then `closed` fires and closes with 4001.
+                state.connect.hub().kick(ctx.session, TOKEN_EXPIRED);
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > config.idle_timeout {

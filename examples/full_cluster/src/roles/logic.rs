@@ -1,5 +1,6 @@
-//! The Logic role: LogicRpc over Redis (send pipeline, sessions) and MySQL
-//! (users, groups, history), registered in etcd as `logic`.
+//! The Logic role: LogicRpc over Redis (send pipeline, sessions, token
+//! revocations) and MySQL (users, groups, history), registered in etcd as
+//! `logic`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +31,10 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     }
     let mut hooks: Vec<Arc<dyn im_core::ports::SendHook>> = Vec::new();
     if !c.logic.webhook_url.is_empty() {
-        let mut config =
-            WebhookConfig::new(c.logic.webhook_url.clone(), c.logic.webhook_secret.as_bytes());
+        let mut config = WebhookConfig::new(
+            c.logic.webhook_url.clone(),
+            c.logic.webhook_secret.as_bytes(),
+        );
         if c.logic.webhook_fail_open {
             config.failure_policy = FailurePolicy::Open;
         }
@@ -54,6 +57,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             c.cluster.jwt_secret.as_bytes(),
             Duration::from_secs(c.cluster.token_ttl_secs),
         )),
+        revocations: Arc::new(redis.revocations()),
     };
     let logic = Logic::new(
         ports,
