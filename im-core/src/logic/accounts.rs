@@ -100,7 +100,31 @@ impl Logic {
         if self.ports.revocations.is_revoked(&token_id(token)).await? {
             return Err(Error::Unauthenticated("token revoked".into()));
         }
+        // A well-signed token of an account that does not exist (a store
+        // that was reset, a forged id under a leaked key) is no identity.
+        if !self.user_exists(identity.user_id).await? {
+            return Err(Error::Unauthenticated(
+                "the token's user does not exist".into(),
+            ));
+        }
         Ok(identity)
+    }
+
+    /// Whether an account exists; positive answers are cached (accounts are
+    /// never deleted), so a known user costs no lookup.
+    pub(super) async fn user_exists(&self, user: UserId) -> Result<bool> {
+        if self.known_users.read().contains(&user) {
+            return Ok(true);
+        }
+        let found = !self.ports.users.existing(&[user]).await?.is_empty();
+        if found {
+            let mut known = self.known_users.write();
+            if known.len() > 1_000_000 {
+                known.clear();
+            }
+            known.insert(user);
+        }
+        Ok(found)
     }
 
     /// Revokes a token until its expiry, then kicks the live sessions opened

@@ -54,6 +54,10 @@ pub struct LogicConfig {
     pub default_page: u32,
     /// Largest page of history/sync (larger asks are clamped).
     pub max_page: u32,
+    /// Byte budget of one page of history/sync (its messages' JSON); a page
+    /// holds at least one message and stops before passing it, with
+    /// `has_more` set. Keeps a `sync_result` under the WebSocket frame limit.
+    pub max_page_bytes: usize,
     /// Snowflake worker id of this Logic instance (0..=1023), unique per instance.
     pub worker_id: u16,
     /// How long after sending a message may be recalled (group owners and
@@ -100,6 +104,7 @@ impl Default for LogicConfig {
             batchers: 4,
             default_page: 50,
             max_page: 100,
+            max_page_bytes: 512 * 1024,
             worker_id: 0,
             recall_window: Duration::from_secs(120),
             device_policies: std::collections::HashMap::new(),

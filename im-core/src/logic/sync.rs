@@ -55,8 +55,23 @@ impl Logic {
             .messages
             .history(conversation, after_seq, limit + 1)
             .await?;
-        let has_more = messages.len() > limit;
+        let mut has_more = messages.len() > limit;
         messages.truncate(limit);
+        // Keep a page within the byte budget (a WebSocket frame is bounded):
+        // at least one message, then as many as fit; the rest is `has_more`.
+        let mut bytes = 0usize;
+        let mut fits = messages.len();
+        for (i, m) in messages.iter().enumerate() {
+            bytes += serde_json::to_vec(m).map(|v| v.len()).unwrap_or(0) + 1;
+            if i > 0 && bytes > self.config.max_page_bytes {
+                fits = i;
+                break;
+            }
+        }
+        if fits < messages.len() {
+            messages.truncate(fits);
+            has_more = true;
+        }
         Ok(Page { messages, has_more })
     }
 }
