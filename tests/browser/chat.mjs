@@ -2,10 +2,13 @@
 // and exchange messages both ways (1:1), then chat in a group; then the v1.1
 // features: unread badges and read ticks, typing, presence, recall (live and
 // after a reload), and group administration (rename, promote, mute a member,
-// kick, mute the group, dissolve) with their system notices.
+// kick, mute the group, dissolve) with their system notices; then scheduled
+// delivery (send later, pending bubble, cancel, the server's list after a
+// reload, delivery at the time to both sides).
 // Usage: node chat.mjs http://127.0.0.1:PORT SCREENSHOT.png
 // Screenshots go next to SCREENSHOT.png (browser-unread.png, browser-recall.png,
-// browser-group.png, browser-kicked.png).
+// browser-group.png, browser-kicked.png, browser-scheduled.png,
+// browser-send-later.png, browser-scheduled-delivered.png).
 // Needs playwright-core (NODE_PATH) and Debian's chromium (/usr/bin/chromium).
 // Every wait is on a DOM condition; there are no fixed sleeps.
 import { createRequire } from "module";
@@ -36,6 +39,9 @@ const stamp = Date.now().toString(36);
 async function person(name) {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 760 } });
   const page = await ctx.newPage();
+  // Every WebSocket frame the page receives, with the time it arrived.
+  const frames = [];
+  page.on("websocket", (ws) => ws.on("framereceived", (f) => frames.push({ t: Date.now(), data: String(f.payload) })));
   page.on("pageerror", (e) => fail(`${name}: page error ${e}`));
   // Console errors are printed, not fatal: the refused rename below logs one expected 400.
   page.on("console", (m) => { if (m.type() === "error") console.error(`[${name} console] ${m.text()}`); });
@@ -46,7 +52,7 @@ async function person(name) {
   await page.waitForSelector("#meid:not(:empty)");
   await page.waitForSelector("#dot.on", { timeout: T });
   const id = (await page.textContent("#meid")).trim();
-  return { page, id, name };
+  return { page, id, name, frames };
 }
 // Waits until `selector` reaches `state` (default visible) on p's page, or fails with `what`.
 async function until(p, selector, what, state = "visible", timeout = T) {
@@ -185,7 +191,9 @@ try {
   await until(bob, notice("member_muted", `User ${alice.id} muted you until`), "no notice of being muted");
   await say(bob, "Can I still talk?");
   await until(bob, "#toast:has-text('permission_denied')", "a muted member's send showed no error");
-  if (await bob.page.locator(msg("Can I still talk?")).count()) await fail("bob: the refused message is still shown");
+  // The first permission_denied may answer his typing frame (muted members cannot type);
+  // the send's own error removes the pending bubble (an accepted send would keep it, with a seq).
+  await until(bob, `#messages .msg:has-text("Can I still talk?")`, "the refused message is still shown", "detached");
   await alice.page.click(`[data-testid=gp-member][data-user-id="${bob.id}"] [data-testid=gp-kick]`);
   await until(alice, `[data-testid=gp-member][data-user-id="${bob.id}"]`, "bob is still listed after the kick", "detached");
   await until(alice, notice("member_removed", `You removed user ${bob.id}`), "no kick notice");
@@ -207,8 +215,86 @@ try {
   await until(alice, "#text:disabled", "the composer is still enabled in a dissolved group");
   await until(alice, "[data-testid=group-panel]", "the panel stays open for a dissolved group", "hidden");
 
+  // --- Scheduled delivery (§6.8) in the 1:1: Alice schedules two messages for
+  // the same time ~8 s ahead and cancels the second one.
+  await alice.page.click(conv(direct));
+  await bob.page.click(conv(direct));
+  await sees(bob, "Unread three");
+  const held = (text) => `#messages [data-testid=scheduled]:has([data-testid=message-body]:text-is("${text}"))`;
+  const localInput = (ms) => { const d = new Date(ms); d.setMinutes(d.getMinutes() - d.getTimezoneOffset()); return d.toISOString().slice(0, 19); };
+  async function later(p, text, at, shotName) {
+    await p.page.fill("#text", text);
+    await p.page.click("[data-testid=send-later]");
+    await until(p, "[data-testid=later-panel]", "the send-later panel did not open");
+    await p.page.fill("[data-testid=later-at]", await p.page.evaluate(`(${localInput})(${at})`)); // in the browser's time zone
+    if (shotName) await snap(p, shotName);
+    await p.page.click("[data-testid=later-send]");
+    await until(p, "[data-testid=later-panel]", "the send-later panel stays open after scheduling", "hidden");
+  }
+  // Past the 30-day horizon: the server's error is shown and nothing is held.
+  const tooFar = "Too far ahead " + stamp;
+  await later(alice, tooFar, Date.now() + 40 * 86400000);
+  await until(alice, "#toast:has-text('invalid_argument')", "no error shown for a send 40 days ahead");
+  await until(alice, `#messages .msg:has-text("${tooFar}")`, "the refused scheduled send is still shown", "detached");
+  // Bob's page notes when each scheduled text first shows up in its DOM.
+  const first = "Happy birthday, Bob! " + stamp, second = "Never mind this one " + stamp;
+  await bob.page.evaluate((texts) => {
+    window.__firstSeen = {};
+    new MutationObserver(() => {
+      for (const t of texts) if (!window.__firstSeen[t] && document.body.textContent.includes(t)) window.__firstSeen[t] = Date.now();
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  }, [first, second]);
+  const at = Math.ceil((Date.now() + 8000) / 1000) * 1000;
+  await later(alice, first, at, "browser-send-later.png");
+  await until(alice, `${held(first)} [data-testid=scheduled-time]:has-text("scheduled for")`, "no pending bubble for her scheduled message");
+  await later(alice, second, at);
+  await until(alice, held(second), "no pending bubble for her second scheduled message");
+  const firstId = await alice.page.getAttribute(held(first), "data-msg-id");
+  const secondId = await alice.page.getAttribute(held(second), "data-msg-id");
+  if (await alice.page.getAttribute(held(first), "data-deliver-at") !== String(at)) await fail(`alice: the pending bubble is not for ${at}`);
+  await until(alice, `${conv(direct)} [data-testid=conv-scheduled]:text-is("2 scheduled")`, "the list does not show 2 scheduled");
+  await alice.page.click(`${held(second)} [data-testid=cancel-scheduled]`);
+  await until(alice, held(second), "the cancelled message still shows pending", "detached");
+  await until(alice, "#toast:has-text('Scheduled message cancelled')", "no confirmation of the cancel");
+  // After a reload, the pending bubble comes from GET /messages/scheduled.
+  await alice.page.reload();
+  await until(alice, "#dot.on", "did not reconnect after the reload");
+  await until(alice, held(first), "after a reload her pending bubble is not loaded from the server");
+  await until(alice, `${conv(direct)} [data-testid=conv-scheduled]:text-is("1 scheduled")`, "the list does not show 1 scheduled after the reload");
+  if (await alice.page.locator(held(second)).count()) await fail("alice: the cancelled message is listed again after the reload");
+  await snap(alice, "browser-scheduled.png");
+  // Nothing has reached Bob yet (checked while it is still before the time).
+  const bobSees = (t) => bob.page.evaluate((t) => document.body.textContent.includes(t), t);
+  const early = (await bobSees(first)) || (await bobSees(second)) || bob.frames.some(f => f.data.includes(firstId) || f.data.includes(secondId));
+  if (Date.now() >= at) await fail(`the test reached its "before the time" check only ${Date.now() - at} ms after the time`);
+  if (early) await fail("bob got a scheduled message before its time");
+  // At the time: Bob receives the first; Alice's pending bubble becomes the delivered message.
+  await bob.page.waitForSelector(msg(first), { timeout: at - Date.now() + T }).catch(() => fail(`bob never got "${first}"`));
+  const shownAt = await bob.page.evaluate((t) => window.__firstSeen[t], first);
+  const frameAt = (bob.frames.find(f => f.data.includes(firstId)) || {}).t;
+  if (!(shownAt >= at) || !(frameAt >= at)) await fail(`bob got it early: frame at ${frameAt}, shown at ${shownAt}, deliver_at ${at}`);
+  const delivered = `[data-testid=message][data-msg-id="${firstId}"]:has([data-testid=message-body]:text-is("${first}"))`;
+  await until(alice, delivered, "her scheduled message did not turn into a delivered one");
+  await until(alice, held(first), "her pending bubble stays after the delivery", "detached");
+  await until(alice, `${conv(direct)} [data-testid=conv-scheduled]`, "the list still shows a scheduled message", "detached");
+  for (const p of [alice, bob]) {
+    const seq = Number(await p.page.getAttribute(`[data-testid=message][data-msg-id="${firstId}"]`, "data-seq"));
+    if (!(seq > 0)) await fail(`${p.name}: the delivered message has no seq (${seq})`);
+  }
+  if (await alice.page.locator("[data-testid=scheduled]").count()) await fail("alice: a pending bubble is left");
+  // The cancelled one never shows up: not now, nor after later ordinary messages.
+  const cancelledShows = async () => (await bobSees(second)) || bob.frames.some(f => f.data.includes(secondId) || f.data.includes(second)) ||
+    (await alice.page.locator(`#messages :text("${second}")`).count()) > 0;
+  if (await cancelledShows()) await fail("the cancelled message showed up after the first was delivered");
+  await say(bob, "Thank you! " + stamp);
+  await sees(alice, "Thank you! " + stamp);
+  await say(alice, "You are welcome " + stamp);
+  await sees(bob, "You are welcome " + stamp);
+  if (await cancelledShows()) await fail("the cancelled message showed up after later messages");
+  await snap(alice, "browser-scheduled-delivered.png");
+
   console.log(`browser test passed: ${alice.name} (${alice.id}) and ${bob.name} (${bob.id}) chatted 1:1 and in a group; ` +
-    `unread badge, read ticks, typing, presence, recall (live and after reload) and group administration (rename, promote, mute member, kick, mute group, dissolve) checked; ` +
+    `unread badge, read ticks, typing, presence, recall (live and after reload) and group administration (rename, promote, mute member, kick, mute group, dissolve) and scheduled delivery (refused horizon, pending bubble, cancel, list after reload, delivery at ${at} to both) checked; ` +
     `screenshots in ${dir}`);
 } finally {
   await browser.close();
