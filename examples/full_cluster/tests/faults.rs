@@ -8,8 +8,8 @@
 //! - #6 Redis (private, AOF `appendfsync always`) SIGKILLed and restarted;
 //! - #7 MySQL cut through the fault-injecting proxy;
 //! - #8 etcd (private) restarted, and a connect node partitioned from it;
-//!   #8b (ignored: it fails on product bug B4 of docs/reliability.md) checks
-//!   that the sessions of a node that rejoined discovery get pushes at once.
+//!   #8b checks that the sessions of a node that rejoined discovery get
+//!   pushes at once (product bug B4 of docs/reliability.md, fixed).
 //!
 //! Each prints one `RELIABILITY …` line (`reliability::report::Tally`) and
 //! fails when an acked message was lost or stored twice, or when its own
@@ -2637,7 +2637,6 @@ async fn etcd_faults() {
 /// route heartbeat (30 s), so its sessions miss live pushes meanwhile, and a
 /// client only learns of them when a later message exposes the gap.
 #[test]
-#[ignore = "fails: product bug B4 (routes of a partitioned connect node stay dropped after it rejoins)"]
 fn s08b_sessions_of_a_rejoined_connect_node_get_live_pushes() {
     run(rejoined_node_pushes());
 }
@@ -2669,6 +2668,26 @@ async fn rejoined_node_pushes() {
         "one session on each node",
     )
     .await;
+    // A first message gives b's clients their baseline in the conversation,
+    // so a later gap is noticed and synced.
+    let (before, _) = http_send(
+        &http,
+        &base,
+        &a,
+        "before",
+        &to_user(b.user_id),
+        &[b.user_id],
+    )
+    .await;
+    let before = before.unwrap();
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            inboxes[1].has(b.user_id, before.msg_id)
+        })
+        .await
+        .is_some(),
+        "b's session on connect-2 got the first message"
+    );
     let (_, api_gone) = partition_connect2(&http, &rig, &a.token, ttl).await;
     let (during, _) = http_send(
         &http,

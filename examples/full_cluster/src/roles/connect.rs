@@ -119,6 +119,11 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         .await
         .map_err(|e| format!("registering in etcd: {e}"))?;
     tracing::info!(node = %node, %ws_url, %grpc_url, "connect is up");
+    tokio::spawn(rebind_after_lapse(
+        etcd.clone(),
+        connect.clone(),
+        background.clone(),
+    ));
 
     // Publish the session count every 3 s when it changed (for /api/v1/connect).
     let mut last = 0usize;
@@ -153,4 +158,54 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let _ = etcd.shutdown().await;
     tracing::info!("connect stopped");
     Ok(())
+}
+
+/// Re-binds this node's session routes as soon as etcd answers again after
+/// an outage of this node's view of it.
+///
+/// While a connect node cannot reach etcd its lease runs out, the task
+/// processes see it leave and drop its session routes, and pushes to its
+/// sessions would be lost until the next route heartbeat (30 s). So when a
+/// ping succeeds after failing (or after a stall of a second or more), every
+/// live route is refreshed at once, which binds it again; a client that missed
+/// a push meanwhile sees the gap at its next message and syncs.
+async fn rebind_after_lapse(
+    etcd: Arc<im_discovery::EtcdDiscovery>,
+    connect: Arc<ConnectService>,
+    stop: CancellationToken,
+) {
+    let mut last_ok = tokio::time::Instant::now();
+    let mut failed = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(1), etcd.ping()).await,
+            Ok(Ok(()))
+        );
+        if !ok {
+            failed = true;
+            continue;
+        }
+        let gap = last_ok.elapsed();
+        last_ok = tokio::time::Instant::now();
+        if failed || gap >= Duration::from_secs(1) {
+            failed = false;
+            match connect.heartbeat_once().await {
+                Ok(()) => tracing::info!(
+                    gap_ms = gap.as_millis() as u64,
+                    sessions = connect.hub().session_count(),
+                    "etcd answers again: session routes bound again"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-binding routes after an etcd outage failed; retrying");
+                    failed = true;
+                }
+            }
+        }
+    }
 }
