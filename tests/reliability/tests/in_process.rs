@@ -873,7 +873,10 @@ async fn s05_sync_of_near_limit_messages() {
         largest
     );
     assert_eq!(after_seq, 100, "all 100 recovered");
-    assert!(largest < 1024 * 1024, "every frame under the 1 MiB write limit");
+    assert!(
+        largest < 1024 * 1024,
+        "every frame under the 1 MiB write limit"
+    );
     assert_eq!(srv.panics(), 0);
     tally.check();
 }
