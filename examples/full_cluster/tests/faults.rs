@@ -426,6 +426,17 @@ impl Cluster {
             .chain(self.env_of.get(name).into_iter().flatten())
         {
             cmd.env(k, v);
+            // The plain variables (set by scripts/services.sh) would win over
+            // the IM_CLUSTER__ ones pointing at a proxy or a private server.
+            for (im, plain) in [
+                ("IM_CLUSTER__REDIS_URL", "REDIS_URL"),
+                ("IM_CLUSTER__DATABASE_URL", "DATABASE_URL"),
+                ("IM_CLUSTER__ETCD_ENDPOINTS", "ETCD_ENDPOINTS"),
+            ] {
+                if k.as_str() == im {
+                    cmd.env_remove(plain);
+                }
+            }
         }
         let child = cmd.spawn().unwrap();
         self.procs.retain(|p| p.name != name);
