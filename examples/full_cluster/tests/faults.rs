@@ -660,8 +660,33 @@ async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
 async fn users(base: &str, ns: &str, names: &[&str]) -> Vec<ImClient> {
     futures::future::join_all(names.iter().map(|n| async move {
         let name = format!("{ns}_{n}");
-        ImClient::register(base, &name, PASSWORD).await.unwrap();
-        ImClient::login(base, &name, PASSWORD).await.unwrap()
+        // Right after a (re)start the api may not have discovered a logic
+        // instance yet and answers 503 `unavailable`: retry for a while.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut registered = false;
+        loop {
+            if !registered {
+                match ImClient::register(base, &name, PASSWORD).await {
+                    Ok(_) => registered = true,
+                    // A retry of a registration that went through.
+                    Err(e) if format!("{e:?} {e}").contains("already_exists") => registered = true,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    Err(e) => panic!("registering {name}: {e:?}"),
+                }
+            }
+            match ImClient::login(base, &name, PASSWORD).await {
+                Ok(c) => return c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("logging {name} in: {e:?}"),
+            }
+        }
     }))
     .await
 }
