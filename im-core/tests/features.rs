@@ -41,6 +41,11 @@ async fn session(node: &Node, u: UserId, device: &str) -> (SessionCtx, SessionHa
 }
 
 async fn send(node: &Node, from: UserId, to: Target, body: &str) -> SendAck {
+    try_send(node, from, to, body).await.unwrap()
+}
+
+/// A text send over HTTP with a fresh `client_msg_id`.
+async fn try_send(node: &Node, from: UserId, to: Target, body: &str) -> im_core::Result<SendAck> {
     node.logic
         .send(
             Sender::http(from),
@@ -53,7 +58,6 @@ async fn send(node: &Node, from: UserId, to: Target, body: &str) -> SendAck {
             },
         )
         .await
-        .unwrap()
 }
 
 /// The next frame of a session, within 5 s.
@@ -515,18 +519,7 @@ async fn group_administration_is_authorized_by_role_and_announced() {
         )
         .await
         .unwrap();
-    let muted = node
-        .logic
-        .send(
-            Sender::http(y),
-            SendRequest {
-                client_msg_id: "muted".into(),
-                to: Target::Group(g),
-                kind: MessageKind::Text,
-                body: serde_json::json!("let me talk"),
-                deliver_at: None,
-            },
-        )
+    let muted = try_send(&node, y, Target::Group(g), "let me talk")
         .await
         .unwrap_err();
     assert_eq!(muted.code(), ErrorCode::PermissionDenied);
@@ -549,18 +542,7 @@ async fn group_administration_is_authorized_by_role_and_announced() {
         )
         .await
         .unwrap();
-    let err = node
-        .logic
-        .send(
-            Sender::http(y),
-            SendRequest {
-                client_msg_id: "m2".into(),
-                to: Target::Group(g),
-                kind: MessageKind::Text,
-                body: serde_json::json!("hm"),
-                deliver_at: None,
-            },
-        )
+    let err = try_send(&node, y, Target::Group(g), "hm")
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::PermissionDenied);
@@ -648,18 +630,7 @@ async fn group_administration_is_authorized_by_role_and_announced() {
         .administer_group(z, g, GroupCommand::Dissolve)
         .await
         .unwrap();
-    let err = node
-        .logic
-        .send(
-            Sender::http(x),
-            SendRequest {
-                client_msg_id: "after".into(),
-                to: Target::Group(g),
-                kind: MessageKind::Text,
-                body: serde_json::json!("anyone?"),
-                deliver_at: None,
-            },
-        )
+    let err = try_send(&node, x, Target::Group(g), "anyone?")
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound);
@@ -714,18 +685,7 @@ async fn send_hooks_reject_rewrite_and_observe() {
     let conv = ConversationId::direct(a, b).unwrap();
     let (_bctx, mut bh) = session(&node, b, "web").await;
 
-    let err = node
-        .logic
-        .send(
-            Sender::http(a),
-            SendRequest {
-                client_msg_id: "bad".into(),
-                to: Target::User(b),
-                kind: MessageKind::Text,
-                body: serde_json::json!("a forbidden word"),
-                deliver_at: None,
-            },
-        )
+    let err = try_send(&node, a, Target::User(b), "a forbidden word")
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::PermissionDenied);
