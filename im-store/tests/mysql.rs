@@ -133,6 +133,49 @@ async fn mysql_large_batches_are_chunked() {
     .await;
 }
 
+/// Several processes starting at once on a fresh database (a cluster's
+/// first start) must all migrate successfully: MariaDB ignores sqlx's own
+/// lock, which left migration 2 marked failed and every process retrying
+/// forever.
+#[tokio::test]
+async fn mysql_concurrent_migrations_all_succeed() {
+    let db = format!("im_test_{:x}", testkit::random_id());
+    let mut admin = admin().await;
+    sqlx::query(&format!("CREATE DATABASE `{db}`"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let url = with_database(&url(), &db);
+    let outcome = AssertUnwindSafe(async {
+        let config = MySqlConfig::new(url.clone());
+        let starts = (0..6).map(|_| MySqlStore::connect(&config));
+        let stores = futures::future::join_all(starts).await;
+        let mut ok = Vec::new();
+        for (i, s) in stores.into_iter().enumerate() {
+            ok.push(s.unwrap_or_else(|e| panic!("process {i} failed to migrate: {e}")));
+        }
+        let rows: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(ok[0].pool())
+                .await
+                .unwrap();
+        assert_eq!(rows.len(), im_store::mysql::MIGRATOR.iter().count());
+        assert!(rows.iter().all(|(_, success)| *success), "{rows:?}");
+        for s in ok {
+            s.close().await;
+        }
+    })
+    .catch_unwind()
+    .await;
+    sqlx::query(&format!("DROP DATABASE `{db}`"))
+        .execute(&mut admin)
+        .await
+        .expect("drop database");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 #[test]
 fn database_urls_are_rewritten() {
     assert_eq!(

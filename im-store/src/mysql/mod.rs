@@ -25,6 +25,9 @@ pub use users::MySqlUserStore;
 /// The default database URL (`DATABASE_URL` overrides it in [`MySqlConfig::from_env`]).
 pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
+/// How long [`MySqlStore::migrate`] waits for another process's migration.
+pub const MIGRATION_LOCK_WAIT_SECS: i64 = 120;
+
 /// The embedded MySQL migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
@@ -114,8 +117,36 @@ impl MySqlStore {
     }
 
     /// Applies the embedded migrations that are not applied yet.
+    ///
+    /// Safe when several processes start at once on a fresh database: they
+    /// take turns under a named lock (`GET_LOCK`, waiting up to
+    /// [`MIGRATION_LOCK_WAIT_SECS`]). sqlx's own migration lock asks for
+    /// `GET_LOCK(name, -1)`, which MariaDB answers at once with NULL (no
+    /// lock), so without this two processes could both run a migration and
+    /// leave it marked as failed.
     pub async fn migrate(&self) -> Result<(), Error> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| map_err("migrate", e))?;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT GET_LOCK(CONCAT('im-migrate:', DATABASE()), ?)")
+                .bind(MIGRATION_LOCK_WAIT_SECS)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| map_err("migrate", e))?;
+        if locked != Some(1) {
+            return Err(Error::unavailable_msg(format!(
+                "mysql: another process kept the migration lock for {MIGRATION_LOCK_WAIT_SECS} s"
+            )));
+        }
+        let result = MIGRATOR.run(&mut *conn).await;
+        // Released by closing the connection too, should this fail.
+        let _ = sqlx::query("SELECT RELEASE_LOCK(CONCAT('im-migrate:', DATABASE()))")
+            .execute(&mut *conn)
+            .await;
+        result.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => map_err("migrate", e),
             other => Error::backend("mysql migration failed", other),
         })
