@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p im-store --example store_bench            # REDIS_URL, DATABASE_URL
 //! cargo run --release -p im-store --example store_bench -- 200000  # messages per case
+//! STORE_BENCH_REDIS_ONLY=1 cargo run --release -p im-store --example store_bench
 //! ```
 //!
 //! 1. The Redis send path (dedup claim + seq INCR + XADD + ack store), as
@@ -45,8 +46,25 @@ fn message(i: u64, run: u64) -> Message {
     }
 }
 
+/// Seconds of CPU the Redis server has used (user + system), from `INFO cpu`.
+async fn redis_cpu_seconds() -> f64 {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+        .filter_map(|l| l.split_once(':')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
 async fn send_path(name: &str, p: Arc<dyn SendPipeline>, total: u64, batch: u64, run: u64) {
     let per = total / CALLERS as u64;
+    let cpu_before = redis_cpu_seconds().await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..CALLERS as u64 {
@@ -79,8 +97,9 @@ async fn send_path(name: &str, p: Arc<dyn SendPipeline>, total: u64, batch: u64,
         t.await.unwrap();
     }
     let secs = started.elapsed().as_secs_f64();
+    let redis_us = (redis_cpu_seconds().await - cpu_before) * 1e6 / total as f64;
     println!(
-        "{name:<44} batch {batch:>4}: {:>9.0} sends/s ({total} in {secs:.2} s)",
+        "{name:<44} batch {batch:>4}: {:>9.0} sends/s ({total} in {secs:.2} s), Redis CPU {redis_us:.1} µs/send",
         total as f64 / secs
     );
 }
@@ -135,6 +154,9 @@ async fn main() {
         conn.delete_namespace().await.unwrap();
     }
 
+    if std::env::var_os("STORE_BENCH_REDIS_ONLY").is_some() {
+        return;
+    }
     // MariaDB batch persist.
     let db_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());

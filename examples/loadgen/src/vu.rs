@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::Value;
@@ -96,9 +96,18 @@ pub async fn open_socket(url: &str, token: &str, src: Option<u8>) -> Result<Sock
     Ok(ws)
 }
 
+/// What one virtual user has measured so far.
+struct Tally {
+    ack_h: Histogram<u64>,
+    del_h: Histogram<u64>,
+    in_flight: usize,
+    seen: HashSet<u64>,
+    last_seq: HashMap<String, u64>,
+    sample: u32,
+}
+
 impl VirtualUser {
-    fn frame(&self, n: u64, t_us: u64) -> Message {
-        let to = self.target.to_string();
+    fn frame(&self, to: &str, n: u64, t_us: u64) -> Message {
         Message::Text(
             format!(
                 r#"{{"type":"send","client_msg_id":"{}.{n}.{t_us}","to":{to},"body":"{t_us}"}}"#,
@@ -108,103 +117,140 @@ impl VirtualUser {
         )
     }
 
+    /// Accounts for one received frame.
+    fn receive(&self, text: &str, t: &mut Tally) {
+        let Ok(f) = serde_json::from_str::<Frame>(text) else {
+            return;
+        };
+        let stats = &self.stats;
+        let now = now_us();
+        let measuring = stats.measuring.load(Ordering::Relaxed);
+        match f.kind {
+            "send_ack" => {
+                stats.acked.fetch_add(1, Ordering::Relaxed);
+                stats.expected.fetch_add(self.recipients, Ordering::Relaxed);
+                if let Some(sent) = f
+                    .client_msg_id
+                    .and_then(|c| c.rsplit('.').next())
+                    .and_then(|t| t.parse::<u64>().ok())
+                {
+                    if measuring {
+                        let _ = t.ack_h.record(now.saturating_sub(sent).max(1));
+                    }
+                }
+                t.in_flight = t.in_flight.saturating_sub(1);
+            }
+            "message" => {
+                let id = f.msg_id.and_then(|m| m.parse::<u64>().ok()).unwrap_or(0);
+                if !t.seen.insert(id) {
+                    stats.duplicated.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                stats.delivered.fetch_add(1, Ordering::Relaxed);
+                if let (Some(c), Some(seq)) = (f.conversation_id, f.seq) {
+                    let last = match t.last_seq.get_mut(c) {
+                        Some(last) => last,
+                        None => t.last_seq.entry(c.to_owned()).or_insert(0),
+                    };
+                    if seq < *last {
+                        stats.out_of_order.fetch_add(1, Ordering::Relaxed);
+                    }
+                    *last = (*last).max(seq);
+                }
+                if let Some(sent) = f.body.and_then(|b| b.parse::<u64>().ok()) {
+                    if measuring {
+                        let lat = now.saturating_sub(sent).max(1);
+                        let _ = t.del_h.record(lat);
+                        t.sample = t.sample.wrapping_add(1);
+                        if t.sample % 16 == 0 {
+                            if let Some(sec) = stats.second() {
+                                let mut tl = stats.timeline.lock();
+                                while tl.len() <= sec {
+                                    tl.push(hist());
+                                }
+                                let _ = tl[sec].record(lat);
+                            }
+                        }
+                    }
+                }
+            }
+            "error" => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                t.in_flight = t.in_flight.saturating_sub(1);
+                if f.code != Some("resource_exhausted") {
+                    eprintln!("error frame: {text}");
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Runs until told to finish; returns (send→ack, send→deliver) histograms.
+    ///
+    /// Like a good client (and like the server), it handles every frame that
+    /// has already arrived before writing, and writes everything it has to
+    /// send with one flush: a syscall per batch, not per frame.
     pub async fn run(
         self,
         mut ws: Socket,
         mut cmds: mpsc::Receiver<Cmd>,
     ) -> (Histogram<u64>, Histogram<u64>) {
-        let mut ack_h = hist();
-        let mut del_h = hist();
+        let to = self.target.to_string();
+        let mut t = Tally {
+            ack_h: hist(),
+            del_h: hist(),
+            in_flight: 0,
+            seen: HashSet::new(),
+            last_seq: HashMap::new(),
+            sample: 0,
+        };
         let mut n = 0u64;
-        let mut in_flight = 0usize;
-        let mut seen: HashSet<u64> = HashSet::new();
-        let mut last_seq: HashMap<String, u64> = HashMap::new();
         let stats = self.stats.clone();
-        let mut sample = 0u32;
-        loop {
+        'run: loop {
             tokio::select! {
-                cmd = cmds.recv() => match cmd {
-                    Some(Cmd::SendAt(t)) => {
-                        n += 1;
-                        stats.sent.fetch_add(1, Ordering::Relaxed);
-                        if ws.send(self.frame(n, t)).await.is_err() { break; }
-                    }
-                    Some(Cmd::Start) => {
-                        for _ in 0..self.window {
-                            n += 1;
-                            stats.sent.fetch_add(1, Ordering::Relaxed);
-                            in_flight += 1;
-                            if ws.feed(self.frame(n, now_us())).await.is_err() { break; }
+                cmd = cmds.recv() => {
+                    let mut next = Some(cmd);
+                    while let Some(cmd) = next.take() {
+                        match cmd {
+                            Some(Cmd::SendAt(at)) => {
+                                n += 1;
+                                stats.sent.fetch_add(1, Ordering::Relaxed);
+                                if ws.feed(self.frame(&to, n, at)).await.is_err() { break 'run; }
+                            }
+                            Some(Cmd::Start) => {
+                                for _ in 0..self.window {
+                                    n += 1;
+                                    stats.sent.fetch_add(1, Ordering::Relaxed);
+                                    t.in_flight += 1;
+                                    if ws.feed(self.frame(&to, n, now_us())).await.is_err() { break 'run; }
+                                }
+                            }
+                            Some(Cmd::Finish) | None => break 'run,
                         }
-                        if ws.flush().await.is_err() { break; }
+                        next = cmds.try_recv().ok().map(Some);
                     }
-                    Some(Cmd::Finish) | None => break,
-                },
+                    if ws.flush().await.is_err() { break; }
+                }
                 incoming = ws.next() => {
-                    let text = match incoming {
-                        Some(Ok(Message::Text(t))) => t,
-                        Some(Ok(_)) => continue,
-                        _ => break,
-                    };
-                    let Ok(f) = serde_json::from_str::<Frame>(&text) else { continue };
-                    let now = now_us();
-                    let measuring = stats.measuring.load(Ordering::Relaxed);
-                    match f.kind {
-                        "send_ack" => {
-                            stats.acked.fetch_add(1, Ordering::Relaxed);
-                            stats.expected.fetch_add(self.recipients, Ordering::Relaxed);
-                            if let Some(t) = f.client_msg_id.and_then(|c| c.rsplit('.').next()).and_then(|t| t.parse::<u64>().ok()) {
-                                if measuring {
-                                    let _ = ack_h.record(now.saturating_sub(t).max(1));
-                                }
-                            }
-                            in_flight = in_flight.saturating_sub(1);
+                    let mut next = Some(incoming);
+                    let mut budget = 256;
+                    while let Some(incoming) = next.take() {
+                        match incoming {
+                            Some(Ok(Message::Text(text))) => self.receive(&text, &mut t),
+                            Some(Ok(_)) => {}
+                            _ => break 'run,
                         }
-                        "message" => {
-                            let id = f.msg_id.and_then(|m| m.parse::<u64>().ok()).unwrap_or(0);
-                            if !seen.insert(id) {
-                                stats.duplicated.fetch_add(1, Ordering::Relaxed);
-                                continue;
-                            }
-                            stats.delivered.fetch_add(1, Ordering::Relaxed);
-                            if let (Some(c), Some(seq)) = (f.conversation_id, f.seq) {
-                                let last = last_seq.entry(c.to_owned()).or_insert(0);
-                                if seq < *last {
-                                    stats.out_of_order.fetch_add(1, Ordering::Relaxed);
-                                }
-                                *last = (*last).max(seq);
-                            }
-                            if let Some(t) = f.body.and_then(|b| b.parse::<u64>().ok()) {
-                                if measuring {
-                                    let lat = now.saturating_sub(t).max(1);
-                                    let _ = del_h.record(lat);
-                                    sample = sample.wrapping_add(1);
-                                    if sample % 16 == 0 {
-                                        if let Some(sec) = stats.second() {
-                                            let mut tl = stats.timeline.lock();
-                                            while tl.len() <= sec { tl.push(hist()); }
-                                            let _ = tl[sec].record(lat);
-                                        }
-                                    }
-                                }
-                            }
+                        budget -= 1;
+                        if budget > 0 {
+                            next = ws.next().now_or_never();
                         }
-                        "error" => {
-                            stats.failed.fetch_add(1, Ordering::Relaxed);
-                            in_flight = in_flight.saturating_sub(1);
-                            if f.code != Some("resource_exhausted") {
-                                eprintln!("error frame: {text}");
-                            }
-                        }
-                        _ => {}
                     }
-                    if self.window > 0 && in_flight < self.window && !stats.stop_sending.load(Ordering::Relaxed) {
-                        while in_flight < self.window {
+                    if self.window > 0 && t.in_flight < self.window && !stats.stop_sending.load(Ordering::Relaxed) {
+                        while t.in_flight < self.window {
                             n += 1;
-                            in_flight += 1;
+                            t.in_flight += 1;
                             stats.sent.fetch_add(1, Ordering::Relaxed);
-                            if ws.feed(self.frame(n, now_us())).await.is_err() { break; }
+                            if ws.feed(self.frame(&to, n, now_us())).await.is_err() { break 'run; }
                         }
                         if ws.flush().await.is_err() { break; }
                     }
@@ -212,7 +258,7 @@ impl VirtualUser {
             }
         }
         let _ = ws.close(None).await;
-        (ack_h, del_h)
+        (t.ack_h, t.del_h)
     }
 }
 

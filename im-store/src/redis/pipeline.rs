@@ -119,20 +119,18 @@ impl SendPipeline for RedisSendPipeline {
         let mut out = Vec::with_capacity(batch.len());
         let mut fresh = 0u64;
         for (item, mut ack) in items.iter().zip(acks) {
+            if let Some(seq) = as_u64(item) {
+                fresh += 1;
+                ack.seq = seq;
+                out.push(Ok(Admitted::New(ack)));
+                continue;
+            }
             let item = as_items(item);
             let res = match (
                 item.first().and_then(as_u64),
                 item.get(1).and_then(as_string),
             ) {
                 (Some(0), Some(stored)) => decode_ack(&stored),
-                (Some(1), Some(_)) => match item.get(2).and_then(as_u64) {
-                    Some(seq) => {
-                        fresh += 1;
-                        ack.seq = seq;
-                        Ok(Admitted::New(ack))
-                    }
-                    None => Err(bad_reply("send script", &reply)),
-                },
                 (Some(2), Some(err)) => Err(Error::unavailable_msg(format!(
                     "redis refused to enqueue the message: {err}"
                 ))),

@@ -5,8 +5,9 @@
 --       (its seq is overridden by the entry's `s` field), ARGV[3i] and
 --       ARGV[3i+1] = the ack JSON before and after its seq number.
 -- Returns per admission: {0, stored} for a key claimed before (including by
--- an earlier admission of this batch), {1, ack, seq, entry id} when admitted,
+-- an earlier admission of this batch), the seq (an integer) when admitted,
 -- {2, error} when the XADD failed (no key is left behind; the seq is skipped).
+-- The reply is kept small on purpose: the caller already has the ack.
 local ttl = ARGV[1]
 local n = #KEYS / 3
 local out = {}
@@ -21,9 +22,8 @@ for i = 1, n do
     if type(id) == 'table' and id.err then
       out[i] = {2, id.err}
     else
-      local ack = ARGV[3 * i] .. string.format('%d', seq) .. ARGV[3 * i + 1]
-      redis.call('SET', dk, ack, 'PX', ttl)
-      out[i] = {1, ack, seq, id}
+      redis.call('SET', dk, ARGV[3 * i] .. string.format('%d', seq) .. ARGV[3 * i + 1], 'PX', ttl)
+      out[i] = seq
     end
   end
 end
