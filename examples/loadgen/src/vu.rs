@@ -117,6 +117,23 @@ impl VirtualUser {
         )
     }
 
+    /// Closed loop: feeds sends (unflushed) until the window is full again.
+    async fn feed_window(
+        &self,
+        ws: &mut Socket,
+        to: &str,
+        n: &mut u64,
+        t: &mut Tally,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        while t.in_flight < self.window {
+            *n += 1;
+            t.in_flight += 1;
+            self.stats.sent.fetch_add(1, Ordering::Relaxed);
+            ws.feed(self.frame(to, *n, now_us())).await?;
+        }
+        Ok(())
+    }
+
     /// Accounts for one received frame.
     fn receive(&self, text: &str, t: &mut Tally) {
         let Ok(f) = serde_json::from_str::<Frame>(text) else {
@@ -218,12 +235,7 @@ impl VirtualUser {
                                 if ws.feed(self.frame(&to, n, at)).await.is_err() { break 'run; }
                             }
                             Some(Cmd::Start) => {
-                                for _ in 0..self.window {
-                                    n += 1;
-                                    stats.sent.fetch_add(1, Ordering::Relaxed);
-                                    t.in_flight += 1;
-                                    if ws.feed(self.frame(&to, n, now_us())).await.is_err() { break 'run; }
-                                }
+                                if self.feed_window(&mut ws, &to, &mut n, &mut t).await.is_err() { break 'run; }
                             }
                             Some(Cmd::Finish) | None => break 'run,
                         }
@@ -246,12 +258,7 @@ impl VirtualUser {
                         }
                     }
                     if self.window > 0 && t.in_flight < self.window && !stats.stop_sending.load(Ordering::Relaxed) {
-                        while t.in_flight < self.window {
-                            n += 1;
-                            t.in_flight += 1;
-                            stats.sent.fetch_add(1, Ordering::Relaxed);
-                            if ws.feed(self.frame(&to, n, now_us())).await.is_err() { break 'run; }
-                        }
+                        if self.feed_window(&mut ws, &to, &mut n, &mut t).await.is_err() { break; }
                         if ws.flush().await.is_err() { break; }
                     }
                 }

@@ -1,7 +1,7 @@
 //! The worker loop shared by both groups: fetch or claim, process (while the
-//! next batch is fetched), ack; with
-//! capped exponential backoff while the queue or the step fails, and a clean
-//! stop (finish the batch in hand or leave it un-acked; never ack unfinished work).
+//! next batch is fetched), ack; with capped exponential backoff while the
+//! queue or the step fails, and a clean stop (finish the batches in hand or
+//! leave them un-acked; never ack unfinished work).
 
 use std::future::Future;
 use std::time::Duration;
@@ -147,5 +147,139 @@ async fn ack(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::id::{ConversationId, MessageId, UserId};
+    use crate::memory::MemoryQueue;
+    use crate::model::{Entry, Envelope, Message, MessageKind, Target};
+    use crate::ports::MessageQueue;
+
+    /// Counts the non-empty batches its inner consumer has handed out.
+    struct Counting {
+        inner: Box<dyn QueueConsumer>,
+        fetched: Arc<AtomicUsize>,
+        changed: Arc<Notify>,
+    }
+
+    #[async_trait]
+    impl QueueConsumer for Counting {
+        async fn fetch(&mut self, max: usize, block: Duration) -> Result<Vec<Delivery>> {
+            let batch = self.inner.fetch(max, block).await?;
+            if !batch.is_empty() {
+                self.fetched.fetch_add(1, Ordering::SeqCst);
+                self.changed.notify_waiters();
+            }
+            Ok(batch)
+        }
+        async fn ack(&mut self, ids: &[EntryId]) -> Result<()> {
+            self.inner.ack(ids).await
+        }
+        async fn claim_stale(&mut self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>> {
+            self.inner.claim_stale(min_idle, max).await
+        }
+    }
+
+    fn entry(seq: u64) -> Entry {
+        let (a, b) = (UserId(1), UserId(2));
+        Entry::Message(Envelope {
+            message: Message {
+                msg_id: MessageId(seq),
+                conversation_id: ConversationId::Direct(a, b),
+                seq,
+                from: a,
+                to: Target::User(b),
+                kind: MessageKind::Text,
+                body: serde_json::Value::String(format!("m{seq}")),
+                client_msg_id: format!("c{seq}"),
+                ts: 0,
+                recalled: false,
+            },
+            origin: None,
+            audience: None,
+        })
+    }
+
+    /// The next batch is fetched while the step still works on the current
+    /// one, and a batch fetched before a stop is still finished and acked.
+    #[tokio::test]
+    async fn the_next_batch_is_fetched_during_the_step_and_finished_on_stop() {
+        let queue = MemoryQueue::new(100);
+        queue.create_group("g").await.unwrap();
+        queue.publish(&[entry(1), entry(2)]).await.unwrap();
+        let fetched = Arc::new(AtomicUsize::new(0));
+        let changed = Arc::new(Notify::new());
+        let consumer = Box::new(Counting {
+            inner: queue.consumer("g", "c").await.unwrap(),
+            fetched: fetched.clone(),
+            changed: changed.clone(),
+        });
+        let config = WorkerConfig {
+            consumer: "c".into(),
+            batch: 1,
+            block: Duration::from_millis(20),
+            claim_idle: Duration::from_secs(3600),
+            claim_every: Duration::from_secs(3600),
+            ..WorkerConfig::default()
+        };
+        let stop = CancellationToken::new();
+        let steps = Arc::new(AtomicUsize::new(0));
+        let prefetched_during_first = Arc::new(AtomicUsize::new(0));
+        let (s, p, f, c, st) = (
+            steps.clone(),
+            prefetched_during_first.clone(),
+            fetched.clone(),
+            changed.clone(),
+            stop.clone(),
+        );
+        let run = run_loop(consumer, &config, stop.clone(), move |_batch| {
+            let (s, p, f, c, st) = (s.clone(), p.clone(), f.clone(), c.clone(), st.clone());
+            async move {
+                if s.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // Wait (bounded) for the second batch to be fetched.
+                    let waited = tokio::time::timeout(Duration::from_secs(2), async {
+                        while f.load(Ordering::SeqCst) < 2 {
+                            let notified = c.notified();
+                            if f.load(Ordering::SeqCst) >= 2 {
+                                break;
+                            }
+                            notified.await;
+                        }
+                    })
+                    .await;
+                    if waited.is_ok() {
+                        p.store(1, Ordering::SeqCst);
+                    }
+                    st.cancel();
+                }
+                Outcome::Done
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the loop stops");
+        assert_eq!(
+            prefetched_during_first.load(Ordering::SeqCst),
+            1,
+            "the second batch was not fetched while the first was processed"
+        );
+        assert_eq!(
+            steps.load(Ordering::SeqCst),
+            2,
+            "the batch fetched before the stop was not finished"
+        );
+        let stats = queue.stats("g").await.unwrap();
+        assert_eq!(stats.pending, 0, "both batches are acked");
+        assert_eq!(stats.lag, 0);
     }
 }
