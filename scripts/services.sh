@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Makes sure the servers the test suite talks to are up on 127.0.0.1:
-# Redis (REDIS_URL), MariaDB (DATABASE_URL) and etcd (ETCD_ENDPOINTS), plus
+# Redis (REDIS_URL), a 3-master Redis Cluster (REDIS_CLUSTER_URLS, ports
+# 7001-7003), MariaDB (DATABASE_URL) and etcd (ETCD_ENDPOINTS), plus
 # protoc (etcd-client compiles etcd's protos at build time). Installs Debian
 # packages when something is missing (needs root) and fails loudly, naming
 # the server, when it cannot. Sourced by scripts/test; safe to run alone.
 set -euo pipefail
 
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+IM_DEFAULT_CLUSTER_URLS=redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003
+export REDIS_CLUSTER_URLS="${REDIS_CLUSTER_URLS:-$IM_DEFAULT_CLUSTER_URLS}"
 export DATABASE_URL="${DATABASE_URL:-mysql://root@127.0.0.1:3306/test}"
 export ETCD_ENDPOINTS="${ETCD_ENDPOINTS:-http://127.0.0.1:2379}"
 
@@ -41,6 +44,79 @@ if ! command -v redis-cli >/dev/null || ! redis_up; then
   wait_until 10 redis_up || die "Redis is not reachable at $REDIS_URL (start it: redis-server --daemonize yes --port 6379)"
 fi
 
+# Redis Cluster: three masters (no replicas) on 127.0.0.1:7001-7003, each with
+# its own data dir under /var/tmp/im-redis-cluster/<port>, nothing persisted.
+# Healthy (all three answer and each reports cluster_state:ok with 3 known
+# nodes and 3 masters): left alone. Otherwise (a node down, a half-made or
+# foreign cluster, leftover nodes-*.conf): every node is shut down, the dirs
+# wiped and the cluster created afresh. A REDIS_CLUSTER_URLS pointing
+# elsewhere is only checked, never started.
+cluster_base=/var/tmp/im-redis-cluster
+cluster_ports=(7001 7002 7003)
+rcli() { timeout 3 redis-cli "$@"; } # a wedged port must not hang the script
+wait_for() { # seconds, command... (a deadline, however long each try takes)
+  local end=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do [ "$SECONDS" -lt "$end" ] || return 1; sleep 0.1; done
+}
+port_taken() { ss -Hltn "( sport = :$1 )" 2>/dev/null | grep -q .; }
+cluster_node_ok() { # port
+  local info
+  info=$(rcli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null) || return 1
+  grep -q '^cluster_state:ok' <<<"$info" && grep -q '^cluster_known_nodes:3' <<<"$info" \
+    && grep -q '^cluster_size:3' <<<"$info"
+}
+cluster_up() { local p; for p in "${cluster_ports[@]}"; do cluster_node_ok "$p" || return 1; done; }
+cluster_url_ok() { rcli -u "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
+cluster_create() {
+  local p dir
+  command -v redis-server >/dev/null || apt_install redis-server
+  log "creating the Redis Cluster on 127.0.0.1:${cluster_ports[*]} (data dirs $cluster_base/<port>)"
+  for p in "${cluster_ports[@]}"; do
+    if rcli -h 127.0.0.1 -p "$p" ping >/dev/null 2>&1; then
+      rcli -h 127.0.0.1 -p "$p" shutdown nosave >/dev/null 2>&1 || true
+      wait_for 10 bash -c "! timeout 1 redis-cli -h 127.0.0.1 -p $p ping" \
+        || die "Redis Cluster: cannot shut down the old node on 127.0.0.1:$p"
+    fi
+    if command -v ss >/dev/null && port_taken "$p"; then
+      wait_for 5 bash -c "! ss -Hltn '( sport = :$p )' | grep -q ." \
+        || die "Redis Cluster: port 127.0.0.1:$p is taken by something that is not a Redis node (ss -ltnp 'sport = :$p')"
+    fi
+  done
+  for p in "${cluster_ports[@]}"; do
+    dir="$cluster_base/$p"
+    rm -rf "$dir" && mkdir -p "$dir" || die "Redis Cluster: cannot make its data dir $dir"
+    redis-server --cluster-enabled yes --cluster-config-file "nodes-$p.conf" --dir "$dir" \
+      --save "" --appendonly no --daemonize yes --bind 127.0.0.1 --port "$p" \
+      --logfile "$dir/redis.log" 9>&- \
+      || die "Redis Cluster: redis-server on 127.0.0.1:$p did not start (see $dir/redis.log)"
+  done
+  for p in "${cluster_ports[@]}"; do
+    wait_for 10 rcli -h 127.0.0.1 -p "$p" ping \
+      || die "Redis Cluster: node 127.0.0.1:$p is not answering (port taken? see $cluster_base/$p/redis.log)"
+  done
+  timeout 60 redis-cli --cluster create 127.0.0.1:7001 127.0.0.1:7002 127.0.0.1:7003 \
+    --cluster-replicas 0 --cluster-yes >"$cluster_base/create.log" 2>&1 \
+    || die "Redis Cluster: redis-cli --cluster create failed (see $cluster_base/create.log)"
+  wait_for 30 cluster_up \
+    || die "Redis Cluster is not reachable at $REDIS_CLUSTER_URLS: cluster_state is not ok on every node (see $cluster_base/*/redis.log, $cluster_base/create.log)"
+}
+if [ "$REDIS_CLUSTER_URLS" = "$IM_DEFAULT_CLUSTER_URLS" ]; then
+  if ! cluster_up; then
+    mkdir -p "$cluster_base" || die "Redis Cluster: cannot make $cluster_base"
+    # One creator at a time (two test runs starting together); re-checked under
+    # the lock. The daemons must not inherit the lock's fd 9 (they would hold it).
+    (
+      flock -w 120 9 || die "Redis Cluster: timed out waiting for $cluster_base/.lock"
+      cluster_up || cluster_create
+    ) 9>"$cluster_base/.lock" || die "Redis Cluster is not reachable at $REDIS_CLUSTER_URLS"
+  fi
+else
+  IFS=, read -ra cluster_urls <<<"$REDIS_CLUSTER_URLS"
+  for u in "${cluster_urls[@]}"; do
+    cluster_url_ok "$u" || die "Redis Cluster is not reachable (or cluster_state is not ok) at $u (REDIS_CLUSTER_URLS=$REDIS_CLUSTER_URLS)"
+  done
+fi
+
 # MariaDB / MySQL.
 mysql_up() { mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1'; }
 if ! command -v mariadb >/dev/null || ! mysql_up; then
@@ -65,4 +141,4 @@ if ! etcd_up; then
     --initial-cluster im-test=http://127.0.0.1:2380 >"$datadir.log" 2>&1 &
   wait_until 20 etcd_up || die "etcd is not reachable at $ETCD_ENDPOINTS (see $datadir.log)"
 fi
-log "Redis, MariaDB and etcd are up"
+log "Redis, Redis Cluster, MariaDB and etcd are up"

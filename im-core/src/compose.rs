@@ -22,13 +22,18 @@ const IN_FLIGHT: &str = "";
 ///
 /// A retry that arrives while the original is still being enqueued waits for
 /// it (up to `in_flight_wait`), then answers `unavailable` so the client retries.
-/// If the publish fails after seqs were allocated, the keys are released and
-/// the conversation skips those seqs (clients see a gap that `sync` closes).
+///
+/// Admissions run one call at a time (a lock around seq allocation and
+/// publish), so conversations are enqueued in seq order and a failed publish
+/// can give its seqs back ([`SequenceAllocator::rewind`]): no hole. Several
+/// processes composing over shared networked ports would not be serialized
+/// against each other; they should use a backend's own pipeline (Redis has one).
 pub struct ComposedSendPipeline {
     dedup: Arc<dyn DedupStore>,
     seq: Arc<dyn SequenceAllocator>,
     queue: Arc<dyn MessageQueue>,
     in_flight_wait: Duration,
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl ComposedSendPipeline {
@@ -43,6 +48,7 @@ impl ComposedSendPipeline {
             seq,
             queue,
             in_flight_wait: Duration::from_secs(3),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -136,6 +142,7 @@ impl SendPipeline for ComposedSendPipeline {
                 .map(|&i| (batch[i].envelope.conversation(), 1))
                 .collect();
             let keys: Vec<DedupKey> = fresh.iter().map(|&i| batch[i].key).collect();
+            let turn = self.turn.lock().await;
             let seqs = match self.seq.allocate(&requests).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -151,9 +158,25 @@ impl SendPipeline for ComposedSendPipeline {
                 .map(|&i| batch[i].envelope.clone().into())
                 .collect::<Vec<crate::model::Entry>>();
             if let Err(e) = self.queue.publish(&envelopes).await {
+                // Give the seqs back (no hole), then forget the keys.
+                let blocks: Vec<_> = fresh
+                    .iter()
+                    .map(|&i| {
+                        (
+                            batch[i].envelope.conversation(),
+                            batch[i].envelope.message.seq,
+                            1,
+                        )
+                    })
+                    .collect();
+                if let Err(re) = self.seq.rewind(&blocks).await {
+                    tracing::warn!(error = %re, "giving back the seqs of a failed publish failed");
+                }
+                drop(turn);
                 let _ = self.dedup.release(&keys).await;
                 return Err(e);
             }
+            drop(turn);
             let mut entries = Vec::with_capacity(fresh.len());
             for &i in &fresh {
                 let m = &batch[i].envelope.message;
@@ -189,5 +212,42 @@ impl SendPipeline for ComposedSendPipeline {
             });
         }
         Ok(out)
+    }
+
+    async fn lookup(
+        &self,
+        keys: &[(DedupKey, crate::id::ConversationId)],
+        _dedup_ttl: Duration,
+    ) -> Result<Vec<Option<SendAck>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Peek without claiming: claim, and release what this call claimed.
+        let claims = self
+            .dedup
+            .claim(
+                &keys
+                    .iter()
+                    .map(|(k, _)| (*k, IN_FLIGHT.to_owned()))
+                    .collect::<Vec<_>>(),
+                Duration::from_secs(1),
+            )
+            .await?;
+        let claimed_now: Vec<DedupKey> = keys
+            .iter()
+            .zip(&claims)
+            .filter(|(_, c)| c.is_none())
+            .map(|((k, _), _)| *k)
+            .collect();
+        if !claimed_now.is_empty() {
+            self.dedup.release(&claimed_now).await?;
+        }
+        Ok(claims
+            .into_iter()
+            .map(|c| match c {
+                Some(v) if v != IN_FLIGHT => decode_ack(&v).ok(),
+                _ => None,
+            })
+            .collect())
     }
 }

@@ -25,12 +25,12 @@ use crate::connect::{ConnectConfig, ConnectService, Hub, LocalPusher};
 use crate::error::Result;
 use crate::logic::{Logic, LogicConfig, LogicPorts};
 use crate::memory::{
-    MemoryConversationStore, MemoryDedupStore, MemoryGroupStore, MemoryMessageStore, MemoryQueue,
-    MemoryScheduleStore, MemorySequenceAllocator, MemorySessionStore, MemoryTokenRevocations,
-    MemoryUserStore,
+    MemoryConversationStore, MemoryDedupStore, MemoryGroupStore, MemoryMessageStore,
+    MemoryPartitionLeases, MemoryQueue, MemoryScheduleStore, MemorySequenceAllocator,
+    MemorySessionStore, MemoryTokenRevocations, MemoryUserStore,
 };
 use crate::model::NodeId;
-use crate::ports::{MessageQueue, MessageStore, Pusher};
+use crate::ports::{MessageQueue, MessageStore, PartitionLeases, Pusher};
 use crate::task::{PersistWorker, PushWorker, Scheduler, SchedulerConfig, WorkerConfig};
 
 /// Every port a full node needs.
@@ -42,6 +42,10 @@ pub struct Backends {
     pub queue: Arc<dyn MessageQueue>,
     /// The archive (written by the persist worker).
     pub messages: Arc<dyn MessageStore>,
+    /// The partition leases push workers share (one pusher per partition).
+    /// In memory by default: right as long as this node is the only one
+    /// pushing from its queue; give several nodes on one queue shared ones.
+    pub leases: Arc<dyn PartitionLeases>,
 }
 
 impl Backends {
@@ -73,6 +77,7 @@ impl Backends {
             },
             queue,
             messages,
+            leases: Arc::new(MemoryPartitionLeases::new()),
         }
     }
 }
@@ -173,7 +178,8 @@ impl Node {
                     consumer: format!("{}-push-{i}", config.node),
                     ..config.worker.clone()
                 },
-            );
+            )
+            .with_leases(backends.leases.clone());
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = w.run(stop).await {

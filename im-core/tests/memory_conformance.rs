@@ -96,3 +96,14 @@ async fn memory_queue_is_bounded() {
 async fn memory_revocations_conform() {
     testkit::revocation_suite(|| async { Arc::new(MemoryTokenRevocations::new()) as _ }).await;
 }
+
+#[tokio::test]
+async fn memory_leases_conform() {
+    testkit::lease_suite(|| async { Arc::new(im_core::memory::MemoryPartitionLeases::new()) as _ })
+        .await;
+}
+
+#[tokio::test]
+async fn memory_queue_conforms_with_one_partition() {
+    testkit::queue_suite(|| async { Arc::new(MemoryQueue::with_partitions(10_000, 1)) as _ }).await;
+}

@@ -16,32 +16,63 @@ fn url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The seed nodes of the test Redis Cluster (`REDIS_CLUSTER_URLS`, default
+/// the three loopback masters `scripts/services.sh` starts).
+fn cluster_urls() -> Vec<String> {
+    std::env::var("REDIS_CLUSTER_URLS")
+        .unwrap_or_else(|_| {
+            "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".into()
+        })
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Which Redis a test runs on: every Redis-backed port must work on both.
+#[derive(Debug, Clone, Copy, Default)]
+enum Kind {
+    #[default]
+    Standalone,
+    Cluster,
+}
+
+const KINDS: [Kind; 2] = [Kind::Standalone, Kind::Cluster];
+
 /// Connects with a fresh prefix, or fails the test naming the server.
 async fn connect(config: RedisConfig) -> RedisConn {
-    let url = config.url.clone();
+    let target = if config.cluster_urls.is_empty() {
+        format!("Redis at {}", config.url)
+    } else {
+        format!("the Redis Cluster at {}", config.cluster_urls.join(","))
+    };
     RedisConn::connect(config).await.unwrap_or_else(|e| {
         panic!(
-            "Redis is not reachable at {url} ({e}). These tests need a real Redis 7: \
-             start one with `redis-server --daemonize yes` (or `docker run -d -p 6379:6379 redis:7`), \
-             or point REDIS_URL at one."
+            "{target} is not reachable ({e}). These tests need a real Redis 7 and a \
+             3-master Redis Cluster: start both with `scripts/services.sh`, or point \
+             REDIS_URL / REDIS_CLUSTER_URLS at yours."
         )
     })
 }
 
 /// Hands out fresh namespaces and deletes them all on `cleanup`.
 #[derive(Clone, Default)]
-struct Namespaces(Arc<Mutex<Vec<RedisConn>>>);
+struct Namespaces(Arc<Mutex<Vec<RedisConn>>>, Kind);
 
 impl Namespaces {
+    fn of(kind: Kind) -> Namespaces {
+        Namespaces(Arc::default(), kind)
+    }
+
     async fn fresh(&self) -> RedisConn {
         self.fresh_with(|c| c).await
     }
 
     async fn fresh_with(&self, f: impl FnOnce(RedisConfig) -> RedisConfig) -> RedisConn {
-        let conn = connect(f(
-            RedisConfig::new(url()).with_prefix(testkit::unique("imtest"))
-        ))
-        .await;
+        let base = match self.1 {
+            Kind::Standalone => RedisConfig::new(url()),
+            Kind::Cluster => RedisConfig::cluster(cluster_urls()),
+        };
+        let conn = connect(f(base.with_prefix(testkit::unique("imtest")))).await;
         self.0.lock().unwrap().push(conn.clone());
         conn
     }
@@ -56,99 +87,127 @@ impl Namespaces {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_queue_conforms() {
-    let ns = Namespaces::default();
-    let n = ns.clone();
-    testkit::queue_suite(move || {
-        let n = n.clone();
-        async move { Arc::new(n.fresh().await.queue()) as _ }
-    })
-    .await;
-    ns.cleanup().await;
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let n = ns.clone();
+        testkit::queue_suite(move || {
+            let n = n.clone();
+            async move { Arc::new(n.fresh().await.queue()) as _ }
+        })
+        .await;
+        ns.cleanup().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_queue_conforms_with_one_shard_and_eager_trimming() {
-    let ns = Namespaces::default();
-    let n = ns.clone();
-    testkit::queue_suite(move || {
-        let n = n.clone();
-        async move {
-            let c = n
-                .fresh_with(|c| RedisConfig {
-                    trim_every: 1,
-                    trim_approx: false,
-                    ..c.with_shards(1)
-                })
-                .await;
-            Arc::new(c.queue()) as _
-        }
-    })
-    .await;
-    ns.cleanup().await;
+async fn redis_queue_conforms_with_one_partition_and_eager_trimming() {
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let n = ns.clone();
+        testkit::queue_suite(move || {
+            let n = n.clone();
+            async move {
+                let c = n
+                    .fresh_with(|c| RedisConfig {
+                        trim_every: 1,
+                        trim_approx: false,
+                        ..c.with_partitions(1)
+                    })
+                    .await;
+                Arc::new(c.queue()) as _
+            }
+        })
+        .await;
+        ns.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn redis_leases_conform() {
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let n = ns.clone();
+        testkit::lease_suite(move || {
+            let n = n.clone();
+            async move { Arc::new(n.fresh().await.leases()) as _ }
+        })
+        .await;
+        ns.cleanup().await;
+    }
 }
 
 #[tokio::test]
 async fn redis_sessions_conform() {
-    let ns = Namespaces::default();
-    let n = ns.clone();
-    testkit::session_suite(move || {
-        let n = n.clone();
-        async move { Arc::new(n.fresh().await.sessions()) as _ }
-    })
-    .await;
-    ns.cleanup().await;
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let n = ns.clone();
+        testkit::session_suite(move || {
+            let n = n.clone();
+            async move { Arc::new(n.fresh().await.sessions()) as _ }
+        })
+        .await;
+        ns.cleanup().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sequences_conform() {
-    let ns = Namespaces::default();
-    let n = ns.clone();
-    testkit::sequence_suite(move || {
-        let n = n.clone();
-        async move { Arc::new(n.fresh().await.sequences()) as _ }
-    })
-    .await;
-    ns.cleanup().await;
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let n = ns.clone();
+        testkit::sequence_suite(move || {
+            let n = n.clone();
+            async move { Arc::new(n.fresh().await.sequences()) as _ }
+        })
+        .await;
+        ns.cleanup().await;
+    }
 }
 
 #[tokio::test]
 async fn redis_dedup_conforms() {
-    let ns = Namespaces::default();
-    let n = ns.clone();
-    testkit::dedup_suite(move || {
-        let n = n.clone();
-        async move { Arc::new(n.fresh().await.dedup()) as _ }
-    })
-    .await;
-    ns.cleanup().await;
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let n = ns.clone();
+        testkit::dedup_suite(move || {
+            let n = n.clone();
+            async move { Arc::new(n.fresh().await.dedup()) as _ }
+        })
+        .await;
+        ns.cleanup().await;
+    }
 }
 
 #[tokio::test]
 async fn redis_revocations_conform() {
-    let ns = Namespaces::default();
-    let n = ns.clone();
-    testkit::revocation_suite(move || {
-        let n = n.clone();
-        async move { Arc::new(n.fresh().await.revocations()) as _ }
-    })
-    .await;
-    ns.cleanup().await;
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let n = ns.clone();
+        testkit::revocation_suite(move || {
+            let n = n.clone();
+            async move { Arc::new(n.fresh().await.revocations()) as _ }
+        })
+        .await;
+        ns.cleanup().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_send_pipeline_conforms() {
-    let ns = Namespaces::default();
-    let n = ns.clone();
-    testkit::send_pipeline_suite(move || {
-        let n = n.clone();
-        async move {
-            let c = n.fresh().await;
-            let q = c.queue();
-            (Arc::new(c.send_pipeline(q.clone())) as _, Arc::new(q) as _)
-        }
-    })
-    .await;
-    ns.cleanup().await;
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let n = ns.clone();
+        testkit::send_pipeline_suite(move || {
+            let n = n.clone();
+            async move {
+                let c = n.fresh().await;
+                let q = c.queue();
+                (Arc::new(c.send_pipeline(q.clone())) as _, Arc::new(q) as _)
+            }
+        })
+        .await;
+        ns.cleanup().await;
+    }
 }
 
 /// The composed pipeline over the Redis ports is wire-compatible with the
@@ -156,32 +215,39 @@ async fn redis_send_pipeline_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_composed_send_pipeline_conforms() {
     use im_core::compose::ComposedSendPipeline;
-    let ns = Namespaces::default();
-    let n = ns.clone();
-    testkit::send_pipeline_suite(move || {
-        let n = n.clone();
-        async move {
-            let c = n.fresh().await;
-            let q = Arc::new(c.queue());
-            let p =
-                ComposedSendPipeline::new(Arc::new(c.dedup()), Arc::new(c.sequences()), q.clone());
-            (Arc::new(p) as _, q as _)
-        }
-    })
-    .await;
-    ns.cleanup().await;
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let n = ns.clone();
+        testkit::send_pipeline_suite(move || {
+            let n = n.clone();
+            async move {
+                let c = n.fresh().await;
+                let q = Arc::new(c.queue());
+                let p = ComposedSendPipeline::new(
+                    Arc::new(c.dedup()),
+                    Arc::new(c.sequences()),
+                    q.clone(),
+                );
+                (Arc::new(p) as _, q as _)
+            }
+        })
+        .await;
+        ns.cleanup().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_schedules_conform() {
-    let ns = Namespaces::default();
-    let n = ns.clone();
-    testkit::schedule_suite(move || {
-        let n = n.clone();
-        async move { Arc::new(n.fresh().await.schedules()) as _ }
-    })
-    .await;
-    ns.cleanup().await;
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let n = ns.clone();
+        testkit::schedule_suite(move || {
+            let n = n.clone();
+            async move { Arc::new(n.fresh().await.schedules()) as _ }
+        })
+        .await;
+        ns.cleanup().await;
+    }
 }
 
 /// A scheduled send of `owner` due at `deliver_at`.
@@ -353,13 +419,17 @@ async fn trim_keeps_what_a_group_still_needs() {
         .fresh_with(|c| RedisConfig {
             trim_every: 0,
             trim_approx: false,
-            ..c.with_shards(2)
+            ..c.with_partitions(2)
         })
         .await;
     let q: RedisQueue = c.queue();
     q.create_group("fast").await.unwrap();
     q.create_group("slow").await.unwrap();
-    q.publish(&batch(30)).await.unwrap();
+    // One publish per entry: 30 stream entries (a publish is one batch entry
+    // per partition, and trimming counts stream entries).
+    for e in batch(30) {
+        q.publish(&[e]).await.unwrap();
+    }
     let mut fast = q.consumer("fast", "f").await.unwrap();
     let got = drain(fast.as_mut(), 30).await;
     fast.ack(&got.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
@@ -398,13 +468,13 @@ async fn trim_keeps_what_a_group_still_needs() {
 #[tokio::test]
 async fn undecodable_entries_are_skipped_and_dead_lettered() {
     let ns = Namespaces::default();
-    let c = ns.fresh_with(|c| c.with_shards(1)).await;
+    let c = ns.fresh_with(|c| c.with_partitions(1)).await;
     let q = c.queue();
     let mut consumer = q.consumer("g", "c").await.unwrap();
     let prefix = c.config().prefix.clone();
     let client = redis::Client::open(url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    let stream = format!("{prefix}:{{q0}}:stream");
+    let stream = format!("{prefix}:{{p0}}:stream");
     let _: String = redis::cmd("XADD")
         .arg(&stream)
         .arg("*")
@@ -430,7 +500,7 @@ async fn undecodable_entries_are_skipped_and_dead_lettered() {
         "the bad entry was acked"
     );
     let dead: usize = redis::cmd("XLEN")
-        .arg(format!("{prefix}:{{q0}}:dead"))
+        .arg(format!("{prefix}:{{p0}}:dead"))
         .query_async(&mut raw)
         .await
         .unwrap();
@@ -468,7 +538,7 @@ fn event(conv: im_core::id::ConversationId, seq: u64) -> Entry {
 #[tokio::test]
 async fn events_and_messages_share_the_queue() {
     let ns = Namespaces::default();
-    let c = ns.fresh_with(|c| c.with_shards(4)).await;
+    let c = ns.fresh_with(|c| c.with_partitions(4)).await;
     let q = c.queue();
     let mut consumer = q.consumer("g", "c").await.unwrap();
     let (_, _, conv) = testkit::random_direct();
@@ -522,7 +592,7 @@ async fn events_and_messages_share_the_queue() {
     let client = redis::Client::open(url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     let prefix = c.config().prefix.clone();
-    let stream = format!("{prefix}:{{q{conv_shard}}}:stream");
+    let stream = format!("{prefix}:{{p{conv_shard}}}:stream");
     let env = testkit::sample_envelope(conv, 0);
     for (json, seq) in [
         (serde_json::to_string(&env).unwrap(), 41),
@@ -547,7 +617,7 @@ async fn events_and_messages_share_the_queue() {
         "the `s` field is the message's seq"
     );
     let dead: usize = redis::cmd("XLEN")
-        .arg(format!("{prefix}:{{q{conv_shard}}}:dead"))
+        .arg(format!("{prefix}:{{p{conv_shard}}}:dead"))
         .query_async(&mut raw)
         .await
         .unwrap();

@@ -1,6 +1,6 @@
 //! The audit consumer as a program.
 //!
-//! Run with (Redis on 127.0.0.1:6379, the same prefix and shards as the cluster):
+//! Run with (Redis on 127.0.0.1:6379, the same prefix and partitions as the cluster):
 //! ```text
 //! cargo run -p audit_log -- --dir ./audit --max-bytes 104857600 --keep 10
 //! ```
@@ -26,9 +26,9 @@ struct Args {
     /// Key prefix of the cluster's queue.
     #[arg(long, default_value = "im")]
     prefix: String,
-    /// Queue shards of the cluster.
-    #[arg(long, default_value_t = 4)]
-    shards: u32,
+    /// Queue partitions of the cluster (`--shards` is its old name).
+    #[arg(long, alias = "shards", default_value_t = im_core::ports::DEFAULT_PARTITIONS)]
+    partitions: u32,
     /// Directory of the log.
     #[arg(long, default_value = "audit")]
     dir: PathBuf,
@@ -67,7 +67,7 @@ async fn audit(args: Args) -> Result<u64, String> {
     let redis = RedisConn::connect(
         RedisConfig::new(args.redis_url.clone())
             .with_prefix(args.prefix.clone())
-            .with_shards(args.shards),
+            .with_partitions(args.partitions),
     )
     .await
     .map_err(|e| format!("Redis at {}: {e}", args.redis_url))?;

@@ -21,8 +21,10 @@ pub struct Cluster {
     pub etcd_endpoints: Vec<String>,
     /// Namespace of Redis keys and etcd keys: deployments sharing servers must differ.
     pub namespace: String,
-    /// Redis stream shards (every process must agree).
-    pub redis_shards: u32,
+    /// Queue partitions (every process must agree; changing it needs a
+    /// migration, see docs/deployment.md). `redis_shards` is its old name.
+    #[serde(alias = "redis_shards")]
+    pub partitions: u32,
     /// Secret signing login tokens (api and logic must agree; at least 32 bytes).
     pub jwt_secret: String,
     /// Token lifetime in seconds.
@@ -46,7 +48,7 @@ impl Default for Cluster {
             database_url: "mysql://root@127.0.0.1:3306/test".into(),
             etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
             namespace: "im".into(),
-            redis_shards: 4,
+            partitions: im_core::ports::DEFAULT_PARTITIONS,
             jwt_secret: "change-me-change-me-change-me-change-me".into(),
             token_ttl_secs: 86_400,
             lease_ttl_secs: 5,

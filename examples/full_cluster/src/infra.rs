@@ -75,11 +75,11 @@ where
     }
 }
 
-/// Connects to Redis with the cluster's namespace and shards.
+/// Connects to Redis with the cluster's namespace and partitions.
 pub async fn redis(c: &Config) -> Result<RedisConn, String> {
     let cfg = RedisConfig::new(&c.cluster.redis_url)
         .with_prefix(&c.cluster.namespace)
-        .with_shards(c.cluster.redis_shards);
+        .with_partitions(c.cluster.partitions);
     RedisConn::connect(cfg)
         .await
         .map_err(|e| format!("Redis at {}: {e}", c.cluster.redis_url))

@@ -40,8 +40,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "faults-test-secret-faults-test-secret";
-/// `cluster.redis_shards` (the default): streams `{ns}:{q0..q3}:stream`.
-const SHARDS: u32 = 4;
+/// `cluster.partitions` (the default): streams `{ns}:{p0..p63}:stream`.
+const SHARDS: u32 = im_core::ports::DEFAULT_PARTITIONS;
 const PASSWORD: &str = "password123";
 
 // ---------------------------------------------------------------------------
@@ -957,7 +957,7 @@ async fn redis_con(url: &str) -> redis::aio::MultiplexedConnection {
 }
 
 fn stream_key(ns: &str, shard: u32) -> String {
-    format!("{ns}:{{q{shard}}}:stream")
+    format!("{ns}:{{p{shard}}}:stream")
 }
 
 /// A pending entry: (group, stream, id, consumer).

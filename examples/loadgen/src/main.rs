@@ -17,11 +17,32 @@
 //! (`--window W`, the default with W=16): each user keeps W sends in flight.
 //! Measured: sent, acked, delivered, lost, duplicated, out-of-order, and
 //! send→ack / send→deliver latency as HDR histograms.
+//!
+//! ## CPU per message
+//! Each run also reports CPU µs per delivered message (the `measured.delivered`
+//! count of the report, see `cpu.rs`), read at the start and the end of the
+//! window (the end after the drain):
+//! - `--redis-url URL` (repeat, e.g. for every master of a Redis Cluster; or
+//!   `LOADGEN_REDIS_URLS=url1,url2` when no flag is given): `INFO cpu`
+//!   (used_cpu_sys + used_cpu_user) and `INFO commandstats` of each server,
+//!   over a plain connection to that node.
+//! - `--pid PID` (repeat): utime + stime of that process from `/proc`.
+//! - `--proc NAME` (repeat): every process whose `/proc/<pid>/comm`, or the
+//!   basename of whose `argv[0]`, equals NAME (resolved once, before the
+//!   warm-up); `--proc NAME:WORD` also needs an argument equal to WORD, e.g.
+//!   `--proc full_cluster:logic` for `full_cluster logic …`.
+//! - loadgen's own CPU, always.
+//!
+//! ```sh
+//! loadgen --users 1000 --duration 15 --redis-url redis://127.0.0.1:7000 --redis-url redis://127.0.0.1:7001 \
+//!     --proc full_cluster:logic --proc full_cluster:task --proc full_cluster:connect --proc mariadbd
+//! ```
 
 /// mimalloc: the allocator is on every hot path (frames, envelopes, JSON).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cpu;
 mod report;
 mod setup;
 mod vu;
@@ -126,6 +147,20 @@ struct Args {
     /// Concurrent registrations/logins during setup.
     #[arg(long, default_value_t = 32)]
     setup_concurrency: usize,
+    /// Redis server whose CPU per message to report (repeat for every master
+    /// of a cluster; read with INFO over a plain connection to that node).
+    /// Without the flag, LOADGEN_REDIS_URLS (comma-separated) if set.
+    #[arg(long, env = "LOADGEN_REDIS_URLS", value_delimiter = ',')]
+    redis_url: Vec<String>,
+    /// Local process whose CPU per message to report (repeat).
+    #[arg(long)]
+    pid: Vec<u32>,
+    /// Local processes whose CPU per message to report (repeat): every process
+    /// whose comm, or the basename of the first word of its command line, is
+    /// NAME; with NAME:WORD also one of its arguments equal to WORD (e.g.
+    /// full_cluster:logic). Resolved before the warm-up.
+    #[arg(long, value_name = "NAME[:WORD]")]
+    proc: Vec<String>,
 }
 
 /// Counters shared by every virtual user.
@@ -239,7 +274,9 @@ async fn run(args: Args) -> Result<bool, String> {
             let _ = s.send(vu::Cmd::Start).await;
         }
     }
+    let probe = cpu::Probe::new(&args).await;
     tokio::time::sleep(warm).await;
+    let cpu_start = probe.sample().await;
     let base = report::Snapshot::take(&stats);
     stats.measuring.store(true, Ordering::SeqCst);
     *stats.started.lock() = Some(Instant::now());
@@ -292,6 +329,9 @@ async fn run(args: Args) -> Result<bool, String> {
             break;
         }
     }
+    // The CPU window ends here, after the drain: the delivered count it is
+    // divided by includes the drain's deliveries, so it includes their work.
+    let cpu_end = probe.sample().await;
     for s in &senders {
         let _ = s.send(vu::Cmd::Finish).await;
     }
@@ -309,7 +349,7 @@ async fn run(args: Args) -> Result<bool, String> {
         None
     };
     let total = report::Snapshot::take(&stats);
-    let r = report::Report::build(
+    let mut r = report::Report::build(
         &args,
         &plan,
         &base,
@@ -321,6 +361,14 @@ async fn run(args: Args) -> Result<bool, String> {
         db_rows,
         started,
     );
+    // CPU per message is divided by the count behind `delivered_per_sec` and
+    // `measured.delivered`: deliveries from the window's start to the end of
+    // the drain (total.delivered - base.delivered), fan-out included.
+    r.extend(probe.report(
+        &cpu_start,
+        &cpu_end,
+        total.delivered.saturating_sub(base.delivered),
+    ));
     r.print();
     if let Some(p) = &args.json {
         std::fs::write(p, r.json()).map_err(|e| format!("writing {p}: {e}"))?;

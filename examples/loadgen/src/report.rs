@@ -121,6 +121,15 @@ impl Report {
         }
     }
 
+    /// Adds keys to the report (existing keys are kept as they are).
+    pub fn extend(&mut self, extra: serde_json::Map<String, serde_json::Value>) {
+        if let Some(obj) = self.value.as_object_mut() {
+            for (k, v) in extra {
+                obj.entry(k).or_insert(v);
+            }
+        }
+    }
+
     pub fn json(&self) -> String {
         serde_json::to_string_pretty(&self.value).unwrap_or_default()
     }
@@ -128,15 +137,19 @@ impl Report {
     pub fn print(&self) {
         let v = &self.value;
         println!(
-            "sent {} acked {} delivered {} lost {} duplicated {} out-of-order {} failed {}",
+            "sent {} acked {} delivered {} lost {} duplicated {} out-of-order {} failed {}{}",
             v["sent"],
             v["acked"],
             v["delivered"],
             v["lost"],
             v["duplicated"],
             v["out_of_order"],
-            v["failed"]
+            v["failed"],
+            crate::cpu::summary_suffix(v)
         );
+        if let Some(line) = crate::cpu::detail_line(v) {
+            println!("{line}");
+        }
         println!(
             "throughput: sent {:.0}/s acked {:.0}/s delivered {:.0}/s over {:.1} s",
             v["sent_per_sec"].as_f64().unwrap_or(0.0),

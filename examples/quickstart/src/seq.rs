@@ -101,6 +101,10 @@ impl SequenceAllocator for SeededSequenceAllocator {
         self.seed(conversation).await?;
         self.inner.current(conversation).await
     }
+
+    async fn rewind(&self, blocks: &[(ConversationId, u64, u32)]) -> Result<usize> {
+        self.inner.rewind(blocks).await
+    }
 }
 
 #[cfg(test)]

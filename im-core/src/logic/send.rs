@@ -33,12 +33,22 @@ pub struct SendJob {
 
 impl Logic {
     pub(super) async fn submit(&self, sender: Sender, request: SendRequest) -> Result<SendAck> {
-        // Cheap, stateless checks first, before queueing.
-        self.check_shape(sender.user, &request)?;
-        if request.kind == MessageKind::System {
-            return Err(Error::InvalidArgument(
-                "kind `system` is written by the server only".into(),
-            ));
+        // Cheap, stateless checks first, before queueing; a refused send may
+        // be the retry of an accepted one, which gets its original ack.
+        let shape = self.check_shape(sender.user, &request).and_then(|()| {
+            if request.kind == MessageKind::System {
+                Err(Error::InvalidArgument(
+                    "kind `system` is written by the server only".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = shape {
+            return match self.original_acks(&[(sender.user, &request)]).await.pop() {
+                Some(Some(ack)) => Ok(ack),
+                _ => Err(e),
+            };
         }
         self.enqueue(SendJob {
             sender,
@@ -259,15 +269,86 @@ impl Logic {
         }
     }
 
+    /// The original acks of earlier accepted sends with these (sender,
+    /// `client_msg_id`) in the conversations the requests name (PROTOCOL.md
+    /// v1.2 "Retries first"). Asked only for sends about to be refused, so the
+    /// hot path pays nothing; a failed lookup answers `None` (the refusal stands).
+    async fn original_acks(&self, sends: &[(UserId, &SendRequest)]) -> Vec<Option<SendAck>> {
+        let mut keys = Vec::with_capacity(sends.len());
+        let mut at = Vec::with_capacity(sends.len());
+        for (i, (sender, r)) in sends.iter().enumerate() {
+            if r.client_msg_id.is_empty() || r.client_msg_id.len() > self.config.max_client_msg_id {
+                continue;
+            }
+            if let Ok(c) = r.to.conversation(*sender) {
+                keys.push((DedupKey::of_send(*sender, &r.client_msg_id), c));
+                at.push(i);
+            }
+        }
+        let mut out = vec![None; sends.len()];
+        if keys.is_empty() {
+            return out;
+        }
+        match self
+            .ports
+            .pipeline
+            .lookup(&keys, self.config.dedup_ttl)
+            .await
+        {
+            Ok(found) => {
+                for (i, ack) in at.into_iter().zip(found) {
+                    if let (Some(slot), Some(mut ack)) = (out.get_mut(i), ack) {
+                        // The key is a hash: make sure it is this send's.
+                        if ack.client_msg_id.is_empty() {
+                            ack.client_msg_id = sends[i].1.client_msg_id.clone();
+                        }
+                        if ack.client_msg_id == sends[i].1.client_msg_id {
+                            *slot = Some(ack);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "looking up earlier sends failed"),
+        }
+        out
+    }
+
+    /// Answers refused sends: a retry of an accepted send gets its original
+    /// ack, anything else its refusal.
+    async fn refuse(&self, refused: Vec<(SendJob, Error)>) {
+        if refused.is_empty() {
+            return;
+        }
+        let originals = {
+            let sends: Vec<(UserId, &SendRequest)> = refused
+                .iter()
+                .map(|(j, _)| (j.sender.user, &j.request))
+                .collect();
+            self.original_acks(&sends).await
+        };
+        for ((job, e), original) in refused.into_iter().zip(originals) {
+            match original {
+                Some(ack) => {
+                    metrics::counter!("im_send_duplicates_total").increment(1);
+                    let _ = job.reply.send(Ok(ack));
+                }
+                None => {
+                    metrics::counter!("im_send_failures_total", "code" => e.code().as_str())
+                        .increment(1);
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+    }
+
     async fn process(&self, jobs: Vec<SendJob>) {
         let verdicts = self.authorize(&jobs).await;
         let ts = now_ms();
         let mut pending = Vec::with_capacity(jobs.len());
+        let mut refused = Vec::new();
         for (job, verdict) in jobs.into_iter().zip(verdicts) {
             if let Err(e) = verdict {
-                metrics::counter!("im_send_failures_total", "code" => e.code().as_str())
-                    .increment(1);
-                let _ = job.reply.send(Err(e));
+                refused.push((job, e));
                 continue;
             }
             match job.request.to.conversation(job.sender.user) {
@@ -277,6 +358,7 @@ impl Logic {
                 }
             }
         }
+        self.refuse(refused).await;
         if !self.ports.hooks.is_empty() {
             pending = self.run_before_hooks(pending).await;
         }
@@ -391,32 +473,32 @@ impl Logic {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(error = %e, "a send hook failed; refusing its batch");
-                    for (job, _) in client {
-                        metrics::counter!("im_send_failures_total", "code" => e.code().as_str())
-                            .increment(1);
-                        let _ = job.reply.send(Err(clone_err(&e)));
-                    }
+                    let refused = client
+                        .into_iter()
+                        .map(|(job, _)| (job, clone_err(&e)))
+                        .collect();
+                    self.refuse(refused).await;
                     continue;
                 }
             };
+            let mut refused = Vec::new();
             for ((mut job, c), verdict) in client.into_iter().zip(verdicts) {
                 match verdict {
                     HookVerdict::Allow => pending.push((job, c)),
                     HookVerdict::Reject(reason) => {
                         metrics::counter!("im_send_rejected_by_hook_total").increment(1);
-                        let _ = job.reply.send(Err(Error::PermissionDenied(reason)));
+                        refused.push((job, Error::PermissionDenied(reason)));
                     }
                     HookVerdict::Rewrite(body) => {
                         job.request.body = body;
                         match self.check_shape(job.sender.user, &job.request) {
                             Ok(()) => pending.push((job, c)),
-                            Err(e) => {
-                                let _ = job.reply.send(Err(e));
-                            }
+                            Err(e) => refused.push((job, e)),
                         }
                     }
                 }
             }
+            self.refuse(refused).await;
         }
         pending
     }

@@ -6,6 +6,7 @@
 mod conversation;
 mod dedup;
 mod discovery;
+mod lease;
 mod queue;
 mod revocation;
 mod schedule;
@@ -16,6 +17,7 @@ mod store;
 pub use conversation::MemoryConversationStore;
 pub use dedup::MemoryDedupStore;
 pub use discovery::MemoryDiscovery;
+pub use lease::MemoryPartitionLeases;
 pub use queue::MemoryQueue;
 pub use revocation::MemoryTokenRevocations;
 pub use schedule::MemoryScheduleStore;

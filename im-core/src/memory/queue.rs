@@ -1,6 +1,11 @@
-//! The in-memory `MessageQueue`: one log, consumer groups with pending lists.
+//! The in-memory `MessageQueue`: one ordered log per partition, consumer
+//! groups with pending lists per partition.
+//!
+//! Entry ids are `"<partition>/<offset>"`. A consumer reads its assigned
+//! partitions (all by default), starting each fetch at the partition after
+//! the one it stopped at, so no partition starves another.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +15,9 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::model::Entry;
-use crate::ports::{Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer};
+use crate::ports::{
+    partition_of, Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer, DEFAULT_PARTITIONS,
+};
 
 #[derive(Debug)]
 struct Pending {
@@ -25,14 +32,15 @@ struct GroupState {
     pending: BTreeMap<u64, Pending>,
 }
 
+/// One partition's log.
 #[derive(Debug, Default)]
-struct State {
+struct Log {
     base: u64,
     entries: VecDeque<Arc<Entry>>,
     groups: HashMap<String, GroupState>,
 }
 
-impl State {
+impl Log {
     fn end(&self) -> u64 {
         self.base + self.entries.len() as u64
     }
@@ -42,10 +50,10 @@ impl State {
             .and_then(|i| self.entries.get(i as usize))
     }
 
-    /// Drops entries every group has acked.
-    fn trim(&mut self) {
+    /// Drops entries every group has acked; returns how many.
+    fn trim(&mut self) -> usize {
         if self.groups.is_empty() {
-            return;
+            return 0;
         }
         let floor = self
             .groups
@@ -60,10 +68,27 @@ impl State {
             })
             .min()
             .unwrap_or(self.base);
+        let mut dropped = 0;
         while self.base < floor && !self.entries.is_empty() {
             self.entries.pop_front();
             self.base += 1;
+            dropped += 1;
         }
+        dropped
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    logs: Vec<Log>,
+    /// Entries retained over all partitions.
+    retained: usize,
+}
+
+impl State {
+    fn trim(&mut self) {
+        let dropped: usize = self.logs.iter_mut().map(Log::trim).sum();
+        self.retained -= dropped;
     }
 }
 
@@ -74,6 +99,7 @@ pub struct MemoryQueue {
     state: Arc<Mutex<State>>,
     notify: Arc<Notify>,
     capacity: usize,
+    partitions: u32,
 }
 
 impl Default for MemoryQueue {
@@ -83,18 +109,29 @@ impl Default for MemoryQueue {
 }
 
 impl MemoryQueue {
-    /// A queue retaining at most `capacity` entries not yet acked by every group.
+    /// A queue of [`DEFAULT_PARTITIONS`] partitions retaining at most
+    /// `capacity` entries not yet acked by every group.
     pub fn new(capacity: usize) -> Self {
+        MemoryQueue::with_partitions(capacity, DEFAULT_PARTITIONS)
+    }
+
+    /// A queue of `partitions` partitions (at least 1).
+    pub fn with_partitions(capacity: usize, partitions: u32) -> Self {
+        let partitions = partitions.max(1);
         MemoryQueue {
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(State {
+                logs: (0..partitions).map(|_| Log::default()).collect(),
+                retained: 0,
+            })),
             notify: Arc::new(Notify::new()),
             capacity,
+            partitions,
         }
     }
 
     /// Entries currently retained.
     pub fn len(&self) -> usize {
-        self.state.lock().entries.len()
+        self.state.lock().retained
     }
 
     /// Whether nothing is retained.
@@ -103,9 +140,13 @@ impl MemoryQueue {
     }
 }
 
-fn parse_id(id: &EntryId) -> Result<u64> {
-    id.0.parse()
-        .map_err(|_| Error::InvalidArgument(format!("not an entry id of this queue: {}", id.0)))
+fn parse_id(id: &EntryId, partitions: u32) -> Result<(u32, u64)> {
+    id.0.split_once('/')
+        .and_then(|(p, o)| {
+            let p: u32 = p.parse().ok()?;
+            (p < partitions).then_some((p, o.parse().ok()?))
+        })
+        .ok_or_else(|| Error::InvalidArgument(format!("not an entry id of this queue: {}", id.0)))
 }
 
 #[async_trait]
@@ -113,16 +154,22 @@ impl MessageQueue for MemoryQueue {
     async fn publish(&self, batch: &[Entry]) -> Result<()> {
         {
             let mut st = self.state.lock();
-            if st.entries.len() + batch.len() > self.capacity {
+            if st.retained + batch.len() > self.capacity {
                 st.trim();
-                if st.entries.len() + batch.len() > self.capacity {
+                if st.retained + batch.len() > self.capacity {
                     return Err(Error::unavailable_msg(format!(
                         "queue full ({} entries not yet processed); retry later",
-                        st.entries.len()
+                        st.retained
                     )));
                 }
             }
-            st.entries.extend(batch.iter().cloned().map(Arc::new));
+            for entry in batch {
+                let p = partition_of(entry.shard_hash(), self.partitions) as usize;
+                if let Some(log) = st.logs.get_mut(p) {
+                    log.entries.push_back(Arc::new(entry.clone()));
+                }
+            }
+            st.retained += batch.len();
         }
         self.notify.notify_waiters();
         Ok(())
@@ -130,13 +177,15 @@ impl MessageQueue for MemoryQueue {
 
     async fn create_group(&self, group: &str) -> Result<()> {
         let mut st = self.state.lock();
-        let base = st.base;
-        st.groups
-            .entry(group.to_owned())
-            .or_insert_with(|| GroupState {
-                next: base,
-                pending: BTreeMap::new(),
-            });
+        for log in &mut st.logs {
+            let base = log.base;
+            log.groups
+                .entry(group.to_owned())
+                .or_insert_with(|| GroupState {
+                    next: base,
+                    pending: BTreeMap::new(),
+                });
+        }
         Ok(())
     }
 
@@ -146,19 +195,29 @@ impl MessageQueue for MemoryQueue {
             queue: self.clone(),
             group: group.to_owned(),
             name: consumer.to_owned(),
+            assigned: (0..self.partitions).collect(),
+            takeover: BTreeSet::new(),
+            explicit: false,
+            cursor: 0,
         }))
     }
 
     async fn stats(&self, group: &str) -> Result<GroupStats> {
         let st = self.state.lock();
-        let g = st
-            .groups
-            .get(group)
-            .ok_or_else(|| Error::NotFound(format!("no consumer group {group}")))?;
-        Ok(GroupStats {
-            pending: g.pending.len() as u64,
-            lag: st.end().saturating_sub(g.next),
-        })
+        let mut stats = GroupStats::default();
+        for log in &st.logs {
+            let g = log
+                .groups
+                .get(group)
+                .ok_or_else(|| Error::NotFound(format!("no consumer group {group}")))?;
+            stats.pending += g.pending.len() as u64;
+            stats.lag += log.end().saturating_sub(g.next);
+        }
+        Ok(stats)
+    }
+
+    fn partitions(&self) -> u32 {
+        self.partitions
     }
 }
 
@@ -166,54 +225,137 @@ struct MemoryConsumer {
     queue: MemoryQueue,
     group: String,
     name: String,
+    assigned: Vec<u32>,
+    /// Newly assigned partitions whose pending entries are handed out first.
+    takeover: BTreeSet<u32>,
+    /// Whether `assign` was called (before it, every partition is read and
+    /// none was taken over).
+    explicit: bool,
+    /// Where the next fetch starts within `assigned`.
+    cursor: usize,
 }
 
 impl MemoryConsumer {
-    fn take_new(&self, max: usize) -> Vec<Delivery> {
+    /// Takes over what other consumers left pending in `takeover` partitions.
+    fn take_over(&mut self, max: usize, out: &mut Vec<Delivery>) {
         let mut st = self.queue.state.lock();
-        let end = st.end();
-        let Some(g) = st.groups.get(&self.group) else {
-            return Vec::new();
-        };
-        let start = g.next;
-        let stop = end.min(start + max as u64);
         let now = Instant::now();
-        let mut out = Vec::with_capacity((stop - start) as usize);
-        for id in start..stop {
-            if let Some(env) = st.get(id) {
+        let parts: Vec<u32> = self.takeover.iter().copied().collect();
+        for p in parts {
+            let Some(log) = st.logs.get_mut(p as usize) else {
+                self.takeover.remove(&p);
+                continue;
+            };
+            let entries: Vec<(u64, Option<Arc<Entry>>)> = match log.groups.get(&self.group) {
+                Some(g) => g
+                    .pending
+                    .keys()
+                    .map(|id| (*id, log.get(*id).cloned()))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let Some(g) = log.groups.get_mut(&self.group) else {
+                self.takeover.remove(&p);
+                continue;
+            };
+            let mut done = true;
+            for (id, entry) in entries {
+                if out.len() >= max {
+                    done = false;
+                    break;
+                }
+                let Some(pend) = g.pending.get_mut(&id) else {
+                    continue;
+                };
+                let Some(entry) = entry else {
+                    g.pending.remove(&id);
+                    continue;
+                };
+                if pend.consumer != self.name {
+                    pend.consumer = self.name.clone();
+                    pend.count += 1;
+                }
+                pend.since = now;
                 out.push(Delivery {
-                    id: EntryId(id.to_string()),
-                    entry: (**env).clone(),
-                    delivery_count: 1,
+                    id: EntryId(format!("{p}/{id}")),
+                    entry: (*entry).clone(),
+                    delivery_count: pend.count,
                 });
             }
-        }
-        if let Some(g) = st.groups.get_mut(&self.group) {
-            g.next = stop;
-            for id in start..stop {
-                g.pending.insert(
-                    id,
-                    Pending {
-                        consumer: self.name.clone(),
-                        since: now,
-                        count: 1,
-                    },
-                );
+            if done {
+                self.takeover.remove(&p);
             }
         }
-        out
+    }
+
+    fn take_new(&mut self, max: usize, out: &mut Vec<Delivery>) {
+        let mut st = self.queue.state.lock();
+        let now = Instant::now();
+        let n = self.assigned.len();
+        let first = self.cursor;
+        for k in 0..n {
+            if out.len() >= max {
+                break;
+            }
+            let i = (first + k) % n;
+            let p = self.assigned[i];
+            if self.takeover.contains(&p) {
+                continue;
+            }
+            let Some(log) = st.logs.get_mut(p as usize) else {
+                continue;
+            };
+            let end = log.end();
+            let Some(start) = log.groups.get(&self.group).map(|g| g.next) else {
+                continue;
+            };
+            let stop = end.min(start + (max - out.len()) as u64);
+            let mut taken = Vec::with_capacity((stop - start) as usize);
+            for id in start..stop {
+                if let Some(entry) = log.get(id) {
+                    taken.push((id, (**entry).clone()));
+                }
+            }
+            if let Some(g) = log.groups.get_mut(&self.group) {
+                g.next = stop;
+                for (id, entry) in taken {
+                    g.pending.insert(
+                        id,
+                        Pending {
+                            consumer: self.name.clone(),
+                            since: now,
+                            count: 1,
+                        },
+                    );
+                    out.push(Delivery {
+                        id: EntryId(format!("{p}/{id}")),
+                        entry,
+                        delivery_count: 1,
+                    });
+                }
+            }
+            self.cursor = (i + 1) % n;
+        }
     }
 }
 
 #[async_trait]
 impl QueueConsumer for MemoryConsumer {
     async fn fetch(&mut self, max: usize, block: Duration) -> Result<Vec<Delivery>> {
+        let max = max.max(1);
         let deadline = tokio::time::Instant::now() + block;
+        let notify = self.queue.notify.clone();
         loop {
-            let notified = self.queue.notify.notified();
+            let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let got = self.take_new(max.max(1));
+            let mut got = Vec::new();
+            if !self.takeover.is_empty() {
+                self.take_over(max, &mut got);
+            }
+            if got.is_empty() {
+                self.take_new(max, &mut got);
+            }
             if !got.is_empty() {
                 return Ok(got);
             }
@@ -224,10 +366,18 @@ impl QueueConsumer for MemoryConsumer {
     }
 
     async fn ack(&mut self, ids: &[EntryId]) -> Result<()> {
-        let parsed = ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
+        let parts = self.queue.partitions;
+        let parsed = ids
+            .iter()
+            .map(|id| parse_id(id, parts))
+            .collect::<Result<Vec<_>>>()?;
         let mut st = self.queue.state.lock();
-        if let Some(g) = st.groups.get_mut(&self.group) {
-            for id in parsed {
+        for (p, id) in parsed {
+            if let Some(g) = st
+                .logs
+                .get_mut(p as usize)
+                .and_then(|l| l.groups.get_mut(&self.group))
+            {
                 g.pending.remove(&id);
             }
         }
@@ -238,41 +388,91 @@ impl QueueConsumer for MemoryConsumer {
     async fn claim_stale(&mut self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>> {
         let mut st = self.queue.state.lock();
         let now = Instant::now();
-        let stale: Vec<u64> = match st.groups.get(&self.group) {
-            Some(g) => g
-                .pending
-                .iter()
-                .filter(|(_, p)| now.duration_since(p.since) >= min_idle)
-                .map(|(id, _)| *id)
-                .take(max)
-                .collect(),
-            None => return Ok(Vec::new()),
-        };
-        let mut out = Vec::with_capacity(stale.len());
-        for id in stale {
-            let env = st.get(id).cloned();
-            let Some(g) = st.groups.get_mut(&self.group) else {
-                break;
-            };
-            let Some(p) = g.pending.get_mut(&id) else {
+        let mut out = Vec::new();
+        for &p in &self.assigned {
+            let Some(log) = st.logs.get_mut(p as usize) else {
                 continue;
             };
-            match env {
-                Some(env) => {
-                    p.consumer = self.name.clone();
-                    p.since = now;
-                    p.count += 1;
-                    out.push(Delivery {
-                        id: EntryId(id.to_string()),
-                        entry: (*env).clone(),
-                        delivery_count: p.count,
-                    });
+            let stale: Vec<u64> = match log.groups.get(&self.group) {
+                Some(g) => g
+                    .pending
+                    .iter()
+                    .filter(|(_, pe)| now.duration_since(pe.since) >= min_idle)
+                    .map(|(id, _)| *id)
+                    .take(max - out.len())
+                    .collect(),
+                None => continue,
+            };
+            for id in stale {
+                let entry = log.get(id).cloned();
+                let Some(g) = log.groups.get_mut(&self.group) else {
+                    break;
+                };
+                let Some(pe) = g.pending.get_mut(&id) else {
+                    continue;
+                };
+                match entry {
+                    Some(entry) => {
+                        pe.consumer = self.name.clone();
+                        pe.since = now;
+                        pe.count += 1;
+                        out.push(Delivery {
+                            id: EntryId(format!("{p}/{id}")),
+                            entry: (*entry).clone(),
+                            delivery_count: pe.count,
+                        });
+                    }
+                    None => {
+                        g.pending.remove(&id);
+                    }
                 }
-                None => {
-                    g.pending.remove(&id);
-                }
+            }
+            if out.len() >= max {
+                break;
             }
         }
         Ok(out)
+    }
+
+    async fn assign(&mut self, partitions: &[u32]) -> Result<()> {
+        let parts = self.queue.partitions;
+        if let Some(bad) = partitions.iter().find(|p| **p >= parts) {
+            return Err(Error::InvalidArgument(format!(
+                "partition {bad} does not exist (the queue has {parts})"
+            )));
+        }
+        let new: BTreeSet<u32> = partitions.iter().copied().collect();
+        let old: BTreeSet<u32> = if self.explicit {
+            self.assigned.iter().copied().collect()
+        } else {
+            BTreeSet::new()
+        };
+        self.explicit = true;
+        self.takeover.retain(|p| new.contains(p));
+        self.takeover.extend(new.difference(&old).copied());
+        self.assigned = new.into_iter().collect();
+        self.cursor = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testkit::{random_direct, sample_envelope};
+
+    #[tokio::test]
+    async fn a_consumer_reads_every_partition_in_turn() {
+        let q = MemoryQueue::new(100);
+        q.create_group("g").await.unwrap();
+        let (_, _, c) = random_direct();
+        q.publish(&[sample_envelope(c, 1).into(), sample_envelope(c, 2).into()])
+            .await
+            .unwrap();
+        let mut con = q.consumer("g", "c").await.unwrap();
+        let a = con.fetch(1, Duration::from_millis(10)).await.unwrap();
+        let b = con.fetch(1, Duration::from_millis(10)).await.unwrap();
+        assert_eq!((a.len(), b.len()), (1, 1));
     }
 }

@@ -45,4 +45,19 @@ impl SequenceAllocator for MemorySequenceAllocator {
             .copied()
             .unwrap_or(0))
     }
+
+    async fn rewind(&self, blocks: &[(ConversationId, u64, u32)]) -> Result<usize> {
+        let mut counters = self.counters.lock();
+        let mut given_back = 0;
+        // Latest blocks first, so consecutive blocks of one call all rewind.
+        for (c, first, n) in blocks.iter().rev() {
+            if let Some(slot) = counters.get_mut(c) {
+                if *first >= 1 && *slot == first + u64::from(*n) - 1 {
+                    *slot = first - 1;
+                    given_back += 1;
+                }
+            }
+        }
+        Ok(given_back)
+    }
 }

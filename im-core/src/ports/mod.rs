@@ -11,6 +11,7 @@ mod conversation;
 mod dedup;
 mod discovery;
 mod hook;
+mod lease;
 mod push;
 mod queue;
 mod revocation;
@@ -25,8 +26,11 @@ pub use conversation::{ConversationEntry, ConversationStore, ListCursor};
 pub use dedup::{DedupKey, DedupStore};
 pub use discovery::{Discovery, ServiceInstance};
 pub use hook::{HookVerdict, PendingSend, SendHook};
+pub use lease::PartitionLeases;
 pub use push::{PushBatch, PushItem, PushReport, Pusher};
-pub use queue::{Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer};
+pub use queue::{
+    partition_of, Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer, DEFAULT_PARTITIONS,
+};
 pub use revocation::TokenRevocations;
 pub use schedule::{ScheduleStore, ScheduledSend};
 pub use send::{Admission, Admitted, SendPipeline};

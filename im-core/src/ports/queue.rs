@@ -22,7 +22,9 @@ pub struct Delivery {
     pub delivery_count: u32,
 }
 
-/// Backlog figures of one consumer group.
+/// Backlog figures of one consumer group, in the backend's stored records:
+/// entries, or batches for a backend that stores the entries one publish
+/// put in one partition as one record (Redis). Zero means zero either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GroupStats {
     /// Entries handed out and not yet acked.
@@ -31,7 +33,27 @@ pub struct GroupStats {
     pub lag: u64,
 }
 
-/// A durable, sharded message log with consumer groups.
+/// The partition of an entry or conversation hash
+/// ([`Entry::shard_hash`](crate::model::Entry::shard_hash)) among `partitions`.
+///
+/// ```
+/// use im_core::ports::partition_of;
+/// assert_eq!(partition_of(130, 64), 2);
+/// assert_eq!(partition_of(7, 0), 0, "no partitions means one");
+/// ```
+pub fn partition_of(hash: u64, partitions: u32) -> u32 {
+    (hash % u64::from(partitions.max(1))) as u32
+}
+
+/// The default number of partitions of a queue (fixed per deployment:
+/// changing it moves conversations between partitions, see docs/deployment.md).
+pub const DEFAULT_PARTITIONS: u32 = 64;
+
+/// A durable, partitioned message log with consumer groups.
+///
+/// Entries are spread over [`MessageQueue::partitions`] partitions by
+/// [`partition_of`] their [`Entry::shard_hash`](crate::model::Entry::shard_hash)
+/// (a message's is its conversation's), and each partition is an ordered log.
 ///
 /// Contract:
 /// - `publish` returns only once every envelope of the batch is durable in the
@@ -42,6 +64,12 @@ pub struct GroupStats {
 /// - An entry fetched and not acked stays pending; `claim_stale` hands it to
 ///   another consumer once it has been idle for at least `min_idle`, never before.
 /// - An entry is never dropped while some group has not acked it.
+/// - Within a partition, a consumer is handed entries in publish order, and
+///   the entries of one `publish` call that fall in one partition stay
+///   contiguous and in call order.
+/// - After [`QueueConsumer::assign`], a consumer reads only the assigned
+///   partitions; the entries of a newly assigned partition that other
+///   consumers of the group left pending come first (in order), then new ones.
 #[async_trait]
 pub trait MessageQueue: Send + Sync + 'static {
     /// Appends a batch (one round trip where the backend allows).
@@ -55,6 +83,9 @@ pub trait MessageQueue: Send + Sync + 'static {
 
     /// Pending and lag figures of a group.
     async fn stats(&self, group: &str) -> Result<GroupStats>;
+
+    /// How many partitions the queue has (fixed for its lifetime).
+    fn partitions(&self) -> u32;
 }
 
 /// One consumer of a group. Not shared between tasks: each worker owns one.
@@ -69,4 +100,18 @@ pub trait QueueConsumer: Send + 'static {
     /// Takes over up to `max` entries of this group pending for at least
     /// `min_idle` (their consumer probably died).
     async fn claim_stale(&mut self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>>;
+
+    /// Reads only `partitions` from now on (a consumer starts with all). The
+    /// caller must be the only consumer of its group working these partitions
+    /// (it holds their [`PartitionLeases`](super::PartitionLeases)): entries
+    /// of a newly assigned partition pending for other consumers are taken
+    /// over and handed out first, in order, before its new entries. Entries
+    /// already fetched from partitions no longer assigned stay pending (a
+    /// successor takes them over).
+    async fn assign(&mut self, partitions: &[u32]) -> Result<()> {
+        let _ = partitions;
+        Err(crate::error::Error::Internal(
+            "this queue consumer cannot be assigned partitions".into(),
+        ))
+    }
 }

@@ -41,11 +41,21 @@ impl Admitted {
 /// before yields the stored ack; otherwise allocate the next seq of its
 /// conversation, publish the envelope with it, and remember the ack under the key.
 ///
-/// Contract: an admission answered `New` is durable in the queue; a failed one
-/// left no key behind (so it may be retried); a key repeated within the batch
-/// is admitted once. Backends do the whole batch in one round trip where they
-/// can (a Lua script on Redis); [`crate::compose::ComposedSendPipeline`] builds
-/// one from the three separate ports.
+/// Contract:
+/// - An admission answered `New` is durable in the queue; a failed one left no
+///   key behind (so it may be retried) and took no seq: a conversation's seqs
+///   are 1, 2, 3, … with no value skipped.
+/// - A key repeated within the batch is admitted once; later copies answer
+///   `Duplicate` with the first one's ack.
+/// - The key is remembered for at least `dedup_ttl` per conversation: a retry
+///   names the same conversation (the idempotency scope is the sender's
+///   `client_msg_id` within a conversation).
+/// - Admissions of one conversation are enqueued in batch order, after those
+///   of earlier calls that returned.
+///
+/// Backends do the whole batch in as few round trips as they can (on Redis one
+/// script call per partition, all pipelined); [`crate::compose::ComposedSendPipeline`]
+/// builds one from the three separate ports.
 #[async_trait]
 pub trait SendPipeline: Send + Sync + 'static {
     /// Admits a batch; the outer error means nothing of the batch was admitted.
@@ -54,4 +64,14 @@ pub trait SendPipeline: Send + Sync + 'static {
         batch: Vec<Admission>,
         dedup_ttl: Duration,
     ) -> Result<Vec<Result<Admitted>>>;
+
+    /// The original acks of sends admitted before, by key and conversation
+    /// (`None` for a key not remembered). Logic asks this only for sends it is
+    /// about to refuse, so a retry of an accepted send gets its original
+    /// answer whatever its payload is now (PROTOCOL.md v1.2, "Retries first").
+    async fn lookup(
+        &self,
+        keys: &[(DedupKey, crate::id::ConversationId)],
+        dedup_ttl: Duration,
+    ) -> Result<Vec<Option<SendAck>>>;
 }

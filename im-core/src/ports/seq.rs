@@ -18,4 +18,11 @@ pub trait SequenceAllocator: Send + Sync + 'static {
 
     /// The last allocated seq of a conversation (0 if none).
     async fn current(&self, conversation: ConversationId) -> Result<u64>;
+
+    /// Gives back blocks that were allocated but never used (their publish
+    /// failed), so no hole is left: for each `(c, first, n)`, if the last seq
+    /// of `c` is still `first + n - 1`, it becomes `first - 1`; a block that
+    /// is no longer the last one is left as it is. Returns how many blocks
+    /// were given back.
+    async fn rewind(&self, blocks: &[(ConversationId, u64, u32)]) -> Result<usize>;
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
-use crate::ports::{Delivery, EntryId, QueueConsumer};
+use crate::ports::{partition_of, Delivery, EntryId, QueueConsumer};
 
+use super::lease::LeaseHandle;
 use super::WorkerConfig;
 
 /// What a step did with a batch.
@@ -34,10 +35,17 @@ pub fn next_backoff(current: Duration, max: Duration) -> Duration {
 /// one at a time and in fetch order. A finished batch's ack may wait for the
 /// fetch in flight, at most `config.block`, which must stay below
 /// `config.claim_idle` (it does in every default).
+///
+/// With `leases`, the loop reads only the partitions its keeper holds (and
+/// never claims others' entries by idle time: a partition's pending entries
+/// move with its lease, in order). Before every step it re-reads the grant;
+/// entries of partitions no longer granted are left pending for their next
+/// holder, never processed here.
 pub async fn run_loop<F, Fut>(
     mut consumer: Box<dyn QueueConsumer>,
     config: &WorkerConfig,
     stop: CancellationToken,
+    mut leases: Option<LeaseHandle>,
     mut step: F,
 ) where
     F: FnMut(Vec<Delivery>) -> Fut,
@@ -46,16 +54,48 @@ pub async fn run_loop<F, Fut>(
     let mut last_claim = tokio::time::Instant::now();
     let mut backoff = Duration::ZERO;
     let mut next: Option<Result<Vec<Delivery>>> = None;
+    let mut assigned: Option<Vec<u32>> = None;
+    let claims = leases.is_none();
     loop {
         // Stopping: a batch already fetched is still finished (or abandoned
         // by its step); nothing new is fetched.
         let holding = matches!(&next, Some(Ok(b)) if !b.is_empty());
         if stop.is_cancelled() && !holding {
-            return;
+            break;
+        }
+        if let Some(h) = leases.as_mut() {
+            let grant = h
+                .grants
+                .borrow_and_update()
+                .usable(tokio::time::Instant::now())
+                .to_vec();
+            if assigned.as_ref() != Some(&grant) {
+                if let Err(e) = consumer.assign(&grant).await {
+                    backoff = next_backoff(backoff, config.max_backoff);
+                    tracing::warn!(error = %e, ?backoff, "assigning partitions failed");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => continue,
+                    }
+                }
+                h.active.send_replace(grant.clone());
+                assigned = Some(grant);
+            }
+            if assigned.as_ref().is_some_and(|a| a.is_empty()) {
+                // Nothing granted: a prefetched batch stays pending for the
+                // partitions' next holders.
+                next = None;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = h.grants.changed() => {}
+                    _ = tokio::time::sleep(config.block) => {}
+                }
+                continue;
+            }
         }
         let batch = match next.take() {
             Some(b) => b,
-            None => next_batch(consumer.as_mut(), config, &stop, &mut last_claim).await,
+            None => fetch_next(consumer.as_mut(), config, &stop, &mut last_claim, claims).await,
         };
         let batch = match batch {
             Ok(b) => {
@@ -66,10 +106,21 @@ pub async fn run_loop<F, Fut>(
                 backoff = next_backoff(backoff, config.max_backoff);
                 tracing::warn!(error = %e, ?backoff, "queue fetch failed");
                 tokio::select! {
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => continue,
                 }
             }
+        };
+        let batch = match (&leases, &assigned) {
+            (Some(h), Some(parts)) => batch
+                .into_iter()
+                .filter(|d| {
+                    parts
+                        .binary_search(&partition_of(d.entry.shard_hash(), h.partitions))
+                        .is_ok()
+                })
+                .collect(),
+            _ => batch,
         };
         if batch.is_empty() {
             continue;
@@ -77,31 +128,36 @@ pub async fn run_loop<F, Fut>(
         let ids: Vec<EntryId> = batch.iter().map(|d| d.id.clone()).collect();
         let (outcome, prefetched) = futures::future::join(
             step(batch),
-            next_batch(consumer.as_mut(), config, &stop, &mut last_claim),
+            fetch_next(consumer.as_mut(), config, &stop, &mut last_claim, claims),
         )
         .await;
         match outcome {
             Outcome::Done => ack(consumer.as_mut(), &ids, config, &stop).await,
             // The prefetched batch stays pending too: another consumer
             // claims it (never ack unfinished work).
-            Outcome::Abandoned => return,
+            Outcome::Abandoned => break,
         }
         next = Some(prefetched);
+    }
+    if let Some(h) = leases {
+        // Tell the keeper nothing is read any more: it may release all.
+        h.active.send_replace(Vec::new());
     }
 }
 
 /// The next batch: entries left pending by others when a claim is due,
 /// otherwise new entries.
-async fn next_batch(
+async fn fetch_next(
     consumer: &mut dyn QueueConsumer,
     config: &WorkerConfig,
     stop: &CancellationToken,
     last_claim: &mut tokio::time::Instant,
+    claims: bool,
 ) -> Result<Vec<Delivery>> {
     if stop.is_cancelled() {
         return Ok(Vec::new());
     }
-    if last_claim.elapsed() >= config.claim_every {
+    if claims && last_claim.elapsed() >= config.claim_every {
         *last_claim = tokio::time::Instant::now();
         match consumer.claim_stale(config.claim_idle, config.batch).await {
             Ok(claimed) if !claimed.is_empty() => {
@@ -242,7 +298,7 @@ mod tests {
             changed.clone(),
             stop.clone(),
         );
-        let run = run_loop(consumer, &config, stop.clone(), move |_batch| {
+        let run = run_loop(consumer, &config, stop.clone(), None, move |_batch| {
             let (s, p, f, c, st) = (s.clone(), p.clone(), f.clone(), c.clone(), st.clone());
             async move {
                 if s.fetch_add(1, Ordering::SeqCst) == 0 {

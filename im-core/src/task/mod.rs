@@ -3,11 +3,15 @@
 //! Two consumer groups read the queue independently: [`PushWorker`] (group
 //! `push`) delivers to the connect nodes of the recipients' sessions, and
 //! [`PersistWorker`] (group `persist`) writes the archive. Both ack an entry
-//! only after their step succeeded, and both take over entries a dead consumer
-//! left pending ([`claim`]). A third group, [`AUDIT_GROUP`], is for
+//! only after their step succeeded. Push workers share the partitions by
+//! [`lease`]s (one pusher per partition keeps a conversation in order, and a
+//! dead pusher's partitions move within seconds); persist workers read every
+//! partition and take over entries a dead consumer left pending by idle time
+//! ([`claim`]): rows are idempotent, so their order does not matter. A third group, [`AUDIT_GROUP`], is for
 //! applications: it sees every entry too (see `examples/audit_log`).
 
 pub mod claim;
+pub mod lease;
 mod persist;
 mod push;
 mod schedule;
@@ -45,6 +49,9 @@ pub struct WorkerConfig {
     pub push_timeout: Duration,
     /// Longest backoff between retries of a failing step.
     pub max_backoff: Duration,
+    /// Lifetime of a partition lease (workers with leases only): a dead
+    /// worker's partitions move to the others after about this long.
+    pub lease_ttl: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -57,6 +64,7 @@ impl Default for WorkerConfig {
             claim_every: Duration::from_secs(5),
             push_timeout: Duration::from_secs(3),
             max_backoff: Duration::from_secs(5),
+            lease_ttl: Duration::from_millis(1500),
         }
     }
 }

@@ -48,7 +48,7 @@ impl PersistWorker {
         let this = Arc::new(self);
         let config = this.config.clone();
         let stop2 = stop.clone();
-        run_loop(consumer, &config, stop, move |batch| {
+        run_loop(consumer, &config, stop, None, move |batch| {
             let this = this.clone();
             let stop = stop2.clone();
             async move {

@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::id::{ConversationId, GroupId, SessionId, UserId};
 use crate::model::{Entry, Event, EventAudience, NodeId, SessionRoute};
-use crate::ports::{Delivery, GroupStore, MessageQueue, PushBatch, PushItem, Pusher, SessionStore};
+use crate::ports::{
+    Delivery, GroupStore, MessageQueue, PartitionLeases, PushBatch, PushItem, Pusher, SessionStore,
+};
 use crate::protocol::ServerFrame;
 
 use super::claim::{run_loop, Outcome};
@@ -24,6 +26,7 @@ pub struct PushWorker {
     groups: Arc<dyn GroupStore>,
     pusher: Arc<dyn Pusher>,
     config: WorkerConfig,
+    leases: Option<Arc<dyn PartitionLeases>>,
 }
 
 impl PushWorker {
@@ -41,7 +44,17 @@ impl PushWorker {
             groups,
             pusher,
             config,
+            leases: None,
         }
+    }
+
+    /// Shares the partitions with the other push workers through `leases`:
+    /// at most one worker pushes a partition at a time, so every session gets
+    /// a conversation's messages in seq order. Without leases the worker reads
+    /// every partition: run exactly one per deployment then.
+    pub fn with_leases(mut self, leases: Arc<dyn PartitionLeases>) -> Self {
+        self.leases = Some(leases);
+        self
     }
 
     /// Runs until `stop` fires.
@@ -50,9 +63,26 @@ impl PushWorker {
             .queue
             .consumer(PUSH_GROUP, &self.config.consumer)
             .await?;
+        let keeper_stop = CancellationToken::new();
+        let (handle, keeper) = match &self.leases {
+            Some(leases) => {
+                let (h, k) = super::lease::start(
+                    leases.clone(),
+                    super::lease::LeaseConfig {
+                        scope: PUSH_GROUP.to_owned(),
+                        holder: self.config.consumer.clone(),
+                        ttl: self.config.lease_ttl,
+                        partitions: self.queue.partitions(),
+                    },
+                    keeper_stop.clone(),
+                );
+                (Some(h), Some(k))
+            }
+            None => (None, None),
+        };
         let this = Arc::new(self);
         let config = this.config.clone();
-        run_loop(consumer, &config, stop, |batch| {
+        run_loop(consumer, &config, stop, handle, |batch| {
             let this = this.clone();
             async move {
                 this.deliver(&batch).await;
@@ -60,6 +90,10 @@ impl PushWorker {
             }
         })
         .await;
+        keeper_stop.cancel();
+        if let Some(k) = keeper {
+            let _ = k.await;
+        }
         Ok(())
     }
 

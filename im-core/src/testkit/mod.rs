@@ -19,6 +19,7 @@
 mod conversation;
 mod dedup;
 mod discovery;
+mod lease;
 mod queue;
 mod revocation;
 mod schedule;
@@ -30,6 +31,7 @@ mod store;
 pub use conversation::conversations_suite;
 pub use dedup::dedup_suite;
 pub use discovery::discovery_suite;
+pub use lease::lease_suite;
 pub use queue::queue_suite;
 pub use revocation::revocation_suite;
 pub use schedule::schedule_suite;

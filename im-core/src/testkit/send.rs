@@ -141,6 +141,26 @@ async fn admits_publishes_and_dedups((p, q): (Arc<dyn SendPipeline>, Arc<dyn Mes
             .is_empty(),
         "send: a duplicate is not enqueued"
     );
+    // A lookup finds the original acks (Logic asks before refusing a retry).
+    let mut keys: Vec<(DedupKey, ConversationId)> = batch
+        .iter()
+        .map(|a| (a.key, a.envelope.message.conversation_id))
+        .collect();
+    keys.push((
+        DedupKey::of_send(crate::id::UserId(1), &unique("never")),
+        conv,
+    ));
+    let found = p.lookup(&keys, ttl).await.expect("send: lookup");
+    assert_eq!(found.len(), keys.len(), "send: one answer per key");
+    for (f, ack) in found.iter().zip(&acks) {
+        let f = f.as_ref().expect("send: an admitted key is found");
+        assert_eq!(
+            (f.msg_id, f.seq, f.ts, f.conversation_id),
+            (ack.msg_id, ack.seq, ack.ts, ack.conversation_id),
+            "send: a lookup answers the original ack"
+        );
+    }
+    assert!(found[4].is_none(), "send: an unknown key is not found");
     // A new send after the retries continues the conversation.
     let next = p.admit(vec![admission(conv)], ttl).await.expect("admit");
     assert_eq!(

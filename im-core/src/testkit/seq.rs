@@ -64,4 +64,29 @@ where
         "seq: concurrent allocation must be gap-free and never overlap"
     );
     assert_eq!(s.current(hot).await.expect("current"), n);
+
+    // Unused blocks are given back only while they are the last ones.
+    let (_, _, back) = random_direct();
+    let a = s.allocate(&[(back, 2)]).await.expect("allocate")[0];
+    let b = s.allocate(&[(back, 3)]).await.expect("allocate")[0];
+    assert_eq!((a, b), (1, 3));
+    assert_eq!(
+        s.rewind(&[(back, a, 2)]).await.expect("rewind"),
+        0,
+        "seq: a block that is not the last one stays taken"
+    );
+    assert_eq!(s.current(back).await.expect("current"), 5);
+    assert_eq!(
+        s.rewind(&[(back, a, 2), (back, b, 3)])
+            .await
+            .expect("rewind"),
+        2,
+        "seq: the last blocks of one call are given back, latest first"
+    );
+    assert_eq!(s.current(back).await.expect("current"), 0);
+    assert_eq!(
+        s.allocate(&[(back, 1)]).await.expect("allocate"),
+        vec![1],
+        "seq: given-back seqs are allocated again: no hole"
+    );
 }

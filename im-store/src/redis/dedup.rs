@@ -8,7 +8,7 @@ use im_core::ports::{DedupKey, DedupStore};
 use im_core::Result;
 use redis::Value;
 
-use super::{as_string, map_err, RedisConn};
+use super::{as_string, cmd_on, Ops, RedisConn};
 
 /// Dedup keys `P:dedup:<hex>` holding the stored value (a send ack).
 #[derive(Debug, Clone)]
@@ -39,22 +39,15 @@ impl DedupStore for RedisDedupStore {
         }
         let keys = self.conn.keys();
         let ms = ttl_ms(ttl);
-        let mut p = redis::pipe();
+        let mut ops = Ops::new();
         for (k, v) in entries {
             // Redis ≥ 7.0: NX with GET returns the existing value and sets nothing.
-            p.cmd("SET")
-                .arg(keys.dedup(*k))
-                .arg(v)
-                .arg("NX")
-                .arg("GET")
-                .arg("PX")
-                .arg(ms);
+            let key = keys.dedup(*k);
+            let mut c = cmd_on("SET", &key);
+            c.arg(v).arg("NX").arg("GET").arg("PX").arg(ms);
+            ops.add(key, c);
         }
-        let mut con = self.conn.con();
-        let replies: Vec<Value> = p
-            .query_async(&mut con)
-            .await
-            .map_err(|e| map_err("SET NX", e))?;
+        let replies = ops.run(&self.conn, "SET NX").await?;
         Ok(replies
             .iter()
             .map(|v| match v {
@@ -70,31 +63,26 @@ impl DedupStore for RedisDedupStore {
         }
         let keys = self.conn.keys();
         let ms = ttl_ms(ttl);
-        let mut p = redis::pipe();
+        let mut ops = Ops::new();
         for (k, v) in entries {
-            p.cmd("SET")
-                .arg(keys.dedup(*k))
-                .arg(v)
-                .arg("PX")
-                .arg(ms)
-                .ignore();
+            let key = keys.dedup(*k);
+            let mut c = cmd_on("SET", &key);
+            c.arg(v).arg("PX").arg(ms);
+            ops.add_ignored(key, c);
         }
-        let mut con = self.conn.con();
-        p.query_async::<()>(&mut con)
-            .await
-            .map_err(|e| map_err("SET", e))
+        ops.run(&self.conn, "SET").await.map(drop)
     }
 
     async fn release(&self, keys: &[DedupKey]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        let names: Vec<String> = keys.iter().map(|k| self.conn.keys().dedup(*k)).collect();
-        let mut con = self.conn.con();
-        redis::cmd("DEL")
-            .arg(names)
-            .query_async::<()>(&mut con)
-            .await
-            .map_err(|e| map_err("DEL", e))
+        let mut ops = Ops::new();
+        for k in keys {
+            let key = self.conn.keys().dedup(*k);
+            let c = cmd_on("DEL", &key);
+            ops.add_ignored(key, c);
+        }
+        ops.run(&self.conn, "DEL").await.map(drop)
     }
 }

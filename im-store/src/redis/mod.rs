@@ -53,7 +53,9 @@
 //! lost. Deployments that need the queue itself durable should run Redis with
 //! `appendonly yes` and `appendfsync always` (at a throughput cost).
 
+mod conn;
 mod dedup;
+mod lease;
 mod pipeline;
 mod queue;
 mod revocation;
@@ -68,12 +70,13 @@ use std::time::Duration;
 
 use im_core::id::{ConversationId, UserId};
 use im_core::model::NodeId;
-use im_core::ports::DedupKey;
+use im_core::ports::{partition_of, DedupKey};
 use im_core::Error;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Value};
 
 pub use dedup::RedisDedupStore;
+pub use lease::RedisPartitionLeases;
 pub use pipeline::RedisSendPipeline;
 pub use queue::{RedisConsumer, RedisQueue};
 pub use revocation::RedisTokenRevocations;
@@ -87,13 +90,17 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// How to reach Redis and lay out keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// A `redis://` (or `rediss://`) URL.
+    /// A `redis://` (or `rediss://`) URL of a standalone server.
     pub url: String,
+    /// Seed nodes of a Redis Cluster (`redis://host:port` each). When not
+    /// empty, the cluster is used and `url` is ignored.
+    pub cluster_urls: Vec<String>,
     /// The namespace of every key (default `im`).
     pub prefix: String,
-    /// How many stream shards the queue has (default 4). Every process of a
-    /// deployment must use the same value.
-    pub shards: u32,
+    /// How many partitions the queue has (default 64). Every process of a
+    /// deployment must use the same value, and changing it needs a migration
+    /// (conversations move between partitions; see docs/deployment.md).
+    pub partitions: u32,
     /// Deadline of establishing a connection.
     pub connect_timeout: Duration,
     /// Deadline of one command or pipeline on the shared connection (blocking
@@ -113,8 +120,9 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: DEFAULT_REDIS_URL.to_owned(),
+            cluster_urls: Vec::new(),
             prefix: "im".to_owned(),
-            shards: 4,
+            partitions: im_core::ports::DEFAULT_PARTITIONS,
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(5),
             reconnect_retries: 3,
@@ -138,16 +146,43 @@ impl RedisConfig {
         RedisConfig::new(std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into()))
     }
 
+    /// The defaults on a Redis Cluster reached through `seeds`.
+    pub fn cluster<S: Into<String>>(seeds: impl IntoIterator<Item = S>) -> Self {
+        RedisConfig {
+            cluster_urls: seeds.into_iter().map(Into::into).collect(),
+            ..RedisConfig::default()
+        }
+    }
+
+    /// The defaults on the Redis Cluster of `REDIS_CLUSTER_URLS`
+    /// (comma-separated seed URLs), or `None` when it is not set.
+    pub fn cluster_from_env() -> Option<Self> {
+        let urls = std::env::var("REDIS_CLUSTER_URLS").ok()?;
+        let seeds: Vec<String> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (!seeds.is_empty()).then(|| RedisConfig::cluster(seeds))
+    }
+
     /// Sets the key prefix.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
-    /// Sets the number of queue shards (at least 1).
-    pub fn with_shards(mut self, shards: u32) -> Self {
-        self.shards = shards.max(1);
+    /// Sets the number of queue partitions (at least 1).
+    pub fn with_partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions.max(1);
         self
+    }
+
+    /// The old name of [`RedisConfig::with_partitions`].
+    #[deprecated(note = "shards are partitions now: use with_partitions")]
+    pub fn with_shards(self, shards: u32) -> Self {
+        self.with_partitions(shards)
     }
 }
 
@@ -155,33 +190,49 @@ impl RedisConfig {
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     prefix: String,
-    shards: u32,
+    partitions: u32,
 }
 
 impl Keys {
-    pub(crate) fn shards(&self) -> u32 {
-        self.shards
+    pub(crate) fn partitions(&self) -> u32 {
+        self.partitions
     }
 
-    pub(crate) fn shard_of(&self, c: ConversationId) -> u32 {
-        self.shard_of_hash(c.shard_hash())
+    pub(crate) fn partition_of(&self, c: ConversationId) -> u32 {
+        partition_of(c.shard_hash(), self.partitions)
     }
 
-    /// The shard of an entry hash ([`im_core::model::Entry::shard_hash`]).
-    pub(crate) fn shard_of_hash(&self, hash: u64) -> u32 {
-        (hash % u64::from(self.shards)) as u32
+    /// The partition of an entry hash ([`im_core::model::Entry::shard_hash`]).
+    pub(crate) fn partition_of_hash(&self, hash: u64) -> u32 {
+        partition_of(hash, self.partitions)
     }
 
-    pub(crate) fn stream(&self, shard: u32) -> String {
-        format!("{}:{{q{shard}}}:stream", self.prefix)
+    pub(crate) fn stream(&self, p: u32) -> String {
+        format!("{}:{{p{p}}}:stream", self.prefix)
     }
 
-    pub(crate) fn dead(&self, shard: u32) -> String {
-        format!("{}:{{q{shard}}}:dead", self.prefix)
+    pub(crate) fn dead(&self, p: u32) -> String {
+        format!("{}:{{p{p}}}:dead", self.prefix)
     }
 
-    pub(crate) fn seq(&self, c: ConversationId) -> String {
-        format!("{}:{{q{}}}:seq:{c}", self.prefix, self.shard_of(c))
+    /// The seq hash of partition `p`: field = conversation, value = last seq.
+    pub(crate) fn seqs(&self, p: u32) -> String {
+        format!("{}:{{p{p}}}:seq", self.prefix)
+    }
+
+    /// Dedup bucket `bucket` of partition `p` (see `pipeline.rs`).
+    pub(crate) fn dedup_bucket(&self, p: u32, bucket: u64) -> String {
+        format!("{}:{{p{p}}}:dedup:{bucket}", self.prefix)
+    }
+
+    /// The lease of partition `p` in `scope` (a consumer group).
+    pub(crate) fn lease(&self, p: u32, scope: &str) -> String {
+        format!("{}:{{p{p}}}:lease:{scope}", self.prefix)
+    }
+
+    /// The live members of a lease scope.
+    pub(crate) fn lease_members(&self, scope: &str) -> String {
+        format!("{}:{{lease}}:{scope}:members", self.prefix)
     }
 
     pub(crate) fn dedup(&self, k: DedupKey) -> String {
@@ -232,8 +283,9 @@ impl Keys {
 /// A connection to Redis shared by the stores built from it (cheap to clone).
 #[derive(Clone)]
 pub struct RedisConn {
-    client: redis::Client,
-    manager: ConnectionManager,
+    /// For dedicated connections (standalone only).
+    client: Option<redis::Client>,
+    con: conn::Con,
     keys: Arc<Keys>,
     config: Arc<RedisConfig>,
 }
@@ -242,7 +294,7 @@ impl std::fmt::Debug for RedisConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConn")
             .field("prefix", &self.config.prefix)
-            .field("shards", &self.config.shards)
+            .field("partitions", &self.config.partitions)
             .finish_non_exhaustive()
     }
 }
@@ -251,6 +303,26 @@ impl RedisConn {
     /// Connects (failing with [`Error::Unavailable`] if Redis cannot be reached
     /// within the connect timeout).
     pub async fn connect(config: RedisConfig) -> Result<RedisConn, Error> {
+        let keys = Arc::new(Keys {
+            prefix: config.prefix.clone(),
+            partitions: config.partitions.max(1),
+        });
+        if !config.cluster_urls.is_empty() {
+            let cluster = conn::connect_cluster(
+                &config.cluster_urls,
+                config.connect_timeout,
+                config.response_timeout,
+                u32::try_from(config.reconnect_retries).unwrap_or(u32::MAX),
+            )
+            .await
+            .map_err(|e| map_err("connect to the cluster", e))?;
+            return Ok(RedisConn {
+                client: None,
+                con: conn::Con::Cluster(cluster),
+                keys,
+                config: Arc::new(config),
+            });
+        }
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| Error::InvalidArgument(format!("bad Redis URL {:?}: {e}", config.url)))?;
         let manager = client
@@ -262,13 +334,9 @@ impl RedisConn {
             .map_err(|e| map_err("connect", e))?;
         let mut named = manager.clone();
         set_name(&mut named, &client_name(&config.prefix, None)).await;
-        let keys = Arc::new(Keys {
-            prefix: config.prefix.clone(),
-            shards: config.shards.max(1),
-        });
         Ok(RedisConn {
-            client,
-            manager,
+            client: Some(client),
+            con: conn::Con::Single(manager),
             keys,
             config: Arc::new(config),
         })
@@ -299,6 +367,11 @@ impl RedisConn {
         RedisSequenceAllocator::new(self.clone())
     }
 
+    /// The partition leases (one holder per partition and scope).
+    pub fn leases(&self) -> RedisPartitionLeases {
+        RedisPartitionLeases::new(self.clone())
+    }
+
     /// The dedup keys.
     pub fn dedup(&self) -> RedisDedupStore {
         RedisDedupStore::new(self.clone())
@@ -323,7 +396,30 @@ impl RedisConn {
     /// Deletes every key under the prefix (test teardown, resets); returns how
     /// many were deleted. Uses `SCAN`, so it is safe on a live server.
     pub async fn delete_namespace(&self) -> Result<u64, Error> {
-        let mut con = self.manager.clone();
+        if self.is_cluster() {
+            // SCAN is per node: scan every node named, delete through the cluster.
+            let mut deleted = 0;
+            for url in &self.config.cluster_urls {
+                let client = redis::Client::open(url.as_str()).map_err(|e| {
+                    Error::InvalidArgument(format!("bad Redis Cluster URL {url:?}: {e}"))
+                })?;
+                let node = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| map_err("connect to a cluster node", e))?;
+                deleted += self.delete_matching(node).await?;
+            }
+            return Ok(deleted);
+        }
+        self.delete_matching(self.con()).await
+    }
+
+    /// SCANs `scan` for the prefix and deletes what it finds (one key per
+    /// DEL, through the shared connection, so a cluster routes each).
+    async fn delete_matching(
+        &self,
+        mut scan: impl redis::aio::ConnectionLike + Send,
+    ) -> Result<u64, Error> {
         let pattern = format!("{}:*", self.config.prefix);
         let mut cursor: u64 = 0;
         let mut deleted = 0u64;
@@ -334,16 +430,19 @@ impl RedisConn {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(500)
-                .query_async(&mut con)
+                .query_async(&mut scan)
                 .await
                 .map_err(|e| map_err("SCAN", e))?;
-            if !keys.is_empty() {
-                let n: u64 = redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async(&mut con)
-                    .await
-                    .map_err(|e| map_err("DEL", e))?;
-                deleted += n;
+            let dels = keys
+                .into_iter()
+                .map(|k| {
+                    let mut c = redis::cmd("DEL");
+                    c.arg(&k);
+                    (k, c)
+                })
+                .collect();
+            for r in self.per_slot("DEL", dels).await? {
+                deleted += as_u64(&r.map_err(|e| map_err("DEL", e))?).unwrap_or(0);
             }
             if next == 0 {
                 return Ok(deleted);
@@ -356,20 +455,166 @@ impl RedisConn {
         &self.keys
     }
 
-    pub(crate) fn con(&self) -> ConnectionManager {
-        self.manager.clone()
+    /// Whether this is a Redis Cluster connection.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.con.is_cluster()
+    }
+
+    /// Runs independent commands in as few round trips as the server allows
+    /// (one pipeline on a standalone Redis; one pipeline per slot, in
+    /// parallel, on a cluster) and returns each command's own result in order.
+    /// `key` is the key each command is routed by.
+    pub(crate) async fn per_slot(
+        &self,
+        what: &str,
+        cmds: Vec<(String, redis::Cmd)>,
+    ) -> Result<Vec<redis::RedisResult<Value>>, Error> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut con = self.con();
+        conn::query_per_slot(
+            &mut con,
+            cmds.into_iter().map(|(k, c)| (k.into_bytes(), c)).collect(),
+        )
+        .await
+        .map_err(|e| map_err(what, e))
+    }
+
+    /// Runs one script call per `(keys, args)` through [`RedisConn::per_slot`]
+    /// by `EVALSHA`; calls the server does not have the script for
+    /// (`NOSCRIPT`: a restart, a failover, a new cluster node) are run again
+    /// with `EVAL`, which also caches it.
+    pub(crate) async fn run_script(
+        &self,
+        lua: &Lua,
+        calls: Vec<(Vec<String>, Vec<Vec<u8>>)>,
+    ) -> Result<Vec<redis::RedisResult<Value>>, Error> {
+        let build = |full: bool, keys: &[String], args: &[Vec<u8>]| {
+            let mut c = if full {
+                let mut c = redis::cmd("EVAL");
+                c.arg(lua.code);
+                c
+            } else {
+                let mut c = redis::cmd("EVALSHA");
+                c.arg(lua.hash.as_str());
+                c
+            };
+            c.arg(keys.len()).arg(keys).arg(args);
+            c
+        };
+        let cmds = calls
+            .iter()
+            .map(|(k, a)| (k.first().cloned().unwrap_or_default(), build(false, k, a)))
+            .collect();
+        let mut out = self.per_slot(lua.name, cmds).await?;
+        let missing: Vec<usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, Err(e) if e.code() == Some("NOSCRIPT")))
+            .map(|(i, _)| i)
+            .collect();
+        if !missing.is_empty() {
+            let again = missing
+                .iter()
+                .map(|&i| {
+                    let (k, a) = &calls[i];
+                    (k.first().cloned().unwrap_or_default(), build(true, k, a))
+                })
+                .collect();
+            let redone = self.per_slot(lua.name, again).await?;
+            for (i, r) in missing.into_iter().zip(redone) {
+                out[i] = r;
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn con(&self) -> conn::Con {
+        self.con.clone()
     }
 
     /// A new, dedicated connection (for blocking reads) named after `role`,
     /// without a response timeout of its own: the caller bounds each call.
     pub(crate) async fn dedicated(&self, role: &str) -> Result<ConnectionManager, Error> {
-        let mut con = self
-            .client
+        let Some(client) = &self.client else {
+            return Err(Error::Internal(
+                "a Redis Cluster connection has no dedicated connections".into(),
+            ));
+        };
+        let mut con = client
             .get_connection_manager_with_config(manager_config(&self.config, None))
             .await
             .map_err(|e| map_err("connect", e))?;
         set_name(&mut con, &client_name(&self.config.prefix, Some(role))).await;
         Ok(con)
+    }
+}
+
+/// Independent commands to run through [`RedisConn::per_slot`], like a
+/// pipeline whose commands may live in different slots: each is routed by
+/// its key. `run` answers the values of the commands not ignored, in order,
+/// and fails on the first error.
+#[derive(Default)]
+pub(crate) struct Ops {
+    cmds: Vec<(String, redis::Cmd)>,
+    keep: Vec<bool>,
+}
+
+impl Ops {
+    pub(crate) fn new() -> Ops {
+        Ops::default()
+    }
+
+    /// Adds a command routed by `key` whose value `run` returns.
+    pub(crate) fn add(&mut self, key: impl Into<String>, cmd: redis::Cmd) -> &mut Ops {
+        self.cmds.push((key.into(), cmd));
+        self.keep.push(true);
+        self
+    }
+
+    /// Adds a command routed by `key` whose value is not returned.
+    pub(crate) fn add_ignored(&mut self, key: impl Into<String>, cmd: redis::Cmd) -> &mut Ops {
+        self.cmds.push((key.into(), cmd));
+        self.keep.push(false);
+        self
+    }
+
+    pub(crate) async fn run(self, conn: &RedisConn, what: &str) -> Result<Vec<Value>, Error> {
+        let results = conn.per_slot(what, self.cmds).await?;
+        let mut out = Vec::new();
+        for (r, keep) in results.into_iter().zip(self.keep) {
+            let v = r.map_err(|e| map_err(what, e))?;
+            if keep {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A command with a key and arguments: `cmd("HSET", &k, (f, v))`.
+pub(crate) fn cmd_on(name: &str, key: &str) -> redis::Cmd {
+    let mut c = redis::cmd(name);
+    c.arg(key);
+    c
+}
+
+/// A Lua script: its source (for `EVAL`) and SHA1 (for `EVALSHA`).
+#[derive(Debug)]
+pub(crate) struct Lua {
+    pub(crate) name: &'static str,
+    pub(crate) code: &'static str,
+    pub(crate) hash: String,
+}
+
+impl Lua {
+    pub(crate) fn new(name: &'static str, code: &'static str) -> Lua {
+        Lua {
+            name,
+            code,
+            hash: redis::Script::new(code).get_hash().to_owned(),
+        }
     }
 }
 

@@ -4,9 +4,31 @@
 
 use std::sync::LazyLock;
 
-/// The send pipeline's batch admission (`scripts/admit.lua`).
-pub(crate) static ADMIT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("scripts/admit.lua")));
+use super::Lua;
+
+/// The send pipeline's admission of one partition's batch (`scripts/admit.lua`).
+pub(crate) static ADMIT: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new("admit script", include_str!("scripts/admit.lua")));
+
+/// Taking or renewing a partition lease (`scripts/lease_acquire.lua`).
+pub(crate) static LEASE_ACQUIRE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        "lease acquire script",
+        include_str!("scripts/lease_acquire.lua"),
+    )
+});
+
+/// Freeing a partition lease (`scripts/lease_release.lua`).
+pub(crate) static LEASE_RELEASE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        "lease release script",
+        include_str!("scripts/lease_release.lua"),
+    )
+});
+
+/// Giving back an unused block of seqs (`scripts/seq_rewind.lua`).
+pub(crate) static SEQ_REWIND: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new("seq rewind script", include_str!("scripts/seq_rewind.lua")));
 
 /// Holding a scheduled send under its key (`scripts/sched_hold.lua`).
 pub(crate) static SCHED_HOLD: LazyLock<redis::Script> =

@@ -24,7 +24,7 @@ use im_core::{Error, Result};
 use redis::Value;
 
 use super::dedup::ttl_ms;
-use super::{as_map, as_string, map_err, RedisConn};
+use super::{as_map, as_string, cmd_on, map_err, Ops, RedisConn};
 
 /// Session routes in Redis hashes with per-route expiry.
 #[derive(Debug, Clone)]
@@ -56,21 +56,21 @@ impl RedisSessionStore {
     }
 
     /// Records now as the last-seen time of `users` (one `HSET`).
-    fn add_seen(&self, p: &mut redis::Pipeline, users: impl IntoIterator<Item = UserId>) {
+    fn add_seen(&self, p: &mut Ops, users: impl IntoIterator<Item = UserId>) {
         let now = now_ms();
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(self.conn.keys().seen());
+        let key = self.conn.keys().seen();
+        let mut cmd = cmd_on("HSET", &key);
         let mut any = false;
         for u in users {
             cmd.arg(u.0).arg(now);
             any = true;
         }
         if any {
-            p.add_command(cmd).ignore();
+            p.add_ignored(key, cmd);
         }
     }
 
-    fn add_bind(&self, p: &mut redis::Pipeline, r: &SessionRoute, ttl: Duration) -> Result<()> {
+    fn add_bind(&self, p: &mut Ops, r: &SessionRoute, ttl: Duration) -> Result<()> {
         let keys = self.conn.keys();
         let ms = ttl_ms(ttl);
         let exp = now_ms().saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
@@ -78,18 +78,21 @@ impl RedisSessionStore {
             .map_err(|e| Error::Internal(format!("route does not serialize: {e}")))?;
         let user_key = keys.sessions(r.user_id);
         let node_key = keys.node(&r.node);
-        p.cmd("HSET")
-            .arg(&user_key)
-            .arg(field(r))
-            .arg(format!("{exp}|{json}"))
-            .ignore();
+        let mut c = cmd_on("HSET", &user_key);
+        c.arg(field(r)).arg(format!("{exp}|{json}"));
+        p.add_ignored(user_key.clone(), c);
         // NX sets a TTL on a new key, GT extends an existing one.
         for k in [&user_key, &node_key] {
             if k == &node_key {
-                p.cmd("SADD").arg(k).arg(member(r)).ignore();
+                let mut c = cmd_on("SADD", k);
+                c.arg(member(r));
+                p.add_ignored(k.clone(), c);
             }
-            p.cmd("PEXPIRE").arg(k).arg(ms).arg("NX").ignore();
-            p.cmd("PEXPIRE").arg(k).arg(ms).arg("GT").ignore();
+            for mode in ["NX", "GT"] {
+                let mut c = cmd_on("PEXPIRE", k);
+                c.arg(ms).arg(mode);
+                p.add_ignored(k.clone(), c);
+            }
         }
         Ok(())
     }
@@ -105,33 +108,27 @@ impl SessionStore for RedisSessionStore {
         if routes.is_empty() {
             return Ok(());
         }
-        let mut p = redis::pipe();
+        let mut p = Ops::new();
         for r in routes {
             self.add_bind(&mut p, r, ttl)?;
         }
         self.add_seen(&mut p, routes.iter().map(|r| r.user_id));
-        let mut con = self.conn.con();
-        p.query_async::<()>(&mut con)
-            .await
-            .map_err(|e| map_err("HSET", e))
+        p.run(&self.conn, "HSET").await.map(drop)
     }
 
     async fn unbind(&self, route: &SessionRoute) -> Result<()> {
         let keys = self.conn.keys();
-        let mut p = redis::pipe();
-        p.cmd("HDEL")
-            .arg(keys.sessions(route.user_id))
-            .arg(field(route))
-            .ignore();
-        p.cmd("SREM")
-            .arg(keys.node(&route.node))
-            .arg(member(route))
-            .ignore();
+        let mut p = Ops::new();
+        let user_key = keys.sessions(route.user_id);
+        let mut c = cmd_on("HDEL", &user_key);
+        c.arg(field(route));
+        p.add_ignored(user_key, c);
+        let node_key = keys.node(&route.node);
+        let mut c = cmd_on("SREM", &node_key);
+        c.arg(member(route));
+        p.add_ignored(node_key, c);
         self.add_seen(&mut p, [route.user_id]);
-        let mut con = self.conn.con();
-        p.query_async::<()>(&mut con)
-            .await
-            .map_err(|e| map_err("HDEL", e))
+        p.run(&self.conn, "HDEL").await.map(drop)
     }
 
     async fn lookup(&self, users: &[UserId]) -> Result<Vec<SessionRoute>> {
@@ -139,15 +136,13 @@ impl SessionStore for RedisSessionStore {
             return Ok(Vec::new());
         }
         let keys = self.conn.keys();
-        let mut p = redis::pipe();
+        let mut p = Ops::new();
         for u in users {
-            p.cmd("HGETALL").arg(keys.sessions(*u));
+            let k = keys.sessions(*u);
+            let c = cmd_on("HGETALL", &k);
+            p.add(k, c);
         }
-        let mut con = self.conn.con();
-        let replies: Vec<Value> = p
-            .query_async(&mut con)
-            .await
-            .map_err(|e| map_err("HGETALL", e))?;
+        let replies = p.run(&self.conn, "HGETALL").await?;
         let now = now_ms();
         let mut out = Vec::new();
         let mut expired: Vec<(String, String)> = Vec::new();
@@ -163,11 +158,13 @@ impl SessionStore for RedisSessionStore {
         }
         if !expired.is_empty() {
             // Lazy cleanup; a failure only leaves garbage that the next lookup skips.
-            let mut p = redis::pipe();
+            let mut p = Ops::new();
             for (k, f) in &expired {
-                p.cmd("HDEL").arg(k).arg(f).ignore();
+                let mut c = cmd_on("HDEL", k);
+                c.arg(f);
+                p.add_ignored(k.clone(), c);
             }
-            if let Err(e) = p.query_async::<()>(&mut con).await {
+            if let Err(e) = p.run(&self.conn, "HDEL").await {
                 tracing::debug!(error = %e, "redis sessions: lazy cleanup failed");
             }
         }
@@ -197,25 +194,25 @@ impl SessionStore for RedisSessionStore {
             })
             .collect();
         // Read the routes (to count only live ones), then delete them.
-        let mut p = redis::pipe();
+        let mut p = Ops::new();
         for (k, f) in &targets {
-            p.cmd("HGET").arg(k).arg(f);
+            let mut c = cmd_on("HGET", k);
+            c.arg(f);
+            p.add(k.clone(), c);
         }
-        let values: Vec<Value> = p
-            .query_async(&mut con)
-            .await
-            .map_err(|e| map_err("HGET", e))?;
+        let values = p.run(&self.conn, "HGET").await?;
         let now = now_ms();
-        let mut p = redis::pipe();
+        let mut p = Ops::new();
         for (k, f) in &targets {
-            p.cmd("HDEL").arg(k).arg(f);
+            let mut c = cmd_on("HDEL", k);
+            c.arg(f);
+            p.add(k.clone(), c);
         }
-        p.cmd("SREM").arg(&node_key).arg(&members).ignore();
+        let mut c = cmd_on("SREM", &node_key);
+        c.arg(&members);
+        p.add_ignored(node_key.clone(), c);
         self.add_seen(&mut p, users);
-        let deleted: Vec<Value> = p
-            .query_async(&mut con)
-            .await
-            .map_err(|e| map_err("HDEL", e))?;
+        let deleted = p.run(&self.conn, "HDEL").await?;
         let dropped = values
             .iter()
             .zip(&deleted)
@@ -268,28 +265,23 @@ impl SessionStore for RedisSessionStore {
         let ms = ttl_ms(ttl);
         let now = now_ms();
         let exp = now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
-        let mut p = redis::pipe();
+        let mut p = Ops::new();
         for u in users {
             let k = keys.presence_subscribers(*u);
-            p.cmd("ZREMRANGEBYSCORE")
-                .arg(&k)
-                .arg("-inf")
-                .arg(now)
-                .ignore();
+            let mut c = cmd_on("ZREMRANGEBYSCORE", &k);
+            c.arg("-inf").arg(now);
+            p.add_ignored(k.clone(), c);
             // GT: subscribing again only ever extends a subscription.
-            p.cmd("ZADD")
-                .arg(&k)
-                .arg("GT")
-                .arg(exp)
-                .arg(subscriber.0)
-                .ignore();
-            p.cmd("PEXPIRE").arg(&k).arg(ms).arg("NX").ignore();
-            p.cmd("PEXPIRE").arg(&k).arg(ms).arg("GT").ignore();
+            let mut c = cmd_on("ZADD", &k);
+            c.arg("GT").arg(exp).arg(subscriber.0);
+            p.add_ignored(k.clone(), c);
+            for mode in ["NX", "GT"] {
+                let mut c = cmd_on("PEXPIRE", &k);
+                c.arg(ms).arg(mode);
+                p.add_ignored(k.clone(), c);
+            }
         }
-        let mut con = self.conn.con();
-        p.query_async::<()>(&mut con)
-            .await
-            .map_err(|e| map_err("ZADD", e))
+        p.run(&self.conn, "ZADD").await.map(drop)
     }
 
     async fn presence_subscribers(&self, user: UserId) -> Result<Vec<UserId>> {

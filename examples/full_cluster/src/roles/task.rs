@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use im_core::model::NodeId;
-use im_core::ports::{Discovery, MessageQueue, Pusher, ServiceInstance, SessionStore};
+use im_core::ports::{
+    Discovery, MessageQueue, PartitionLeases, Pusher, ServiceInstance, SessionStore,
+};
 use im_core::task::{
     PersistWorker, PushWorker, Scheduler, SchedulerConfig, WorkerConfig, PERSIST_GROUP, PUSH_GROUP,
 };
@@ -30,6 +32,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             .map_err(|e| format!("creating group {g}: {e}"))?;
     }
     let sessions: Arc<dyn SessionStore> = Arc::new(redis.sessions());
+    // One pusher per partition across every task process (order per conversation).
+    let leases: Arc<dyn PartitionLeases> = Arc::new(redis.leases());
     let connect_nodes = etcd
         .watch(super::CONNECT)
         .await
@@ -57,7 +61,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
                 consumer: format!("{}-push-{i}", c.task.id),
                 ..base.clone()
             },
-        );
+        )
+        .with_leases(leases.clone());
         let stop = stop_workers.clone();
         workers.push(tokio::spawn(async move { w.run(stop).await }));
     }

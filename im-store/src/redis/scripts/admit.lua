@@ -1,30 +1,73 @@
--- Admits a batch of sends in one call (see src/redis/pipeline.rs).
--- KEYS: per admission i (1-based), KEYS[3i-2] = dedup key, KEYS[3i-1] = seq
---       counter, KEYS[3i] = stream shard.
--- ARGV: ARGV[1] = dedup TTL in ms; per admission, ARGV[3i-1] = envelope JSON
---       (its seq is overridden by the entry's `s` field), ARGV[3i] and
---       ARGV[3i+1] = the ack JSON before and after its seq number.
--- Returns per admission: {0, stored} for a key claimed before (including by
--- an earlier admission of this batch), the seq (an integer) when admitted,
--- {2, error} when the XADD failed (no key is left behind; the seq is skipped).
--- The reply is kept small on purpose: the caller already has the ack.
-local ttl = ARGV[1]
-local n = #KEYS / 3
-local out = {}
+#!lua
+-- Admits one partition's batch of sends (see src/redis/pipeline.rs).
+-- Every key is of the partition's slot {pN}, so this runs on Redis Cluster.
+-- KEYS: [1] the partition's stream, [2] its seq hash (conversation -> last
+--       seq), [3] its current dedup bucket, [4] its previous dedup bucket
+--       (hashes: dedup field -> "seq:msg_id:ts:conversation").
+-- ARGV: [1] bucket lifetime in ms, [2] the batch: the envelopes' JSON, one
+--       per line, in order (their seq is taken from the entry's `s` field),
+--       [3] n, then n dedup fields, then n conversations, then n ack tails
+--       ("msg_id:ts:conversation").
+-- Returns per send: the seq (an integer) when admitted; the stored ack
+-- ("seq:msg_id:ts:conversation") for a key remembered from before; -j for a
+-- repeat of send j of this batch.
+-- Writes nothing before the XADD (a refused XADD aborts the script), and the
+-- script is declared (#!lua) so an OOM server refuses it before it starts:
+-- a failed admission takes no seq and leaves no key.
+local n = tonumber(ARGV[3])
+local dk, cv = {}, {}
 for i = 1, n do
-  local dk, sk, xk = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  local prev = redis.call('GET', dk)
-  if prev then
-    out[i] = {0, prev}
+  dk[i] = ARGV[3 + i]
+  cv[i] = ARGV[3 + n + i]
+end
+local cur = redis.call('HMGET', KEYS[3], unpack(dk))
+local prev = {}
+if KEYS[4] ~= KEYS[3] then prev = redis.call('HMGET', KEYS[4], unpack(dk)) end
+local out, first, need, convs = {}, {}, {}, {}
+local fresh = 0
+for i = 1, n do
+  local stored = cur[i] or prev[i]
+  if stored then
+    out[i] = stored
+  elseif first[dk[i]] then
+    out[i] = -first[dk[i]]
   else
-    local seq = redis.call('INCR', sk)
-    local id = redis.pcall('XADD', xk, '*', 'e', ARGV[3 * i - 1], 's', seq)
-    if type(id) == 'table' and id.err then
-      out[i] = {2, id.err}
-    else
-      redis.call('SET', dk, ARGV[3 * i] .. string.format('%d', seq) .. ARGV[3 * i + 1], 'PX', ttl)
-      out[i] = seq
+    first[dk[i]] = i
+    fresh = fresh + 1
+    local c = cv[i]
+    if not need[c] then
+      need[c] = 0
+      convs[#convs + 1] = c
     end
+    need[c] = need[c] + 1
+    out[i] = 0
   end
 end
+if fresh == 0 then return out end
+local last = redis.call('HMGET', KEYS[2], unpack(convs))
+local nxt, upd = {}, {}
+for j, c in ipairs(convs) do
+  local base = tonumber(last[j]) or 0
+  nxt[c] = base
+  upd[#upd + 1] = c
+  upd[#upd + 1] = base + need[c]
+end
+local seqs, ded = {}, {}
+for i = 1, n do
+  if out[i] == 0 then
+    local c = cv[i]
+    local s = nxt[c] + 1
+    nxt[c] = s
+    out[i] = s
+    seqs[i] = s
+    ded[#ded + 1] = dk[i]
+    ded[#ded + 1] = s .. ':' .. ARGV[3 + 2 * n + i]
+  else
+    seqs[i] = 0
+  end
+end
+redis.call('XADD', KEYS[1], '*', 'b', ARGV[2], 's', table.concat(seqs, ','))
+redis.call('HSET', KEYS[2], unpack(upd))
+redis.call('HSET', KEYS[3], unpack(ded))
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return out
