@@ -8,7 +8,9 @@
 #   IM_BASE_PORT=9080 examples/full_cluster/run-local.sh
 #
 # Environment: IM_BASE_PORT (8080), IM_NAMESPACE (im), IM_PROFILE (release|debug),
-# REDIS_URL, DATABASE_URL, ETCD_ENDPOINTS, IM_LOG_DIR, IM_SEND_RATE (200; 0 = unlimited).
+# REDIS_URL, DATABASE_URL, ETCD_ENDPOINTS, IM_LOG_DIR, IM_SEND_RATE (200; 0 = unlimited),
+# IM_REDIS_CLUSTER_URLS (comma-separated seeds: run on a Redis Cluster instead),
+# IM_KEEP_RUNNING=1 (a process that exits does not stop the others: fault drills).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 base="${IM_BASE_PORT:-8080}"
@@ -64,5 +66,10 @@ im cluster is running (namespace $ns):
   logs             $logs
 Ctrl-C stops everything.
 TXT
-wait -n "${pids[@]}" || true
-echo "a process exited; see $logs" >&2
+if [ "${IM_KEEP_RUNNING:-0}" = 1 ]; then
+  # Fault drills: a process killed on purpose does not stop the others.
+  wait "${pids[@]}" || true
+else
+  wait -n "${pids[@]}" || true
+  echo "a process exited; see $logs" >&2
+fi

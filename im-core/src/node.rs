@@ -196,7 +196,8 @@ impl Node {
                     consumer: format!("{}-persist-{i}", config.node),
                     ..config.worker.clone()
                 },
-            );
+            )
+            .with_leases(backends.leases.clone());
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = w.run(stop).await {

@@ -808,3 +808,139 @@ async fn scheduled_sends_arrive_on_time_and_cancelled_ones_never() {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidArgument);
 }
+
+/// PROTOCOL.md v1.2 "Retries first": a retry of an accepted send gets its
+/// original ack whatever its payload is now (too big, a system kind, another
+/// target, or throttled by the rate limit), and nothing new is admitted.
+#[tokio::test]
+async fn retries_get_their_original_ack_before_any_check() {
+    let node = start(NodeConfig::default()).await;
+    let a = user(&node, "retry_a").await;
+    let b = user(&node, "retry_b").await;
+    let c = user(&node, "retry_c").await;
+    let req = |to: Target, body: serde_json::Value, kind: MessageKind| SendRequest {
+        client_msg_id: "once".into(),
+        to,
+        kind,
+        body,
+        deliver_at: None,
+    };
+    let first = node
+        .logic
+        .send(
+            Sender::http(a),
+            req(
+                Target::User(b),
+                serde_json::json!("hello"),
+                MessageKind::Text,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.seq, 1);
+    let too_big = serde_json::json!("x".repeat(100_000));
+    let retries = [
+        (
+            Sender::http(a),
+            req(Target::User(b), too_big.clone(), MessageKind::Text),
+        ),
+        (
+            Sender::http(a),
+            req(Target::User(b), serde_json::json!({}), MessageKind::System),
+        ),
+        (
+            Sender::http(a),
+            req(
+                Target::User(c),
+                serde_json::json!("other target"),
+                MessageKind::Text,
+            ),
+        ),
+        (
+            Sender::http(a).throttled(),
+            req(
+                Target::User(b),
+                serde_json::json!("hello"),
+                MessageKind::Text,
+            ),
+        ),
+    ];
+    for (sender, r) in retries {
+        let got = node.logic.send(sender, r.clone()).await;
+        assert_eq!(
+            got.as_ref().ok(),
+            Some(&first),
+            "a retry ({r:?}) gets the original ack: {got:?}"
+        );
+    }
+    // A new send that is throttled or invalid is refused, and takes no seq.
+    let throttled = node
+        .logic
+        .send(
+            Sender::http(a).throttled(),
+            SendRequest {
+                client_msg_id: "new".into(),
+                ..req(Target::User(b), serde_json::json!("x"), MessageKind::Text)
+            },
+        )
+        .await;
+    assert_eq!(throttled.unwrap_err().code(), ErrorCode::ResourceExhausted);
+    let invalid = node
+        .logic
+        .send(
+            Sender::http(a),
+            SendRequest {
+                client_msg_id: "new2".into(),
+                ..req(Target::User(b), too_big, MessageKind::Text)
+            },
+        )
+        .await;
+    assert_eq!(invalid.unwrap_err().code(), ErrorCode::ResourceExhausted);
+    assert_eq!(
+        send(&node, a, Target::User(b), "next").await.seq,
+        2,
+        "refused sends take no seq: no hole"
+    );
+}
+
+/// A send whose enqueue fails takes no seq: the next one continues without
+/// a hole (PROTOCOL.md v1.2 "Seqs without holes").
+#[tokio::test]
+async fn a_failed_enqueue_leaves_no_hole() {
+    use im_core::compose::ComposedSendPipeline;
+    use im_core::memory::{MemoryDedupStore, MemoryQueue, MemorySequenceAllocator};
+    use im_core::ports::{Admission, DedupKey, MessageQueue, SendPipeline};
+    use std::sync::Arc;
+    // A queue that holds two entries: the third publish fails.
+    let queue = Arc::new(MemoryQueue::new(2));
+    queue.create_group("g").await.unwrap();
+    let seqs = Arc::new(MemorySequenceAllocator::new());
+    let p = ComposedSendPipeline::new(Arc::new(MemoryDedupStore::new()), seqs, queue.clone());
+    let (_, _, conv) = im_core::testkit::random_direct();
+    let admit = |n: u64| {
+        let mut envelope = im_core::testkit::sample_envelope(conv, 0);
+        envelope.message.client_msg_id = format!("k{n}");
+        Admission {
+            key: DedupKey::of_send(envelope.message.from, &envelope.message.client_msg_id),
+            envelope,
+        }
+    };
+    let ttl = Duration::from_secs(60);
+    let ok = p.admit(vec![admit(1), admit(2)], ttl).await.unwrap();
+    assert!(ok.iter().all(|r| r.is_ok()));
+    assert!(
+        p.admit(vec![admit(3)], ttl).await.is_err(),
+        "the full queue refuses"
+    );
+    // Make room, then the refused send is retried and gets seq 3, not 4.
+    let mut c = queue.consumer("g", "c").await.unwrap();
+    let got = c.fetch(10, Duration::from_millis(100)).await.unwrap();
+    c.ack(&got.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let retried = p.admit(vec![admit(3)], ttl).await.unwrap();
+    match &retried[0] {
+        Ok(im_core::ports::Admitted::New(ack)) => assert_eq!(ack.seq, 3, "no hole"),
+        other => panic!("the retry is admitted: {other:?}"),
+    }
+}

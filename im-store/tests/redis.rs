@@ -739,3 +739,92 @@ async fn reconnects_after_the_server_kills_the_connection() {
     );
     ns.cleanup().await;
 }
+
+/// A raw connection for poking at keys: the standalone server, or the cluster.
+fn raw_con(kind: Kind) -> Box<dyn redis::ConnectionLike> {
+    match kind {
+        Kind::Standalone => Box::new(
+            redis::Client::open(url())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        ),
+        Kind::Cluster => Box::new(
+            redis::cluster::ClusterClient::new(cluster_urls())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        ),
+    }
+}
+
+fn admission(conv: im_core::id::ConversationId, cmid: &str) -> im_core::ports::Admission {
+    let mut envelope = testkit::sample_envelope(conv, 0);
+    envelope.message.client_msg_id = cmid.to_owned();
+    im_core::ports::Admission {
+        key: im_core::ports::DedupKey::of_send(envelope.message.from, cmid),
+        envelope,
+    }
+}
+
+/// PROTOCOL.md v1.2 "Seqs without holes": when a partition refuses the
+/// enqueue (here its stream key holds a string, so `XADD` fails), the send
+/// fails, takes no seq and leaves no key; once the partition is healthy the
+/// retry gets the next seq, and a retry naming another conversation is not
+/// mistaken for a duplicate.
+#[tokio::test]
+async fn a_failed_enqueue_takes_no_seq_and_leaves_no_key() {
+    use im_core::ports::{Admitted, SendPipeline};
+    for kind in KINDS {
+        let ns = Namespaces::of(kind);
+        let c = ns.fresh().await;
+        let q = c.queue();
+        q.create_group("g").await.unwrap();
+        let p = c.send_pipeline(q.clone());
+        let ttl = Duration::from_secs(60);
+        let (_, _, conv) = testkit::random_direct();
+        let first = p.admit(vec![admission(conv, "a")], ttl).await.unwrap();
+        assert!(matches!(&first[0], Ok(Admitted::New(a)) if a.seq == 1));
+        let part = im_core::ports::partition_of(conv.shard_hash(), c.config().partitions);
+        let stream = format!("{}:{{p{part}}}:stream", c.config().prefix);
+        let backup = format!("{stream}-aside");
+        let mut raw = raw_con(kind);
+        let _: () = redis::cmd("RENAME")
+            .arg(&stream)
+            .arg(&backup)
+            .query(&mut *raw)
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(&stream)
+            .arg("not a stream")
+            .query(&mut *raw)
+            .unwrap();
+        let failed = p.admit(vec![admission(conv, "b")], ttl).await.unwrap();
+        assert!(
+            failed[0].is_err(),
+            "{kind:?}: the refused enqueue fails the send"
+        );
+        let _: () = redis::cmd("DEL").arg(&stream).query(&mut *raw).unwrap();
+        let _: () = redis::cmd("RENAME")
+            .arg(&backup)
+            .arg(&stream)
+            .query(&mut *raw)
+            .unwrap();
+        let retried = p.admit(vec![admission(conv, "b")], ttl).await.unwrap();
+        assert!(
+            matches!(&retried[0], Ok(Admitted::New(a)) if a.seq == 2),
+            "{kind:?}: the retry takes seq 2, no hole: {retried:?}"
+        );
+        // The same sender and key for another conversation: the original ack.
+        let im_core::id::ConversationId::Direct(sender, _) = conv else {
+            unreachable!("a direct conversation");
+        };
+        let other = im_core::id::ConversationId::Direct(sender, im_core::id::UserId(sender.0 + 7));
+        let moved = p.admit(vec![admission(other, "b")], ttl).await.unwrap();
+        assert!(
+            matches!(&moved[0], Ok(Admitted::Duplicate(a)) if a.seq == 2 && a.conversation_id == conv),
+            "{kind:?}: a retry naming another conversation gets the original ack: {moved:?}"
+        );
+        ns.cleanup().await;
+    }
+}

@@ -224,6 +224,7 @@ async fn logic_over_grpc_keeps_behaviour_and_error_codes() {
     let from_ws = Sender {
         user: alice,
         origin: Some((c.node.hub.node().clone(), ha.id)),
+        throttled: false,
     };
     let g_ack = client
         .send(

@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Cluster {
-    /// Redis (queue, sessions, sequences, dedup).
+    /// Redis (queue, sessions, sequences, dedup): a standalone server.
     pub redis_url: String,
+    /// Seed nodes of a Redis Cluster to use instead of `redis_url` (empty:
+    /// standalone). Env: `IM_REDIS_CLUSTER_URLS` (comma-separated).
+    pub redis_cluster_urls: Vec<String>,
     /// MySQL / MariaDB (users, groups, messages).
     pub database_url: String,
     /// etcd endpoints (discovery).
@@ -45,6 +48,7 @@ impl Default for Cluster {
     fn default() -> Self {
         Cluster {
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_cluster_urls: Vec::new(),
             database_url: "mysql://root@127.0.0.1:3306/test".into(),
             etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
             namespace: "im".into(),
@@ -228,13 +232,18 @@ pub fn load(file: Option<&PathBuf>, overrides: figment::value::Dict) -> Result<C
             f = f.merge(Serialized::global(key, v));
         }
     }
-    if let Ok(v) = std::env::var("ETCD_ENDPOINTS") {
-        let list: Vec<String> = v
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-        f = f.merge(Serialized::global("cluster.etcd_endpoints", list));
+    for (var, key) in [
+        ("ETCD_ENDPOINTS", "cluster.etcd_endpoints"),
+        ("IM_REDIS_CLUSTER_URLS", "cluster.redis_cluster_urls"),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            let list: Vec<String> = v
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            f = f.merge(Serialized::global(key, list));
+        }
     }
     f = f.merge(
         Env::prefixed("IM_")

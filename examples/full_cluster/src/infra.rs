@@ -77,12 +77,26 @@ where
 
 /// Connects to Redis with the cluster's namespace and partitions.
 pub async fn redis(c: &Config) -> Result<RedisConn, String> {
-    let cfg = RedisConfig::new(&c.cluster.redis_url)
+    let (base, target) = if c.cluster.redis_cluster_urls.is_empty() {
+        (
+            RedisConfig::new(&c.cluster.redis_url),
+            format!("Redis at {}", c.cluster.redis_url),
+        )
+    } else {
+        (
+            RedisConfig::cluster(c.cluster.redis_cluster_urls.clone()),
+            format!(
+                "the Redis Cluster at {}",
+                c.cluster.redis_cluster_urls.join(",")
+            ),
+        )
+    };
+    let cfg = base
         .with_prefix(&c.cluster.namespace)
         .with_partitions(c.cluster.partitions);
     RedisConn::connect(cfg)
         .await
-        .map_err(|e| format!("Redis at {}: {e}", c.cluster.redis_url))
+        .map_err(|e| format!("{target}: {e}"))
 }
 
 /// Connects to MySQL (applying migrations).

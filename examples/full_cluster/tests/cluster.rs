@@ -2,7 +2,10 @@
 //! 2 task, 2 connect, 1 api) on the machine's Redis, MariaDB and etcd, driven
 //! by real clients. Kills a connect node and a task process with SIGKILL and
 //! sends SIGTERM to a logic process, and counts sent / acked / delivered /
-//! persisted / lost / duplicated.
+//! persisted / lost / duplicated; the same on a 3-master Redis Cluster
+//! (`REDIS_CLUSTER_URLS`, started by `scripts/services.sh`); and a burst of
+//! six senders into two recipients on two connect nodes and a group, whose
+//! pushes arrive per conversation in seq order, without holes or duplicates.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]
 
@@ -33,6 +36,8 @@ struct Proc {
 struct Cluster {
     procs: Vec<Proc>,
     ns: String,
+    /// Seed nodes of a Redis Cluster to run on (None: the standalone Redis).
+    redis_cluster: Option<String>,
     api: u16,
     ws: [u16; 2],
     logic_ops: [u16; 2],
@@ -56,7 +61,11 @@ fn env_or(var: &str, default: &str) -> String {
 impl Cluster {
     fn spawn(&mut self, name: &str, args: &[String]) {
         let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_full_cluster"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_full_cluster"));
+        if let Some(urls) = &self.redis_cluster {
+            cmd.env("IM_REDIS_CLUSTER_URLS", urls);
+        }
+        let child = cmd
             .args(args)
             .env("IM_CLUSTER__NAMESPACE", &self.ns)
             .env(
@@ -80,11 +89,19 @@ impl Cluster {
     }
 
     fn start() -> Cluster {
-        let logs = std::env::temp_dir().join(format!("im-cluster-test-{}", std::process::id()));
+        Cluster::start_on(None)
+    }
+
+    /// Starts the seven processes on the standalone Redis, or on the Redis
+    /// Cluster of `redis_cluster` (comma-separated seed URLs).
+    fn start_on(redis_cluster: Option<String>) -> Cluster {
+        let ns = format!("imt{:x}", rand_u32());
+        let logs = std::env::temp_dir().join(format!("im-cluster-test-{ns}"));
         std::fs::create_dir_all(&logs).unwrap();
         let mut c = Cluster {
             procs: Vec::new(),
-            ns: format!("imt{:x}", rand_u32()),
+            ns,
+            redis_cluster,
             api: free_port(),
             ws: [free_port(), free_port()],
             logic_ops: [free_port(), free_port()],
@@ -258,9 +275,64 @@ async fn collect(
     }
 }
 
+/// The seed URLs of the test Redis Cluster (what `scripts/services.sh` starts).
+fn redis_cluster_urls() -> String {
+    env_or(
+        "REDIS_CLUSTER_URLS",
+        "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003",
+    )
+}
+
+/// Fails (never skips) when the Redis Cluster is not up, naming it.
+fn require_redis_cluster(urls: &str) {
+    for url in urls.split(',') {
+        let ok = redis::Client::open(url)
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+            .is_ok_and(|info| info.contains("cluster_state:ok"));
+        assert!(
+            ok,
+            "the Redis Cluster is not reachable (or not ok) at {url}: start it with scripts/services.sh"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_loses_nothing_through_kills_and_restarts() {
-    let mut cluster = Cluster::start();
+    loses_nothing(Cluster::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_loses_nothing_on_a_redis_cluster() {
+    let urls = redis_cluster_urls();
+    require_redis_cluster(&urls);
+    loses_nothing(Cluster::start_on(Some(urls))).await;
+}
+
+async fn wait_cluster_ready(http: &reqwest::Client, cluster: &Cluster) {
+    let base = cluster.base();
+    wait_ready(http, &format!("{base}/healthz"), "api", cluster).await;
+    for (i, port) in cluster.ws.iter().enumerate() {
+        wait_ready(
+            http,
+            &format!("http://127.0.0.1:{port}/readyz"),
+            &format!("connect-{}", i + 1),
+            cluster,
+        )
+        .await;
+    }
+    for port in cluster.logic_ops.iter().chain(cluster.task_ops.iter()) {
+        wait_ready(
+            http,
+            &format!("http://127.0.0.1:{port}/readyz"),
+            "logic/task",
+            cluster,
+        )
+        .await;
+    }
+}
+
+async fn loses_nothing(mut cluster: Cluster) {
     let http = reqwest::Client::new();
     let base = cluster.base();
     wait_ready(&http, &format!("{base}/healthz"), "api", &cluster).await;
@@ -642,4 +714,148 @@ async fn scheduled_sends_survive_a_task_restart() {
         !others.contains(&ids[1]),
         "the cancelled send never arrives"
     );
+}
+
+type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn raw_ws(port: u16, token: &str) -> RawWs {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Six senders burst into two recipients on two connect nodes and into a
+/// group, all at once: every recipient session sees, per conversation,
+/// strictly increasing seqs without a hole or a duplicate (PROTOCOL.md v1.2
+/// "Order"), and everything arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_are_pushed_in_seq_order() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    const N: usize = 100;
+    let cluster = Cluster::start();
+    let http = reqwest::Client::new();
+    wait_cluster_ready(&http, &cluster).await;
+    let base = cluster.base();
+    let mut users = Vec::new();
+    for i in 0..8 {
+        let name = format!("{}_b{i}", cluster.ns);
+        ImClient::register(&base, &name, "password123")
+            .await
+            .unwrap();
+        users.push(ImClient::login(&base, &name, "password123").await.unwrap());
+    }
+    let g: Value = http
+        .post(format!("{base}/api/v1/groups"))
+        .bearer_auth(&users[0].token)
+        .json(&json!({"name": "burst"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gid = g["group_id"].as_str().unwrap().to_owned();
+    for u in &users[1..] {
+        let s = http
+            .post(format!("{base}/api/v1/groups/{gid}/members"))
+            .bearer_auth(&users[0].token)
+            .json(&json!({"user_id": u.user_id.to_string()}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s.as_u16(), 204);
+    }
+    // Recipients 6 (node 1) and 7 (node 2) listen first.
+    let mut receivers = Vec::new();
+    for r in 6..8 {
+        let mut ws = raw_ws(cluster.ws[r - 6], &users[r].token).await;
+        let want = 12 * N; // N direct from each sender + N group messages from each
+        receivers.push(tokio::spawn(async move {
+            let mut by_conv: HashMap<String, Vec<u64>> = HashMap::new();
+            let mut got = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while got < want {
+                let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await else {
+                    break;
+                };
+                let WsMessage::Text(text) = frame else {
+                    continue;
+                };
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["type"] == "message" && v["kind"] != "system" {
+                    got += 1;
+                    by_conv
+                        .entry(v["conversation_id"].as_str().unwrap().to_owned())
+                        .or_default()
+                        .push(v["seq"].as_u64().unwrap());
+                }
+            }
+            (got, by_conv)
+        }));
+    }
+    // Six senders, alternating nodes, write all their sends before reading.
+    let targets = [
+        json!({"user": users[6].user_id.to_string()}),
+        json!({"user": users[7].user_id.to_string()}),
+        json!({"group": gid}),
+    ];
+    let mut senders = Vec::new();
+    for s in 0..6 {
+        let mut ws = raw_ws(cluster.ws[s % 2], &users[s].token).await;
+        let targets = targets.clone();
+        senders.push(tokio::spawn(async move {
+            for k in 0..N {
+                for (t, to) in targets.iter().enumerate() {
+                    let frame = json!({"type": "send", "client_msg_id": format!("b{s}-{t}-{k}"),
+                        "to": to, "body": format!("burst {s} {t} {k}")});
+                    ws.feed(WsMessage::Text(frame.to_string().into()))
+                        .await
+                        .unwrap();
+                }
+            }
+            ws.flush().await.unwrap();
+            let mut acks = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while acks < 3 * N {
+                let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await else {
+                    break;
+                };
+                if let WsMessage::Text(text) = frame {
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    assert_ne!(v["type"], "error", "a burst send was refused: {v}");
+                    if v["type"] == "send_ack" {
+                        acks += 1;
+                    }
+                }
+            }
+            acks
+        }));
+    }
+    for s in senders {
+        assert_eq!(s.await.unwrap(), 3 * N, "every burst send is acked");
+    }
+    for (i, r) in receivers.into_iter().enumerate() {
+        let (got, by_conv) = r.await.unwrap();
+        assert_eq!(
+            got,
+            12 * N,
+            "recipient {i} got every message\n{}",
+            cluster.log_tail()
+        );
+        assert_eq!(by_conv.len(), 7, "six direct conversations and the group");
+        for (conv, seqs) in &by_conv {
+            let ordered = seqs.windows(2).all(|w| w[1] == w[0] + 1);
+            assert!(
+                ordered,
+                "recipient {i}: conversation {conv} was pushed out of order, with a hole or a duplicate: {seqs:?}"
+            );
+        }
+    }
 }

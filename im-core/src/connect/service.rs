@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::{SessionId, UserId};
 use crate::logic::{LogicApi, Sender};
 use crate::model::{NodeId, SessionRoute};
@@ -192,19 +192,19 @@ impl ConnectService {
         match frame {
             ClientFrame::Send(req) => {
                 let cmid = req.client_msg_id.clone();
-                if let Some(l) = &self.limiter {
-                    if !l.allow(ctx.user) {
-                        metrics_rate_limited();
-                        return Some(ServerFrame::error(
-                            &Error::ResourceExhausted("send rate limit exceeded; slow down".into()),
-                            Some(cmid),
-                        ));
-                    }
-                }
-                let sender = Sender {
+                let mut sender = Sender {
                     user: ctx.user,
                     origin: Some((ctx.node.clone(), ctx.session)),
+                    throttled: false,
                 };
+                if let Some(l) = &self.limiter {
+                    if !l.allow(ctx.user) {
+                        // Logic still answers a retry of an accepted send
+                        // with its original ack; anything else is refused.
+                        metrics_rate_limited();
+                        sender = sender.throttled();
+                    }
+                }
                 Some(match self.logic.send(sender, req).await {
                     Ok(ack) => ServerFrame::SendAck(ack),
                     Err(e) => ServerFrame::error(&e, Some(cmid)),

@@ -126,12 +126,26 @@ pub struct Sender {
     /// The WebSocket session the send came from (it gets only the ack), or
     /// `None` for HTTP sends (all of the user's sessions get the message).
     pub origin: Option<(NodeId, SessionId)>,
+    /// The transport's rate limit refused this send: Logic admits nothing
+    /// and answers the original ack if it is the retry of an accepted send
+    /// (PROTOCOL.md v1.2 "Retries first"), else `resource_exhausted`.
+    pub throttled: bool,
 }
 
 impl Sender {
     /// A sender over HTTP.
     pub fn http(user: UserId) -> Self {
-        Sender { user, origin: None }
+        Sender {
+            user,
+            origin: None,
+            throttled: false,
+        }
+    }
+
+    /// This sender, marked as refused by the transport's rate limit.
+    pub fn throttled(mut self) -> Self {
+        self.throttled = true;
+        self
     }
 }
 

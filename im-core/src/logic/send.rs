@@ -44,6 +44,13 @@ impl Logic {
                 Ok(())
             }
         });
+        let shape = if sender.throttled {
+            Err(Error::ResourceExhausted(
+                "send rate limit exceeded; slow down".into(),
+            ))
+        } else {
+            shape
+        };
         if let Err(e) = shape {
             return match self.original_acks(&[(sender.user, &request)]).await.pop() {
                 Some(Some(ack)) => Ok(ack),

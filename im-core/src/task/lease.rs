@@ -74,6 +74,61 @@ pub struct LeaseConfig {
     pub partitions: u32,
 }
 
+/// A running keeper of one worker, or none (the worker reads every partition).
+pub(crate) struct Keeping {
+    handle: Option<LeaseHandle>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    stop: CancellationToken,
+}
+
+impl Keeping {
+    /// Starts a keeper for `holder` in `scope` when `leases` are given.
+    pub(crate) fn start(
+        leases: Option<&Arc<dyn PartitionLeases>>,
+        scope: &str,
+        holder: &str,
+        ttl: Duration,
+        partitions: u32,
+    ) -> Keeping {
+        let stop = CancellationToken::new();
+        let Some(leases) = leases else {
+            return Keeping {
+                handle: None,
+                task: None,
+                stop,
+            };
+        };
+        let (handle, task) = start(
+            leases.clone(),
+            LeaseConfig {
+                scope: scope.to_owned(),
+                holder: holder.to_owned(),
+                ttl,
+                partitions,
+            },
+            stop.clone(),
+        );
+        Keeping {
+            handle: Some(handle),
+            task: Some(task),
+            stop,
+        }
+    }
+
+    /// The worker side, for [`super::claim::run_loop`].
+    pub(crate) fn handle(&mut self) -> Option<LeaseHandle> {
+        self.handle.take()
+    }
+
+    /// Stops the keeper after the worker loop ended (it releases what it held).
+    pub(crate) async fn finish(self) {
+        self.stop.cancel();
+        if let Some(t) = self.task {
+            let _ = t.await;
+        }
+    }
+}
+
 /// Starts a keeper; it runs until `stop` fires, then releases everything the
 /// worker loop has stopped reading (call after the loop ended).
 pub fn start(

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::model::Message;
-use crate::ports::{ConversationStore, Delivery, MessageQueue, MessageStore};
+use crate::ports::{ConversationStore, Delivery, MessageQueue, MessageStore, PartitionLeases};
 
 use super::claim::{next_backoff, run_loop, Outcome};
 use super::{WorkerConfig, PERSIST_GROUP};
@@ -21,6 +21,7 @@ pub struct PersistWorker {
     store: Arc<dyn MessageStore>,
     conversations: Arc<dyn ConversationStore>,
     config: WorkerConfig,
+    leases: Option<Arc<dyn PartitionLeases>>,
 }
 
 impl PersistWorker {
@@ -36,7 +37,19 @@ impl PersistWorker {
             store,
             conversations,
             config,
+            leases: None,
         }
+    }
+
+    /// Shares the partitions with the other persist workers through `leases`
+    /// (scope `persist`): each reads only its share, which keeps every read
+    /// small (a read over all partitions costs Redis per partition), and a
+    /// dead worker's partitions move within the lease TTL. Without leases the
+    /// worker reads every partition and takes over others' entries by idle
+    /// time ([`WorkerConfig::claim_idle`]); rows are idempotent either way.
+    pub fn with_leases(mut self, leases: Arc<dyn PartitionLeases>) -> Self {
+        self.leases = Some(leases);
+        self
     }
 
     /// Runs until `stop` fires.
@@ -45,10 +58,17 @@ impl PersistWorker {
             .queue
             .consumer(PERSIST_GROUP, &self.config.consumer)
             .await?;
+        let mut keeping = super::lease::Keeping::start(
+            self.leases.as_ref(),
+            PERSIST_GROUP,
+            &self.config.consumer,
+            self.config.lease_ttl,
+            self.queue.partitions(),
+        );
         let this = Arc::new(self);
         let config = this.config.clone();
         let stop2 = stop.clone();
-        run_loop(consumer, &config, stop, None, move |batch| {
+        run_loop(consumer, &config, stop, keeping.handle(), move |batch| {
             let this = this.clone();
             let stop = stop2.clone();
             async move {
@@ -60,6 +80,7 @@ impl PersistWorker {
             }
         })
         .await;
+        keeping.finish().await;
         Ok(())
     }
 

@@ -63,26 +63,16 @@ impl PushWorker {
             .queue
             .consumer(PUSH_GROUP, &self.config.consumer)
             .await?;
-        let keeper_stop = CancellationToken::new();
-        let (handle, keeper) = match &self.leases {
-            Some(leases) => {
-                let (h, k) = super::lease::start(
-                    leases.clone(),
-                    super::lease::LeaseConfig {
-                        scope: PUSH_GROUP.to_owned(),
-                        holder: self.config.consumer.clone(),
-                        ttl: self.config.lease_ttl,
-                        partitions: self.queue.partitions(),
-                    },
-                    keeper_stop.clone(),
-                );
-                (Some(h), Some(k))
-            }
-            None => (None, None),
-        };
+        let mut keeping = super::lease::Keeping::start(
+            self.leases.as_ref(),
+            PUSH_GROUP,
+            &self.config.consumer,
+            self.config.lease_ttl,
+            self.queue.partitions(),
+        );
         let this = Arc::new(self);
         let config = this.config.clone();
-        run_loop(consumer, &config, stop, handle, |batch| {
+        run_loop(consumer, &config, stop, keeping.handle(), |batch| {
             let this = this.clone();
             async move {
                 this.deliver(&batch).await;
@@ -90,10 +80,7 @@ impl PushWorker {
             }
         })
         .await;
-        keeper_stop.cancel();
-        if let Some(k) = keeper {
-            let _ = k.await;
-        }
+        keeping.finish().await;
         Ok(())
     }
 

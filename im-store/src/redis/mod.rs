@@ -101,6 +101,11 @@ pub struct RedisConfig {
     /// deployment must use the same value, and changing it needs a migration
     /// (conversations move between partitions; see docs/deployment.md).
     pub partitions: u32,
+    /// How many slots the idempotency-key claims of the send pipeline are
+    /// spread over (`None`: 1 on a standalone Redis, where one claim call
+    /// per batch is cheapest; 16 on a cluster, so claims spread over its
+    /// masters). Every process of a deployment must use the same value.
+    pub key_partitions: Option<u32>,
     /// Deadline of establishing a connection.
     pub connect_timeout: Duration,
     /// Deadline of one command or pipeline on the shared connection (blocking
@@ -123,6 +128,7 @@ impl Default for RedisConfig {
             cluster_urls: Vec::new(),
             prefix: "im".to_owned(),
             partitions: im_core::ports::DEFAULT_PARTITIONS,
+            key_partitions: None,
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(5),
             reconnect_retries: 3,
@@ -191,6 +197,7 @@ impl RedisConfig {
 pub(crate) struct Keys {
     prefix: String,
     partitions: u32,
+    key_partitions: u32,
 }
 
 impl Keys {
@@ -223,6 +230,17 @@ impl Keys {
     /// Dedup bucket `bucket` of partition `p` (see `pipeline.rs`).
     pub(crate) fn dedup_bucket(&self, p: u32, bucket: u64) -> String {
         format!("{}:{{p{p}}}:dedup:{bucket}", self.prefix)
+    }
+
+    /// The key partition of an idempotency key (see
+    /// [`RedisConfig::key_partitions`]).
+    pub(crate) fn key_partition(&self, k: DedupKey) -> u32 {
+        partition_of(k.0 as u64, self.key_partitions)
+    }
+
+    /// Claim bucket `bucket` of key partition `p`: key field → conversation.
+    pub(crate) fn claim_bucket(&self, p: u32, bucket: u64) -> String {
+        format!("{}:{{p{p}}}:claim:{bucket}", self.prefix)
     }
 
     /// The lease of partition `p` in `scope` (a consumer group).
@@ -303,11 +321,17 @@ impl RedisConn {
     /// Connects (failing with [`Error::Unavailable`] if Redis cannot be reached
     /// within the connect timeout).
     pub async fn connect(config: RedisConfig) -> Result<RedisConn, Error> {
+        let clustered = !config.cluster_urls.is_empty();
+        let partitions = config.partitions.max(1);
         let keys = Arc::new(Keys {
             prefix: config.prefix.clone(),
-            partitions: config.partitions.max(1),
+            partitions,
+            key_partitions: config
+                .key_partitions
+                .unwrap_or(if clustered { 16 } else { 1 })
+                .clamp(1, partitions),
         });
-        if !config.cluster_urls.is_empty() {
+        if clustered {
             let cluster = conn::connect_cluster(
                 &config.cluster_urls,
                 config.connect_timeout,

@@ -16,6 +16,16 @@
 //! hosts' clocks shift this window by their skew). A stored value is
 //! `seq:msg_id:ts:conversation`, enough to rebuild the original ack.
 //!
+//! Idempotency is per (sender, `client_msg_id`) whatever the payload, target
+//! included (PROTOCOL.md), but a conversation partition only sees its own
+//! conversations. So phase 1 claims each key in its *key partition*
+//! ([`RedisConfig::key_partitions`](super::RedisConfig), `scripts/claim.lua`:
+//! key field → conversation, in the same
+//! time buckets): a key held for another conversation is a retry that changed
+//! its target, answered with the original ack from that conversation's
+//! partition; phase 2 is the admission above. A send claimed in phase 1 and
+//! not admitted in phase 2 gives its claim up (`scripts/unclaim.lua`).
+//!
 //! Failure semantics: the script writes nothing before its `XADD` and is
 //! refused whole by a server out of memory, so a failed admission takes no
 //! seq and leaves no key (PROTOCOL.md v1.2: no holes). A partition's call
@@ -33,7 +43,7 @@ use redis::Value;
 
 use super::dedup::ttl_ms;
 use super::queue::{encode, RedisQueue};
-use super::script::ADMIT;
+use super::script::{ADMIT, CLAIM, UNCLAIM};
 use super::{as_items, as_string, bad_reply, map_err, RedisConn};
 
 /// The partition-batched [`SendPipeline`] on Redis.
@@ -42,6 +52,10 @@ pub struct RedisSendPipeline {
     conn: RedisConn,
     queue: RedisQueue,
 }
+
+/// A field of either of two bucket hashes (one slot).
+const EITHER_BUCKET: &str =
+    "return redis.call('HGET', KEYS[1], ARGV[1]) or redis.call('HGET', KEYS[2], ARGV[1])";
 
 /// The dedup buckets `(current, previous)` at `now_ms` for a TTL.
 fn buckets(now_ms: i64, ttl: Duration) -> (u64, u64) {
@@ -89,14 +103,147 @@ impl RedisSendPipeline {
     }
 }
 
-#[async_trait]
-impl SendPipeline for RedisSendPipeline {
-    async fn admit(
+impl RedisSendPipeline {
+    /// Phase 1: claims every key in its key partition (one script call per
+    /// key partition, pipelined): see [`Claim`].
+    async fn claim(&self, batch: &[Admission], dedup_ttl: Duration) -> Result<Vec<Claim>> {
+        let keys = self.conn.keys();
+        let (cur, prev) = buckets(im_core::id::now_ms(), dedup_ttl);
+        let bucket_life = ttl_ms(dedup_ttl).saturating_mul(2).to_string();
+        let mut parts: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, a) in batch.iter().enumerate() {
+            parts.entry(keys.key_partition(a.key)).or_default().push(i);
+        }
+        let calls = parts
+            .iter()
+            .map(|(&p, idx)| {
+                let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + 2 * idx.len());
+                args.push(bucket_life.clone().into_bytes());
+                args.push(idx.len().to_string().into_bytes());
+                args.extend(idx.iter().map(|&i| batch[i].key.to_hex().into_bytes()));
+                args.extend(idx.iter().map(|&i| {
+                    batch[i]
+                        .envelope
+                        .message
+                        .conversation_id
+                        .to_string()
+                        .into_bytes()
+                }));
+                (
+                    vec![keys.claim_bucket(p, cur), keys.claim_bucket(p, prev)],
+                    args,
+                )
+            })
+            .collect();
+        let replies = self.conn.run_script(&CLAIM, calls).await?;
+        let mut out: Vec<Claim> = (0..batch.len()).map(|_| Claim::Failed(None)).collect();
+        for ((_, idx), reply) in parts.iter().zip(replies) {
+            let items = match reply {
+                Ok(v) => v,
+                Err(e) => {
+                    let e = map_err("claim script", e);
+                    for &i in idx {
+                        out[i] = Claim::Failed(Some(clone_error(&e)));
+                    }
+                    continue;
+                }
+            };
+            let values = as_items(&items);
+            if values.len() != idx.len() {
+                return Err(bad_reply("claim script", &items));
+            }
+            for (&i, v) in idx.iter().zip(values) {
+                out[i] = match v {
+                    Value::Int(0) => Claim::Mine,
+                    Value::Int(_) => Claim::Held,
+                    other => match as_string(other).and_then(|c| c.parse().ok()) {
+                        Some(c) => Claim::Elsewhere(c),
+                        None => return Err(bad_reply("claim script", &items)),
+                    },
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    /// Gives up the claims of sends that were claimed now but not admitted.
+    async fn unclaim(&self, sends: &[&Admission], dedup_ttl: Duration) {
+        if sends.is_empty() {
+            return;
+        }
+        let keys = self.conn.keys();
+        let (cur, prev) = buckets(im_core::id::now_ms(), dedup_ttl);
+        let mut parts: BTreeMap<u32, Vec<&Admission>> = BTreeMap::new();
+        for a in sends {
+            parts.entry(keys.key_partition(a.key)).or_default().push(a);
+        }
+        let calls = parts
+            .iter()
+            .map(|(&p, sends)| {
+                let mut args: Vec<Vec<u8>> =
+                    sends.iter().map(|a| a.key.to_hex().into_bytes()).collect();
+                args.extend(
+                    sends
+                        .iter()
+                        .map(|a| a.envelope.message.conversation_id.to_string().into_bytes()),
+                );
+                (
+                    vec![keys.claim_bucket(p, cur), keys.claim_bucket(p, prev)],
+                    args,
+                )
+            })
+            .collect();
+        match self.conn.run_script(&UNCLAIM, calls).await {
+            Ok(rs) if rs.iter().all(|r| r.is_ok()) => {}
+            _ => tracing::warn!(
+                "giving up the claims of failed sends failed; a retry naming another \
+                 conversation answers unavailable until they expire"
+            ),
+        }
+    }
+
+    /// The stored acks of keys in the given conversations' partitions.
+    async fn acks_in(
         &self,
-        batch: Vec<Admission>,
+        keys: &[(DedupKey, ConversationId)],
         dedup_ttl: Duration,
-    ) -> Result<Vec<Result<Admitted>>> {
-        if batch.is_empty() {
+    ) -> Result<Vec<Option<SendAck>>> {
+        let k = self.conn.keys();
+        let (cur, prev) = buckets(im_core::id::now_ms(), dedup_ttl);
+        let cmds = keys
+            .iter()
+            .map(|(key, c)| {
+                let p = k.partition_of(*c);
+                let hex = key.to_hex();
+                let mut cmd = redis::cmd("EVAL");
+                // Both buckets in one call (one slot).
+                cmd.arg(EITHER_BUCKET)
+                    .arg(2)
+                    .arg(k.dedup_bucket(p, cur))
+                    .arg(k.dedup_bucket(p, prev))
+                    .arg(hex);
+                (k.dedup_bucket(p, cur), cmd)
+            })
+            .collect();
+        let replies = self.conn.per_slot("dedup lookup", cmds).await?;
+        replies
+            .into_iter()
+            .map(|r| {
+                let v = r.map_err(|e| map_err("dedup lookup", e))?;
+                Ok(as_string(&v).and_then(|s| parse_stored(&s, "").ok()))
+            })
+            .collect()
+    }
+
+    /// Phase 2: admits `idx` of `batch`, one script call per conversation
+    /// partition; answers each send's outcome.
+    async fn enqueue(
+        &self,
+        batch: &[Admission],
+        idx: &[usize],
+        dedup_ttl: Duration,
+    ) -> Result<Vec<(usize, Result<Admitted>)>> {
+        if idx.is_empty() {
             return Ok(Vec::new());
         }
         let keys = self.conn.keys();
@@ -104,7 +251,8 @@ impl SendPipeline for RedisSendPipeline {
         let bucket_life = ttl_ms(dedup_ttl).saturating_mul(2).to_string();
         // Sends by partition, in batch order.
         let mut parts: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (i, a) in batch.iter().enumerate() {
+        for &i in idx {
+            let a = &batch[i];
             parts
                 .entry(keys.partition_of(a.envelope.message.conversation_id))
                 .or_default()
@@ -152,7 +300,7 @@ impl SendPipeline for RedisSendPipeline {
             ));
         }
         let replies = self.conn.run_script(&ADMIT, calls).await?;
-        let mut out: Vec<Option<Result<Admitted>>> = (0..batch.len()).map(|_| None).collect();
+        let mut out: Vec<(usize, Result<Admitted>)> = Vec::with_capacity(idx.len());
         let mut enqueued = 0u64;
         for ((_, idx), reply) in parts.iter().zip(replies) {
             let items = match reply {
@@ -160,7 +308,7 @@ impl SendPipeline for RedisSendPipeline {
                 Err(e) => {
                     let e = map_err("admit script", e);
                     for &i in idx {
-                        out[i] = Some(Err(clone_error(&e)));
+                        out.push((i, Err(clone_error(&e))));
                     }
                     continue;
                 }
@@ -201,13 +349,95 @@ impl SendPipeline for RedisSendPipeline {
                         None => Err(bad_reply("admit script", &items)),
                     },
                 };
-                out[i] = Some(r);
+                out.push((i, r));
             }
             if fresh_any {
                 enqueued += 1;
             }
         }
         self.queue.note_published(enqueued);
+        Ok(out)
+    }
+}
+
+/// The outcome of claiming one key.
+enum Claim {
+    /// Claimed now: admit it (and give the claim up if that fails).
+    Mine,
+    /// Held for this send's conversation already: admit it (the partition's
+    /// dedup fields answer a retry).
+    Held,
+    /// Held for another conversation: a retry naming another target.
+    Elsewhere(ConversationId),
+    /// The claim call failed (with its error).
+    Failed(Option<Error>),
+}
+
+#[async_trait]
+impl SendPipeline for RedisSendPipeline {
+    async fn admit(
+        &self,
+        batch: Vec<Admission>,
+        dedup_ttl: Duration,
+    ) -> Result<Vec<Result<Admitted>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claims = self.claim(&batch, dedup_ttl).await?;
+        let mut out: Vec<Option<Result<Admitted>>> = (0..batch.len()).map(|_| None).collect();
+        let mut go = Vec::with_capacity(batch.len());
+        let mut elsewhere = Vec::new();
+        for (i, c) in claims.iter().enumerate() {
+            match c {
+                Claim::Mine | Claim::Held => go.push(i),
+                Claim::Elsewhere(c) => elsewhere.push((i, *c)),
+                Claim::Failed(e) => {
+                    out[i] = Some(Err(e.as_ref().map_or_else(
+                        || Error::Internal("claim not answered".into()),
+                        clone_error,
+                    )))
+                }
+            }
+        }
+        let admitted = self.enqueue(&batch, &go, dedup_ttl).await;
+        let admitted = match admitted {
+            Ok(a) => a,
+            Err(e) => {
+                let mine: Vec<&Admission> = go
+                    .iter()
+                    .filter(|&&i| matches!(claims[i], Claim::Mine))
+                    .map(|&i| &batch[i])
+                    .collect();
+                self.unclaim(&mine, dedup_ttl).await;
+                return Err(e);
+            }
+        };
+        let mut failed = Vec::new();
+        for (i, r) in admitted {
+            if r.is_err() && matches!(claims[i], Claim::Mine) {
+                failed.push(&batch[i]);
+            }
+            out[i] = Some(r);
+        }
+        self.unclaim(&failed, dedup_ttl).await;
+        if !elsewhere.is_empty() {
+            // Retries naming another conversation than their original: the
+            // original ack is in that conversation's partition.
+            let keys: Vec<(DedupKey, ConversationId)> =
+                elsewhere.iter().map(|(i, c)| (batch[*i].key, *c)).collect();
+            let found = self.acks_in(&keys, dedup_ttl).await?;
+            for ((i, _), ack) in elsewhere.into_iter().zip(found) {
+                out[i] = Some(match ack {
+                    Some(mut ack) => {
+                        ack.client_msg_id = batch[i].envelope.message.client_msg_id.clone();
+                        Ok(Admitted::Duplicate(ack))
+                    }
+                    None => Err(Error::unavailable_msg(
+                        "a send with this client_msg_id is still in flight; retry",
+                    )),
+                });
+            }
+        }
         Ok(out
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(Error::Internal("send not admitted".into()))))
@@ -219,31 +449,33 @@ impl SendPipeline for RedisSendPipeline {
         keys: &[(DedupKey, ConversationId)],
         dedup_ttl: Duration,
     ) -> Result<Vec<Option<SendAck>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Which conversation holds each key (it may not be the one named now).
         let k = self.conn.keys();
         let (cur, prev) = buckets(im_core::id::now_ms(), dedup_ttl);
         let cmds = keys
             .iter()
-            .map(|(key, c)| {
-                let p = k.partition_of(*c);
-                let hex = key.to_hex();
+            .map(|(key, _)| {
+                let p = k.key_partition(*key);
                 let mut cmd = redis::cmd("EVAL");
-                // Both buckets in one call (one slot).
-                cmd.arg("return redis.call('HGET', KEYS[1], ARGV[1]) or redis.call('HGET', KEYS[2], ARGV[1])")
+                cmd.arg(EITHER_BUCKET)
                     .arg(2)
-                    .arg(k.dedup_bucket(p, cur))
-                    .arg(k.dedup_bucket(p, prev))
-                    .arg(hex);
-                (k.dedup_bucket(p, cur), cmd)
+                    .arg(k.claim_bucket(p, cur))
+                    .arg(k.claim_bucket(p, prev))
+                    .arg(key.to_hex());
+                (k.claim_bucket(p, cur), cmd)
             })
             .collect();
-        let replies = self.conn.per_slot("dedup lookup", cmds).await?;
-        replies
-            .into_iter()
-            .map(|r| {
-                let v = r.map_err(|e| map_err("dedup lookup", e))?;
-                Ok(as_string(&v).and_then(|s| parse_stored(&s, "").ok()))
-            })
-            .collect()
+        let held = self.conn.per_slot("claim lookup", cmds).await?;
+        let mut at = Vec::with_capacity(keys.len());
+        for ((key, named), h) in keys.iter().zip(held) {
+            let h = h.map_err(|e| map_err("claim lookup", e))?;
+            let conv = as_string(&h).and_then(|c| c.parse().ok()).unwrap_or(*named);
+            at.push((*key, conv));
+        }
+        self.acks_in(&at, dedup_ttl).await
     }
 }
 

@@ -45,3 +45,11 @@ pub(crate) static SCHED_CANCEL: LazyLock<redis::Script> =
 /// An owner's scheduled sends (`scripts/sched_pending.lua`).
 pub(crate) static SCHED_PENDING: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/sched_pending.lua")));
+
+/// Claiming idempotency keys in their key partition (`scripts/claim.lua`).
+pub(crate) static CLAIM: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new("claim script", include_str!("scripts/claim.lua")));
+
+/// Giving up claims of sends that were not admitted (`scripts/unclaim.lua`).
+pub(crate) static UNCLAIM: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new("unclaim script", include_str!("scripts/unclaim.lua")));

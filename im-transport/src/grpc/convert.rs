@@ -84,6 +84,7 @@ pub(crate) fn sender_to_pb(s: &Sender) -> pb::Sender {
     pb::Sender {
         user_id: s.user.0,
         origin: origin_to_pb(s.origin.as_ref()),
+        throttled: s.throttled,
     }
 }
 
@@ -92,6 +93,7 @@ fn sender_from_pb(s: Option<pb::Sender>) -> Result<Sender> {
     Ok(Sender {
         user: UserId(s.user_id),
         origin: origin_from_pb(s.origin),
+        throttled: s.throttled,
     })
 }
 
@@ -354,6 +356,7 @@ mod tests {
         let sender = Sender {
             user: UserId(3),
             origin: Some((NodeId::new("n1"), SessionId(9))),
+            throttled: true,
         };
         let req = SendRequest {
             client_msg_id: "c1".into(),

@@ -493,17 +493,27 @@ async fn send(
     Caller(me): Caller,
     ApiJson(req): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
+    let mut sender = Sender::http(me);
     if let Some(l) = &s.limiter {
         if !l.allow(me) {
+            // Logic answers a retry of an accepted send with its original
+            // ack, and refuses anything else with `resource_exhausted` (429).
             metrics::counter!("im_rate_limited_total").increment(1);
+            sender = sender.throttled();
+        }
+    }
+    let throttled = sender.throttled;
+    let ack = match s.logic.send(sender, req).await {
+        Ok(ack) => ack,
+        Err(e) if throttled && e.code() == ErrorCode::ResourceExhausted => {
             return Ok(error_response(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::ResourceExhausted,
                 "send rate limit exceeded; slow down",
             ));
         }
-    }
-    let ack = s.logic.send(Sender::http(me), req).await?;
+        Err(e) => return Err(e.into()),
+    };
     Ok(Json(Sent {
         msg_id: ack.msg_id,
         conversation_id: ack.conversation_id,

@@ -75,7 +75,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
                 consumer: format!("{}-persist-{i}", c.task.id),
                 ..base.clone()
             },
-        );
+        )
+        .with_leases(leases.clone());
         let stop = stop_workers.clone();
         workers.push(tokio::spawn(async move { w.run(stop).await }));
     }

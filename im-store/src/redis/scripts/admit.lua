@@ -15,26 +15,22 @@
 -- script is declared (#!lua) so an OOM server refuses it before it starts:
 -- a failed admission takes no seq and leaves no key.
 local n = tonumber(ARGV[3])
-local dk, cv = {}, {}
-for i = 1, n do
-  dk[i] = ARGV[3 + i]
-  cv[i] = ARGV[3 + n + i]
-end
-local cur = redis.call('HMGET', KEYS[3], unpack(dk))
+local cur = redis.call('HMGET', KEYS[3], unpack(ARGV, 4, 3 + n))
 local prev = {}
-if KEYS[4] ~= KEYS[3] then prev = redis.call('HMGET', KEYS[4], unpack(dk)) end
+if KEYS[4] ~= KEYS[3] then prev = redis.call('HMGET', KEYS[4], unpack(ARGV, 4, 3 + n)) end
 local out, first, need, convs = {}, {}, {}, {}
 local fresh = 0
 for i = 1, n do
   local stored = cur[i] or prev[i]
+  local k = ARGV[3 + i]
   if stored then
     out[i] = stored
-  elseif first[dk[i]] then
-    out[i] = -first[dk[i]]
+  elseif first[k] then
+    out[i] = -first[k]
   else
-    first[dk[i]] = i
+    first[k] = i
     fresh = fresh + 1
-    local c = cv[i]
+    local c = ARGV[3 + n + i]
     if not need[c] then
       need[c] = 0
       convs[#convs + 1] = c
@@ -55,12 +51,12 @@ end
 local seqs, ded = {}, {}
 for i = 1, n do
   if out[i] == 0 then
-    local c = cv[i]
+    local c = ARGV[3 + n + i]
     local s = nxt[c] + 1
     nxt[c] = s
     out[i] = s
     seqs[i] = s
-    ded[#ded + 1] = dk[i]
+    ded[#ded + 1] = ARGV[3 + i]
     ded[#ded + 1] = s .. ':' .. ARGV[3 + 2 * n + i]
   else
     seqs[i] = 0
