@@ -19,6 +19,11 @@ use im_core::model::{MessageKind, Target};
 use im_transport::client::{Connection, ImClient};
 use serde_json::{json, Value};
 
+/// One cluster at a time: each starts seven processes on ports picked by
+/// `free_port` (bound, then released), which parallel clusters could race
+/// for, and the machine has two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -299,11 +304,13 @@ fn require_redis_cluster(urls: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_loses_nothing_through_kills_and_restarts() {
+    let _serial = SERIAL.lock().await;
     loses_nothing(Cluster::start()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_loses_nothing_on_a_redis_cluster() {
+    let _serial = SERIAL.lock().await;
     let urls = redis_cluster_urls();
     require_redis_cluster(&urls);
     loses_nothing(Cluster::start_on(Some(urls))).await;
@@ -608,6 +615,7 @@ async fn wait_for_msg(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_sends_survive_a_task_restart() {
+    let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start();
     let http = reqwest::Client::new();
     let base = cluster.base();
@@ -735,6 +743,7 @@ async fn raw_ws(port: u16, token: &str) -> RawWs {
 /// "Order"), and everything arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_are_pushed_in_seq_order() {
+    let _serial = SERIAL.lock().await;
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as WsMessage;
     const N: usize = 100;

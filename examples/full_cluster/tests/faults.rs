@@ -1111,6 +1111,14 @@ async fn task_sigkill() {
         .await;
         assert!(bound.is_some(), "the recipient's session on {node}");
     }
+    // A raw second session of r0 (no client-side reordering) records the
+    // push order as it arrives (PROTOCOL.md v1.2 "Order").
+    let watch_stop = CancellationToken::new();
+    let raw = open_ws(&cluster.ws_url("connect-2"), &u[4].token)
+        .await
+        .expect("a raw session of r0");
+    let seen: Seen = Arc::default();
+    let order = tokio::spawn(watch_order(raw, seen.clone(), watch_stop.clone()));
 
     // 2,000 sends over HTTP: s0 into the group {s0, r0, r1}, s1..s3 to r0/r1.
     mysql.set_latency(Duration::from_millis(150));
@@ -1245,6 +1253,32 @@ async fn task_sigkill() {
     assert_eq!(acked.len(), 4 * per_sender, "every send acked");
     assert_eq!(inbox.repeated(), 0, "the client drops duplicates");
     tally.check();
+    // The successor of the dead pusher went on in order, with nothing lost:
+    // every message to r0 reached its raw session live, in seq order per
+    // conversation (a re-push of what the dead one had pushed is a duplicate,
+    // never a step back to an unseen lower seq).
+    let r0_msgs: BTreeSet<u64> = acked
+        .iter()
+        .filter(|a| a.to.contains(&r0))
+        .map(|a| a.msg_id)
+        .collect();
+    let live = poll_until(Duration::from_secs(30), || {
+        let (seen, r0_msgs) = (seen.clone(), &r0_msgs);
+        async move { seen.lock().unwrap().is_superset(r0_msgs) }
+    })
+    .await;
+    watch_stop.cancel();
+    let out_of_order = order.await.unwrap();
+    assert!(
+        live.is_some(),
+        "r0's raw session missed {} of {} messages pushed live",
+        r0_msgs.difference(&seen.lock().unwrap()).count(),
+        r0_msgs.len()
+    );
+    assert_eq!(
+        out_of_order, 0,
+        "pushes of a conversation arrived out of seq order across the takeover"
+    );
     // XAUTOCLAIM runs every claim_idle / 2 s for entries idle claim_idle s:
     // everything is claimed within about claim_idle + claim_every + a batch.
     assert!(
@@ -1292,6 +1326,51 @@ impl Sock {
             .next_back()
             .is_some_and(|l| *l > self.contiguous)
     }
+}
+
+/// What [`watch_order`] saw so far (shared with the test while it runs).
+type Seen = Arc<Mutex<BTreeSet<u64>>>;
+
+/// Reads `message` frames of one raw session until `stop`: counts frames
+/// whose seq is below one already seen in their conversation and whose
+/// msg_id is new (out of order; a repeat of a seen msg_id is a duplicate,
+/// which at-least-once allows); records every msg_id in `seen`.
+async fn watch_order(mut ws: Ws, seen: Seen, stop: CancellationToken) -> u64 {
+    let mut top: HashMap<String, u64> = HashMap::new();
+    let mut out_of_order = 0;
+    loop {
+        let frame = tokio::select! {
+            _ = stop.cancelled() => break,
+            f = ws.next() => f,
+        };
+        let Some(Ok(WsMessage::Text(text))) = frame else {
+            if frame.is_none() {
+                break;
+            }
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        if v["type"] != "message" || v["kind"] == "system" {
+            continue;
+        }
+        let (Some(conv), Some(seq), Some(id)) = (
+            v["conversation_id"].as_str(),
+            v["seq"].as_u64(),
+            v["msg_id"].as_str().and_then(|s| s.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        let new = seen.lock().unwrap().insert(id);
+        let last = top.entry(conv.to_owned()).or_insert(0);
+        if seq > *last {
+            *last = seq;
+        } else if new {
+            out_of_order += 1;
+        }
+    }
+    out_of_order
 }
 
 type Ws =

@@ -1,26 +1,38 @@
-//! Redis backends: the Streams queue, session routing, sequences, dedup keys,
-//! scheduled sends, token revocations and the one-round-trip send pipeline,
-//! sharing one auto-reconnecting connection.
+//! Redis backends: the partitioned Streams queue, the partition-batched send
+//! pipeline, partition leases, session routing, sequences, dedup keys,
+//! scheduled sends and token revocations, sharing one connection, on a
+//! standalone Redis or a Redis Cluster.
 //!
 //! # Connections
-//! [`RedisConn::connect`] opens one `redis::aio::ConnectionManager` (a
-//! multiplexed, auto-reconnecting connection) shared by every store built
-//! from it. Each queue consumer opens a dedicated connection of its own for
-//! its blocking `XREADGROUP`, so a blocked read never stalls the shared one.
+//! [`RedisConn::connect`] opens, on a standalone server, one
+//! `redis::aio::ConnectionManager` (a multiplexed, auto-reconnecting
+//! connection) shared by every store built from it; each queue consumer opens
+//! a dedicated connection of its own for its blocking `XREADGROUP`, so a
+//! blocked read never stalls the shared one. With
+//! [`RedisConfig::cluster_urls`] it opens redis-rs's async cluster client
+//! instead (routing by slot, following MOVED/ASK); commands that span slots are
+//! split per slot ([`RedisConn::per_slot`]) and run in parallel.
 //! A call that fails because the connection dropped returns
 //! [`Error::Unavailable`]; the manager reconnects in the background and the
 //! next call goes through. Nothing is retried automatically (a blind retry of
 //! `XADD` could enqueue twice).
 //!
 //! # Key layout
-//! With prefix `P` (default `im`) and `N` shards (default 4):
+//! With prefix `P` (default `im`), `N` partitions (default 64) and `K` key
+//! partitions (default 1 standalone, 16 on a cluster). A partition's keys all
+//! carry its hash tag `{pN}`: one partition is one slot, every script touches
+//! one slot, and a cluster spreads partitions over its masters.
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `P:{qS}:stream` | stream | queue shard `S` (`S = entry.shard_hash() % N`, a message's is its conversation's); fields `e` = entry JSON (a message envelope or an event), optional `s` = a message's seq overriding the JSON's |
-//! | `P:{qS}:dead` | stream | dead letters of shard `S`: undecodable entries (`id`, `group`, original fields) |
-//! | `P:{qS}:seq:<conversation>` | string | last seq of a conversation of shard `S` (`u:<a>:<b>` or `g:<id>`) |
-//! | `P:dedup:<32 hex>` | string | a dedup key's value (the stored send ack JSON), with a PX TTL |
+//! | `P:{pN}:stream` | stream | queue partition `N` (`N = entry.shard_hash() % partitions`, a message's is its conversation's); each entry is a batch: field `b` = entries' JSON, one per line (messages or events), optional `s` = their seqs, comma-separated (0: a retry, skipped); the older single-entry field `e` is still read |
+//! | `P:{pN}:dead` | stream | dead letters of partition `N`: undecodable entries or lines (`id`, `line`, `group`, `error`, original fields) |
+//! | `P:{pN}:seq` | hash | last seq of each conversation of partition `N` (field `u:<a>:<b>` or `g:<id>`) |
+//! | `P:{pN}:dedup:<bucket>` | hash | sends admitted in time bucket `floor(now / dedup_ttl)` of partition `N`: field = key (32 hex), value `seq:msg_id:ts:conversation`; expires `2 × dedup_ttl` after its last write |
+//! | `P:{pK}:claim:<bucket>` | hash | idempotency claims of key partition `K` (`K = key % key_partitions`): field = key, value = the conversation its send went to; same buckets |
+//! | `P:{pN}:lease:<scope>` | string | who works partition `N` for a consumer group (`push`, `persist`): the holder, PX lease TTL |
+//! | `P:{lease}:<scope>:members` | sorted set | live holders of a scope: member = holder, score = expiry (Unix ms) |
+//! | `P:dedup:<32 hex>` | string | [`RedisDedupStore`]'s keys (the composed pipeline's), with a PX TTL |
 //! | `P:sess:{<user>}` | hash | a user's routes: field `<session>@<node>`, value: the expiry (Unix ms), a bar, the route JSON; the key's PEXPIRE is the latest expiry |
 //! | `P:node:{<node>}` | set | the routes of a node: members `<user>:<session>`, for `drop_node` |
 //! | `P:seen` | hash | last-seen time of each user: field `<user>`, value Unix ms (written with every bind, refresh, unbind and drop_node) |
@@ -33,20 +45,14 @@
 //! | `P:revoked:<token id>` | string | a logged-out token (by its id, a hash: never the token): value its expiry (Unix ms), `PXAT` the same |
 //!
 //! # Redis Cluster
-//! Every key carries a hash tag, so a cluster client can route it. What runs
-//! as-is on a cluster: the queue (each shard stream is one slot; `publish` would
-//! have to drop its MULTI or group per shard), sequences, dedup, revocations
-//! and sessions (their pipelines touch independent keys; `P:seen` is a single hash, so
-//! its slot takes every session change) and scheduled sends (every
-//! `P:{sched}:…` key is in one slot, so their scripts run as-is; that slot
-//! takes all scheduling traffic). The send-pipeline script touches,
-//! per admission, a dedup key, a seq key and a stream; a cluster requires every
-//! key of one script call to live in one slot. To run it on a cluster, split
-//! each batch by queue shard (one `EVALSHA` per shard, in parallel) and tag the
-//! dedup keys with their conversation's shard (`P:{qS}:dedup:<hex>`): a retry
-//! names the same conversation, so it finds its key. `RedisDedupStore` would
-//! then need the conversation of each key too (a port change), which is why
-//! the standalone layout keeps `P:dedup:<hex>` untagged.
+//! Every command and script touches one slot (the conformance suites run on a
+//! 3-master cluster, which answers `CROSSSLOT` otherwise). Hot single slots
+//! to know about: `P:seen` (every session change), `P:{sched}:…` (all
+//! scheduling) and `P:{lease}:…` (a few heartbeats a second). A consumer on a
+//! cluster cannot block on several streams at once (they are different
+//! slots): it polls its partitions without blocking, backing off up to 16 ms
+//! while all are empty. A publish of events spanning partitions is one `XADD`
+//! per partition there (atomic as a whole only on a standalone server).
 //!
 //! # Durability
 //! Redis replication is asynchronous: after a failover, acked writes can be
