@@ -19,17 +19,26 @@ use im_core::model::{MessageKind, Target};
 use im_transport::client::{Connection, ImClient};
 use serde_json::{json, Value};
 
-/// One cluster at a time: each starts seven processes on ports picked by
-/// `free_port` (bound, then released), which parallel clusters could race
-/// for, and the machine has two cores.
+/// One cluster at a time: each starts seven processes, and the machine has
+/// two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A free port below the kernel's ephemeral range (32768 and up here), so
+/// outgoing connections cannot take it before the process it is meant for
+/// binds it; never the same twice in this process (as in tests/faults.rs).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = 20_000 + (rand_u32() % 12_000) as u16;
+        if GIVEN.lock().unwrap().contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            GIVEN.lock().unwrap().insert(port);
+            return port;
+        }
+    }
 }
 
 struct Proc {
@@ -258,6 +267,39 @@ async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Creates a group owned by `owner` with `members` added; answers its id.
+async fn create_group(
+    http: &reqwest::Client,
+    base: &str,
+    owner: &ImClient,
+    name: &str,
+    members: &[UserId],
+) -> String {
+    let g: Value = http
+        .post(format!("{base}/api/v1/groups"))
+        .bearer_auth(&owner.token)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gid = g["group_id"].as_str().unwrap().to_owned();
+    for u in members {
+        let s = http
+            .post(format!("{base}/api/v1/groups/{gid}/members"))
+            .bearer_auth(&owner.token)
+            .json(&json!({"user_id": u.to_string()}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s.as_u16(), 204);
+    }
+    gid
+}
+
 /// Receives until `want` distinct msg_ids arrived or `timeout`.
 async fn collect(
     conn: &mut Connection,
@@ -390,28 +432,7 @@ async fn loses_nothing(mut cluster: Cluster) {
         acked.push(ack.msg_id.0);
         expected.entry(1).or_default().insert(ack.msg_id.0);
     }
-    let g: Value = http
-        .post(format!("{base}/api/v1/groups"))
-        .bearer_auth(&users[0].token)
-        .json(&json!({"name": "all"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let gid = g["group_id"].as_str().unwrap().to_owned();
-    for u in &ids[1..] {
-        let s = http
-            .post(format!("{base}/api/v1/groups/{gid}/members"))
-            .bearer_auth(&users[0].token)
-            .json(&json!({"user_id": u.to_string()}))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(s.as_u16(), 204);
-    }
+    let gid = create_group(&http, &base, &users[0], "all", &ids[1..]).await;
     let group = Target::Group(gid.parse().unwrap());
     for k in 0..10 {
         let sender = k % 6;
@@ -759,28 +780,8 @@ async fn bursts_are_pushed_in_seq_order() {
             .unwrap();
         users.push(ImClient::login(&base, &name, "password123").await.unwrap());
     }
-    let g: Value = http
-        .post(format!("{base}/api/v1/groups"))
-        .bearer_auth(&users[0].token)
-        .json(&json!({"name": "burst"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let gid = g["group_id"].as_str().unwrap().to_owned();
-    for u in &users[1..] {
-        let s = http
-            .post(format!("{base}/api/v1/groups/{gid}/members"))
-            .bearer_auth(&users[0].token)
-            .json(&json!({"user_id": u.user_id.to_string()}))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(s.as_u16(), 204);
-    }
+    let members: Vec<UserId> = users[1..].iter().map(|u| u.user_id).collect();
+    let gid = create_group(&http, &base, &users[0], "burst", &members).await;
     // Recipients 6 (node 1) and 7 (node 2) listen first.
     let mut receivers = Vec::new();
     for r in 6..8 {

@@ -16,7 +16,8 @@ use tokio::sync::Notify;
 use crate::error::{Error, Result};
 use crate::model::Entry;
 use crate::ports::{
-    partition_of, Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer, DEFAULT_PARTITIONS,
+    partition_of, Assignment, Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer,
+    DEFAULT_PARTITIONS,
 };
 
 #[derive(Debug)]
@@ -195,9 +196,8 @@ impl MessageQueue for MemoryQueue {
             queue: self.clone(),
             group: group.to_owned(),
             name: consumer.to_owned(),
-            assigned: (0..self.partitions).collect(),
+            assigned: Assignment::all(self.partitions),
             takeover: BTreeSet::new(),
-            explicit: false,
             cursor: 0,
         }))
     }
@@ -225,12 +225,9 @@ struct MemoryConsumer {
     queue: MemoryQueue,
     group: String,
     name: String,
-    assigned: Vec<u32>,
+    assigned: Assignment,
     /// Newly assigned partitions whose pending entries are handed out first.
     takeover: BTreeSet<u32>,
-    /// Whether `assign` was called (before it, every partition is read and
-    /// none was taken over).
-    explicit: bool,
     /// Where the next fetch starts within `assigned`.
     cursor: usize,
 }
@@ -291,14 +288,14 @@ impl MemoryConsumer {
     fn take_new(&mut self, max: usize, out: &mut Vec<Delivery>) {
         let mut st = self.queue.state.lock();
         let now = Instant::now();
-        let n = self.assigned.len();
+        let n = self.assigned.partitions().len();
         let first = self.cursor;
         for k in 0..n {
             if out.len() >= max {
                 break;
             }
             let i = (first + k) % n;
-            let p = self.assigned[i];
+            let p = self.assigned.partitions()[i];
             if self.takeover.contains(&p) {
                 continue;
             }
@@ -389,7 +386,7 @@ impl QueueConsumer for MemoryConsumer {
         let mut st = self.queue.state.lock();
         let now = Instant::now();
         let mut out = Vec::new();
-        for &p in &self.assigned {
+        for &p in self.assigned.partitions() {
             let Some(log) = st.logs.get_mut(p as usize) else {
                 continue;
             };
@@ -435,22 +432,10 @@ impl QueueConsumer for MemoryConsumer {
     }
 
     async fn assign(&mut self, partitions: &[u32]) -> Result<()> {
-        let parts = self.queue.partitions;
-        if let Some(bad) = partitions.iter().find(|p| **p >= parts) {
-            return Err(Error::InvalidArgument(format!(
-                "partition {bad} does not exist (the queue has {parts})"
-            )));
-        }
-        let new: BTreeSet<u32> = partitions.iter().copied().collect();
-        let old: BTreeSet<u32> = if self.explicit {
-            self.assigned.iter().copied().collect()
-        } else {
-            BTreeSet::new()
-        };
-        self.explicit = true;
-        self.takeover.retain(|p| new.contains(p));
-        self.takeover.extend(new.difference(&old).copied());
-        self.assigned = new.into_iter().collect();
+        let newly = self.assigned.reassign(partitions, self.queue.partitions)?;
+        let assigned = &self.assigned;
+        self.takeover.retain(|p| assigned.contains(*p));
+        self.takeover.extend(newly);
         self.cursor = 0;
         Ok(())
     }

@@ -29,7 +29,8 @@ pub use hook::{HookVerdict, PendingSend, SendHook};
 pub use lease::PartitionLeases;
 pub use push::{PushBatch, PushItem, PushReport, Pusher};
 pub use queue::{
-    partition_of, Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer, DEFAULT_PARTITIONS,
+    partition_of, Assignment, Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer,
+    DEFAULT_PARTITIONS,
 };
 pub use revocation::TokenRevocations;
 pub use schedule::{ScheduleStore, ScheduledSend};

@@ -88,6 +88,67 @@ pub trait MessageQueue: Send + Sync + 'static {
     fn partitions(&self) -> u32;
 }
 
+/// Which partitions a consumer reads: the bookkeeping of
+/// [`QueueConsumer::assign`] that every backend needs (a consumer starts
+/// with all partitions, none of them taken over).
+///
+/// ```
+/// use im_core::ports::Assignment;
+/// let mut a = Assignment::all(4);
+/// assert_eq!(a.partitions(), &[0, 1, 2, 3]);
+/// assert_eq!(a.reassign(&[2, 1], 4).unwrap(), vec![1, 2], "the first assignment takes all over");
+/// assert_eq!(a.reassign(&[1, 3], 4).unwrap(), vec![3], "only new ones after that");
+/// assert!(a.contains(3) && !a.contains(2));
+/// assert!(a.reassign(&[4], 4).is_err(), "no partition 4");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    partitions: Vec<u32>,
+    explicit: bool,
+}
+
+impl Assignment {
+    /// Every one of `total` partitions, before any `assign`.
+    pub fn all(total: u32) -> Assignment {
+        Assignment {
+            partitions: (0..total.max(1)).collect(),
+            explicit: false,
+        }
+    }
+
+    /// The partitions read now (sorted).
+    pub fn partitions(&self) -> &[u32] {
+        &self.partitions
+    }
+
+    /// Whether partition `p` is read.
+    pub fn contains(&self, p: u32) -> bool {
+        self.partitions.binary_search(&p).is_ok()
+    }
+
+    /// Moves to `partitions` (of `total`); answers the newly assigned ones,
+    /// whose pending entries the consumer takes over first (all of them on
+    /// the first call: until then nothing was taken over).
+    pub fn reassign(&mut self, partitions: &[u32], total: u32) -> crate::error::Result<Vec<u32>> {
+        if let Some(bad) = partitions.iter().find(|p| **p >= total) {
+            return Err(crate::error::Error::InvalidArgument(format!(
+                "partition {bad} does not exist (the queue has {total})"
+            )));
+        }
+        let mut new = partitions.to_vec();
+        new.sort_unstable();
+        new.dedup();
+        let newly = new
+            .iter()
+            .copied()
+            .filter(|p| !self.explicit || self.partitions.binary_search(p).is_err())
+            .collect();
+        self.partitions = new;
+        self.explicit = true;
+        Ok(newly)
+    }
+}
+
 /// One consumer of a group. Not shared between tasks: each worker owns one.
 #[async_trait]
 pub trait QueueConsumer: Send + 'static {

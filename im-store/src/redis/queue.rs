@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use im_core::model::{Entry, Envelope, EventEnvelope};
-use im_core::ports::{Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer};
+use im_core::ports::{Assignment, Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer};
 use im_core::{Error, Result};
 use redis::aio::ConnectionManager;
 use redis::Value;
@@ -619,11 +619,8 @@ pub struct RedisConsumer {
     /// XREADGROUP's COUNT is per stream); they are already pending for this
     /// consumer and are handed out first by the next fetch.
     buffer: VecDeque<Delivery>,
-    /// The partitions read (sorted).
-    assigned: Vec<u32>,
-    /// Whether `assign` was called (before it, every partition is read and
-    /// none was taken over).
-    explicit: bool,
+    /// The partitions read.
+    assigned: Assignment,
     /// Newly assigned partitions whose pending entries come first, with the
     /// `XAUTOCLAIM` cursor reached in each.
     takeover: BTreeMap<u32, String>,
@@ -641,7 +638,7 @@ impl std::fmt::Debug for RedisConsumer {
             .field("group", &self.group)
             .field("name", &self.name)
             .field("buffered", &self.buffer.len())
-            .field("assigned", &self.assigned.len())
+            .field("assigned", &self.assigned.partitions().len())
             .finish_non_exhaustive()
     }
 }
@@ -661,7 +658,7 @@ impl RedisConsumer {
                     .await?,
             )
         };
-        let assigned = (0..queue.conn().keys().partitions()).collect();
+        let assigned = Assignment::all(queue.conn().keys().partitions());
         Ok(RedisConsumer {
             queue,
             blocking,
@@ -669,7 +666,6 @@ impl RedisConsumer {
             name: name.to_owned(),
             buffer: VecDeque::new(),
             assigned,
-            explicit: false,
             takeover: BTreeMap::new(),
             open: HashMap::new(),
             empty_polls: 0,
@@ -785,6 +781,7 @@ impl RedisConsumer {
         let keys = self.queue.conn().keys();
         let parts: Vec<u32> = self
             .assigned
+            .partitions()
             .iter()
             .copied()
             .filter(|p| !self.takeover.contains_key(p))
@@ -958,7 +955,7 @@ impl QueueConsumer for RedisConsumer {
         }
         let keys = self.queue.conn().keys();
         let idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
-        let parts = self.assigned.clone();
+        let parts = self.assigned.partitions().to_vec();
         let count = max;
         let cmds = parts
             .iter()
@@ -997,29 +994,17 @@ impl QueueConsumer for RedisConsumer {
 
     async fn assign(&mut self, partitions: &[u32]) -> Result<()> {
         let total = self.queue.conn().keys().partitions();
-        if let Some(bad) = partitions.iter().find(|p| **p >= total) {
-            return Err(Error::InvalidArgument(format!(
-                "partition {bad} does not exist (the queue has {total})"
-            )));
-        }
-        let new: BTreeSet<u32> = partitions.iter().copied().collect();
-        let old: BTreeSet<u32> = if self.explicit {
-            self.assigned.iter().copied().collect()
-        } else {
-            BTreeSet::new()
-        };
-        self.explicit = true;
-        self.takeover.retain(|p, _| new.contains(p));
-        for p in new.difference(&old) {
-            self.takeover.insert(*p, "0-0".to_owned());
+        let newly = self.assigned.reassign(partitions, total)?;
+        let assigned = &self.assigned;
+        self.takeover.retain(|p, _| assigned.contains(*p));
+        for p in newly {
+            self.takeover.insert(p, "0-0".to_owned());
         }
         // Buffered entries of partitions given up stay pending for their
         // next holder.
-        let parts = self.queue.conn().keys().partitions();
         self.buffer
-            .retain(|d| parse_entry(&d.id, parts).is_ok_and(|(p, _, _)| new.contains(&p)));
-        self.open.retain(|(p, _), _| new.contains(p));
-        self.assigned = new.into_iter().collect();
+            .retain(|d| parse_entry(&d.id, total).is_ok_and(|(p, _, _)| assigned.contains(p)));
+        self.open.retain(|(p, _), _| assigned.contains(*p));
         Ok(())
     }
 }
