@@ -85,18 +85,29 @@ impl Namespaces {
     }
 }
 
+/// Runs a conformance suite on fresh namespaces of both kinds of Redis:
+/// `conforms!(suite, |conn| backend built from conn)`.
+macro_rules! conforms {
+    ($suite:path, |$c:ident| $make:expr) => {
+        for kind in KINDS {
+            let ns = Namespaces::of(kind);
+            let n = ns.clone();
+            $suite(move || {
+                let n = n.clone();
+                async move {
+                    let $c = n.fresh().await;
+                    $make
+                }
+            })
+            .await;
+            ns.cleanup().await;
+        }
+    };
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_queue_conforms() {
-    for kind in KINDS {
-        let ns = Namespaces::of(kind);
-        let n = ns.clone();
-        testkit::queue_suite(move || {
-            let n = n.clone();
-            async move { Arc::new(n.fresh().await.queue()) as _ }
-        })
-        .await;
-        ns.cleanup().await;
-    }
+    conforms!(testkit::queue_suite, |c| Arc::new(c.queue()) as _);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,90 +135,36 @@ async fn redis_queue_conforms_with_one_partition_and_eager_trimming() {
 
 #[tokio::test]
 async fn redis_leases_conform() {
-    for kind in KINDS {
-        let ns = Namespaces::of(kind);
-        let n = ns.clone();
-        testkit::lease_suite(move || {
-            let n = n.clone();
-            async move { Arc::new(n.fresh().await.leases()) as _ }
-        })
-        .await;
-        ns.cleanup().await;
-    }
+    conforms!(testkit::lease_suite, |c| Arc::new(c.leases()) as _);
 }
 
 #[tokio::test]
 async fn redis_sessions_conform() {
-    for kind in KINDS {
-        let ns = Namespaces::of(kind);
-        let n = ns.clone();
-        testkit::session_suite(move || {
-            let n = n.clone();
-            async move { Arc::new(n.fresh().await.sessions()) as _ }
-        })
-        .await;
-        ns.cleanup().await;
-    }
+    conforms!(testkit::session_suite, |c| Arc::new(c.sessions()) as _);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sequences_conform() {
-    for kind in KINDS {
-        let ns = Namespaces::of(kind);
-        let n = ns.clone();
-        testkit::sequence_suite(move || {
-            let n = n.clone();
-            async move { Arc::new(n.fresh().await.sequences()) as _ }
-        })
-        .await;
-        ns.cleanup().await;
-    }
+    conforms!(testkit::sequence_suite, |c| Arc::new(c.sequences()) as _);
 }
 
 #[tokio::test]
 async fn redis_dedup_conforms() {
-    for kind in KINDS {
-        let ns = Namespaces::of(kind);
-        let n = ns.clone();
-        testkit::dedup_suite(move || {
-            let n = n.clone();
-            async move { Arc::new(n.fresh().await.dedup()) as _ }
-        })
-        .await;
-        ns.cleanup().await;
-    }
+    conforms!(testkit::dedup_suite, |c| Arc::new(c.dedup()) as _);
 }
 
 #[tokio::test]
 async fn redis_revocations_conform() {
-    for kind in KINDS {
-        let ns = Namespaces::of(kind);
-        let n = ns.clone();
-        testkit::revocation_suite(move || {
-            let n = n.clone();
-            async move { Arc::new(n.fresh().await.revocations()) as _ }
-        })
-        .await;
-        ns.cleanup().await;
-    }
+    conforms!(testkit::revocation_suite, |c| Arc::new(c.revocations())
+        as _);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_send_pipeline_conforms() {
-    for kind in KINDS {
-        let ns = Namespaces::of(kind);
-        let n = ns.clone();
-        testkit::send_pipeline_suite(move || {
-            let n = n.clone();
-            async move {
-                let c = n.fresh().await;
-                let q = c.queue();
-                (Arc::new(c.send_pipeline(q.clone())) as _, Arc::new(q) as _)
-            }
-        })
-        .await;
-        ns.cleanup().await;
-    }
+    conforms!(testkit::send_pipeline_suite, |c| {
+        let q = c.queue();
+        (Arc::new(c.send_pipeline(q.clone())) as _, Arc::new(q) as _)
+    });
 }
 
 /// The composed pipeline over the Redis ports is wire-compatible with the
@@ -215,39 +172,16 @@ async fn redis_send_pipeline_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_composed_send_pipeline_conforms() {
     use im_core::compose::ComposedSendPipeline;
-    for kind in KINDS {
-        let ns = Namespaces::of(kind);
-        let n = ns.clone();
-        testkit::send_pipeline_suite(move || {
-            let n = n.clone();
-            async move {
-                let c = n.fresh().await;
-                let q = Arc::new(c.queue());
-                let p = ComposedSendPipeline::new(
-                    Arc::new(c.dedup()),
-                    Arc::new(c.sequences()),
-                    q.clone(),
-                );
-                (Arc::new(p) as _, q as _)
-            }
-        })
-        .await;
-        ns.cleanup().await;
-    }
+    conforms!(testkit::send_pipeline_suite, |c| {
+        let q = Arc::new(c.queue());
+        let p = ComposedSendPipeline::new(Arc::new(c.dedup()), Arc::new(c.sequences()), q.clone());
+        (Arc::new(p) as _, q as _)
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_schedules_conform() {
-    for kind in KINDS {
-        let ns = Namespaces::of(kind);
-        let n = ns.clone();
-        testkit::schedule_suite(move || {
-            let n = n.clone();
-            async move { Arc::new(n.fresh().await.schedules()) as _ }
-        })
-        .await;
-        ns.cleanup().await;
-    }
+    conforms!(testkit::schedule_suite, |c| Arc::new(c.schedules()) as _);
 }
 
 /// A scheduled send of `owner` due at `deliver_at`.
