@@ -179,6 +179,25 @@ impl Error {
         matches!(self, Error::Unavailable { .. } | Error::Timeout(_))
     }
 
+    /// An equivalent error, for answering several callers with one failure
+    /// (errors are not `Clone`: they may carry a source, which is dropped).
+    ///
+    /// ```
+    /// use im_core::{Error, ErrorCode};
+    /// let e = Error::unavailable_msg("redis is down");
+    /// assert_eq!(e.duplicate().code(), ErrorCode::Unavailable);
+    /// assert!(e.duplicate().is_retryable());
+    /// let e = Error::NotFound("no user 7".into());
+    /// assert_eq!(e.duplicate().public_message(), e.public_message());
+    /// ```
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Unavailable { message, .. } => Error::unavailable_msg(message.clone()),
+            Error::Timeout(m) => Error::Timeout(m.clone()),
+            other => Error::from_code(other.code(), other.public_message()),
+        }
+    }
+
     /// The message to show a client (never a backend's internals).
     pub fn public_message(&self) -> String {
         match self {

@@ -10,10 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{free_port, rand_u32};
 use im_core::id::UserId;
 use im_core::model::{MessageKind, Target};
 use im_transport::client::{Connection, ImClient};
@@ -22,24 +24,6 @@ use serde_json::{json, Value};
 /// One cluster at a time: each starts seven processes, and the machine has
 /// two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A free port below the kernel's ephemeral range (32768 and up here), so
-/// outgoing connections cannot take it before the process it is meant for
-/// binds it; never the same twice in this process (as in tests/faults.rs).
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = 20_000 + (rand_u32() % 12_000) as u16;
-        if GIVEN.lock().unwrap().contains(&port) {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            GIVEN.lock().unwrap().insert(port);
-            return port;
-        }
-    }
-}
 
 struct Proc {
     name: String,
@@ -232,13 +216,6 @@ impl Cluster {
         }
         out
     }
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    (t.as_nanos() as u32) ^ std::process::id().rotate_left(16)
 }
 
 async fn wait_ready(http: &reqwest::Client, url: &str, what: &str, cluster: &Cluster) {

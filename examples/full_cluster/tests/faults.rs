@@ -19,13 +19,16 @@
 //! and the Redis outage 15 s (3 s by default).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{free_port, rand_u32};
 use futures::{SinkExt, StreamExt};
 use im_core::id::UserId;
 use im_core::model::MessageKind;
@@ -82,35 +85,6 @@ fn etcd_endpoint() -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
-}
-
-/// A free port below the kernel's ephemeral range (32768 and up here), so
-/// that outgoing connections (thousands in #4) cannot take it before the
-/// process it is meant for binds it; never the same twice in this process.
-fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let port = 20_000 + (rand_u32() % 12_000) as u16;
-        if GIVEN.lock().unwrap().contains(&port) {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            GIVEN.lock().unwrap().insert(port);
-            return port;
-        }
-    }
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    // RandomState is seeded randomly per process and differs per call.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(t.as_nanos());
-    h.write_u32(std::process::id());
-    h.finish() as u32
 }
 
 /// Byte range of `host:port` in `scheme://user@host:port/path`.

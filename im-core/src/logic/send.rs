@@ -571,14 +571,9 @@ impl Logic {
     }
 }
 
-/// Errors are not `Clone` (they may carry a source); answer each caller with
-/// an equivalent one.
+/// Answers each caller of a failed batch with an equivalent error.
 pub(crate) fn clone_err(e: &Error) -> Error {
-    match e {
-        Error::Unavailable { message, .. } => Error::unavailable_msg(message.clone()),
-        Error::Timeout(m) => Error::Timeout(m.clone()),
-        other => Error::from_code(other.code(), other.public_message()),
-    }
+    e.duplicate()
 }
 
 /// The batcher loop: drains the queue into batches until Logic is dropped.

@@ -24,6 +24,13 @@ async fn drain(c: &mut dyn QueueConsumer, want: usize) -> Vec<Delivery> {
     got
 }
 
+/// The seqs of the message entries handed out, in order.
+fn seqs_of(got: &[Delivery]) -> Vec<u64> {
+    got.iter()
+        .map(|d| d.entry.message().map_or(0, |m| m.seq))
+        .collect()
+}
+
 fn envelopes(n: u64) -> Vec<Entry> {
     let (_, _, conv) = random_direct();
     (1..=n)
@@ -87,9 +94,7 @@ async fn assigned_partitions_only(q: Arc<dyn MessageQueue>) {
         "queue: a consumer reads only its assigned partitions"
     );
     assert_eq!(
-        got.iter()
-            .map(|d| d.entry.message().map_or(0, |m| m.seq))
-            .collect::<Vec<_>>(),
+        seqs_of(&got),
         vec![1, 2, 3, 4, 5],
         "queue: every entry of the assigned partition, in order"
     );
@@ -123,10 +128,7 @@ async fn a_new_holder_takes_over_in_order(q: Arc<dyn MessageQueue>) {
     let mut new = q.consumer(&group, "new").await.expect("consumer");
     new.assign(&[p]).await.expect("assign");
     let got = drain(new.as_mut(), 8).await;
-    let seqs: Vec<u64> = got
-        .iter()
-        .map(|d| d.entry.message().map_or(0, |m| m.seq))
-        .collect();
+    let seqs = seqs_of(&got);
     assert_eq!(
         seqs,
         (2..=9).collect::<Vec<_>>(),
@@ -150,10 +152,7 @@ async fn publish_fetch_ack(q: Arc<dyn MessageQueue>) {
         10,
         "queue: fetch must return every published entry"
     );
-    let seqs: Vec<u64> = got
-        .iter()
-        .map(|d| d.entry.message().map_or(0, |m| m.seq))
-        .collect();
+    let seqs = seqs_of(&got);
     assert_eq!(
         seqs,
         (1..=10).collect::<Vec<_>>(),

@@ -82,16 +82,6 @@ fn parse_stored(stored: &str, client_msg_id: &str) -> Result<SendAck> {
     })
 }
 
-/// An equivalent error for each send of a failed partition call (errors
-/// are not `Clone`).
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Unavailable { message, .. } => Error::unavailable_msg(message.clone()),
-        Error::Timeout(m) => Error::Timeout(m.clone()),
-        other => Error::from_code(other.code(), other.public_message()),
-    }
-}
-
 impl RedisSendPipeline {
     pub(crate) fn new(conn: RedisConn, queue: RedisQueue) -> Self {
         RedisSendPipeline { conn, queue }
@@ -143,7 +133,7 @@ impl RedisSendPipeline {
                 Err(e) => {
                     let e = map_err("claim script", e);
                     for &i in idx {
-                        out[i] = Claim::Failed(Some(clone_error(&e)));
+                        out[i] = Claim::Failed(Some(e.duplicate()));
                     }
                     continue;
                 }
@@ -308,7 +298,7 @@ impl RedisSendPipeline {
                 Err(e) => {
                     let e = map_err("admit script", e);
                     for &i in idx {
-                        out.push((i, Err(clone_error(&e))));
+                        out.push((i, Err(e.duplicate())));
                     }
                     continue;
                 }
@@ -394,7 +384,7 @@ impl SendPipeline for RedisSendPipeline {
                 Claim::Failed(e) => {
                     out[i] = Some(Err(e.as_ref().map_or_else(
                         || Error::Internal("claim not answered".into()),
-                        clone_error,
+                        Error::duplicate,
                     )))
                 }
             }
