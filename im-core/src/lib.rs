@@ -36,7 +36,7 @@ pub mod node;
 pub mod ports;
 pub mod protocol;
 pub mod task;
-#[cfg(feature = "testkit")]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use error::{Error, ErrorCode, Result};
