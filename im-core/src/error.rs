@@ -5,6 +5,7 @@
 //! gRPC codes and WebSocket `error` frames.
 
 use std::fmt;
+use std::time::Duration;
 
 /// A boxed source error from a backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -94,6 +95,25 @@ pub enum Error {
     /// Over a size or rate limit, or a bounded backend is full.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Over a rate limit (login attempts, registrations, connections): the
+    /// same request can succeed after `retry_after` (HTTP 429 with
+    /// `Retry-After`).
+    #[error("{message}")]
+    Throttled {
+        /// What was limited.
+        message: String,
+        /// How long to wait before trying again.
+        retry_after: Duration,
+    },
+    /// A bounded resource is full right now (e.g. password hashing): retry
+    /// after `retry_after` (HTTP 503 with `Retry-After`).
+    #[error("{message}")]
+    Overloaded {
+        /// What was full.
+        message: String,
+        /// How long to wait before trying again.
+        retry_after: Duration,
+    },
     /// A dependency cannot be reached; retrying later can help.
     #[error("{message}")]
     Unavailable {
@@ -153,8 +173,10 @@ impl Error {
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::Conflict(_) => ErrorCode::AlreadyExists,
-            Error::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
-            Error::Unavailable { .. } | Error::Timeout(_) => ErrorCode::Unavailable,
+            Error::ResourceExhausted(_) | Error::Throttled { .. } => ErrorCode::ResourceExhausted,
+            Error::Unavailable { .. } | Error::Timeout(_) | Error::Overloaded { .. } => {
+                ErrorCode::Unavailable
+            }
             Error::Backend { .. } | Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -176,7 +198,30 @@ impl Error {
 
     /// Whether retrying the same call later can succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::Timeout(_))
+        matches!(
+            self,
+            Error::Unavailable { .. } | Error::Timeout(_) | Error::Overloaded { .. }
+        )
+    }
+
+    /// How long the caller should wait before retrying, when the error says
+    /// (HTTP answers it as `Retry-After`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use im_core::{Error, ErrorCode};
+    /// let e = Error::Throttled { message: "too many login attempts".into(), retry_after: Duration::from_secs(4) };
+    /// assert_eq!(e.code(), ErrorCode::ResourceExhausted);
+    /// assert_eq!(e.retry_after(), Some(Duration::from_secs(4)));
+    /// assert_eq!(Error::NotFound("x".into()).retry_after(), None);
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Throttled { retry_after, .. } | Error::Overloaded { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
     }
 
     /// An equivalent error, for answering several callers with one failure
@@ -194,6 +239,20 @@ impl Error {
         match self {
             Error::Unavailable { message, .. } => Error::unavailable_msg(message.clone()),
             Error::Timeout(m) => Error::Timeout(m.clone()),
+            Error::Throttled {
+                message,
+                retry_after,
+            } => Error::Throttled {
+                message: message.clone(),
+                retry_after: *retry_after,
+            },
+            Error::Overloaded {
+                message,
+                retry_after,
+            } => Error::Overloaded {
+                message: message.clone(),
+                retry_after: *retry_after,
+            },
             other => Error::from_code(other.code(), other.public_message()),
         }
     }

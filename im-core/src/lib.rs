@@ -13,6 +13,7 @@
 //! - [`ports`]: one trait per pluggable part (queue, stores, sessions, …).
 //! - [`compose`]: ports built from other ports (the composed send pipeline).
 //! - [`auth`]: argon2id password hashes and the built-in JWT authenticator.
+//! - [`frontdoor`]: limits on login, registration and WebSocket upgrades per address and account.
 //! - [`logic`]: the Logic layer (accounts, sessions, send, sync, groups).
 //! - [`task`]: the Task layer — what happens after Logic acks: push and persist workers.
 //! - [`connect`]: the Connect layer without the network: the session hub and frame handling.
@@ -28,6 +29,7 @@ pub mod auth;
 pub mod compose;
 pub mod connect;
 pub mod error;
+pub mod frontdoor;
 pub mod id;
 pub mod logic;
 pub mod memory;

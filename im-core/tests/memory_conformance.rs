@@ -93,6 +93,11 @@ async fn memory_queue_is_bounded() {
 }
 
 #[tokio::test]
+async fn memory_throttle_conforms() {
+    testkit::throttle_suite(|| async { Arc::new(im_core::memory::MemoryThrottle::new()) as _ }).await;
+}
+
+#[tokio::test]
 async fn memory_revocations_conform() {
     testkit::revocation_suite(|| async { Arc::new(MemoryTokenRevocations::new()) as _ }).await;
 }

@@ -154,6 +154,11 @@ async fn redis_dedup_conforms() {
 }
 
 #[tokio::test]
+async fn redis_throttle_conforms() {
+    conforms!(testkit::throttle_suite, |c| Arc::new(c.throttle()) as _);
+}
+
+#[tokio::test]
 async fn redis_revocations_conform() {
     conforms!(testkit::revocation_suite, |c| Arc::new(c.revocations())
         as _);

@@ -39,10 +39,61 @@ pub fn validate_password(password: &str) -> Result<()> {
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("hashing task failed: {e}")))
+/// Bounds password hashing: at most `slots` hashes run at once (each holds
+/// 19 MiB for tens of milliseconds), at most `queue` more wait, and the rest
+/// are refused at once with [`Error::Overloaded`] — so a flood of logins costs
+/// a constant amount of memory and answers quickly instead of piling up.
+#[derive(Debug)]
+pub(super) struct HashGate {
+    slots: tokio::sync::Semaphore,
+    /// Hashes running or waiting.
+    admitted: std::sync::atomic::AtomicUsize,
+    limit: usize,
+}
+
+/// How long a client refused by a full [`HashGate`] is asked to wait.
+const HASH_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl HashGate {
+    pub(super) fn new(slots: usize, queue: usize) -> Self {
+        let slots = slots.max(1);
+        HashGate {
+            slots: tokio::sync::Semaphore::new(slots),
+            admitted: std::sync::atomic::AtomicUsize::new(0),
+            limit: slots.saturating_add(queue),
+        }
+    }
+
+    /// Runs `f` (CPU-heavy) on a blocking thread once a slot is free.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        use std::sync::atomic::Ordering;
+        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
+        // Decrements on every way out, a cancelled request included.
+        let _admitted = Admitted(&self.admitted);
+        if before >= self.limit {
+            metrics::counter!("im_password_hash_refused_total").increment(1);
+            return Err(Error::Overloaded {
+                message: "too many logins and registrations at once; try again shortly".into(),
+                retry_after: HASH_RETRY_AFTER,
+            });
+        }
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("password hashing gate closed".into()))?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Error::Internal(format!("hashing task failed: {e}")))
+    }
+}
+
+struct Admitted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// A valid argon2id hash of a random password, so that a login for an unknown
@@ -57,7 +108,7 @@ impl Logic {
             return Err(Error::Conflict(format!("username {username} is taken")));
         }
         let pw = password.to_owned();
-        let password_hash = blocking(move || hash_password(&pw)).await??;
+        let password_hash = self.hashing.run(move || hash_password(&pw)).await??;
         let user = User {
             id: UserId(self.next_id()),
             username: username.to_owned(),
@@ -79,7 +130,7 @@ impl Logic {
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| DUMMY_HASH.to_owned());
         let pw = password.to_owned();
-        let ok = blocking(move || verify_password(&pw, &hash)).await?;
+        let ok = self.hashing.run(move || verify_password(&pw, &hash)).await?;
         let user = match user {
             Some(u) if ok => u,
             _ => return Err(wrong()),
@@ -169,6 +220,34 @@ pub const LOGGED_OUT: &str = "logged out";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashing_beyond_its_queue_is_refused_at_once() {
+        let gate = std::sync::Arc::new(HashGate::new(1, 1));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let running = {
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.run(move || rx.recv().is_ok()).await })
+        };
+        // One runs (blocked on the channel), one waits, the third is refused.
+        while gate.admitted.load(std::sync::atomic::Ordering::Acquire) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let waiting = {
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.run(|| true).await })
+        };
+        while gate.admitted.load(std::sync::atomic::Ordering::Acquire) < 2 {
+            tokio::task::yield_now().await;
+        }
+        let err = gate.run(|| true).await.unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::Unavailable);
+        assert_eq!(err.retry_after(), Some(HASH_RETRY_AFTER));
+        tx.send(()).unwrap();
+        assert!(running.await.unwrap().unwrap());
+        assert!(waiting.await.unwrap().unwrap());
+        assert_eq!(gate.admitted.load(std::sync::atomic::Ordering::Acquire), 0);
+    }
 
     #[test]
     fn username_and_password_rules() {

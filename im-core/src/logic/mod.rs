@@ -79,6 +79,19 @@ pub struct LogicConfig {
     /// How long a logged-out token stays revoked when its authenticator gives
     /// it no expiry (tokens with one stay revoked until they expire).
     pub revocation_ttl: Duration,
+    /// Password hashes (argon2id, 19 MiB and tens of milliseconds each)
+    /// computed at once; default: the number of cores. Bounds the memory a
+    /// login or registration flood can take to this × 19 MiB.
+    pub hash_concurrency: usize,
+    /// Logins and registrations that may wait for a hashing slot; beyond it
+    /// they are answered `unavailable` (503 with `Retry-After`) at once.
+    /// Default: 32 per hashing slot.
+    pub hash_queue: usize,
+}
+
+/// The number of cores (what [`LogicConfig::hash_concurrency`] defaults to).
+pub fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 /// The multi-device policy of one device label (platform).
@@ -114,6 +127,8 @@ impl Default for LogicConfig {
             max_conversations_page: 100,
             schedule_horizon: Duration::from_secs(30 * 86_400),
             revocation_ttl: Duration::from_secs(30 * 86_400),
+            hash_concurrency: default_hash_concurrency(),
+            hash_queue: 32 * default_hash_concurrency(),
         }
     }
 }
@@ -303,6 +318,8 @@ pub struct Logic {
     batchers: Vec<mpsc::Sender<SendJob>>,
     /// Users known to exist (accounts are never deleted); bounded.
     known_users: parking_lot::RwLock<std::collections::HashSet<UserId>>,
+    /// Bounds password hashing (see [`LogicConfig::hash_concurrency`]).
+    hashing: accounts::HashGate,
 }
 
 impl std::fmt::Debug for Logic {
@@ -321,12 +338,14 @@ impl Logic {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..config.batchers.max(1))
             .map(|_| mpsc::channel(config.max_batch * 16))
             .unzip();
+        let hashing = accounts::HashGate::new(config.hash_concurrency, config.hash_queue);
         let logic = Arc::new(Logic {
             ports,
             config,
             ids,
             batchers: txs,
             known_users: parking_lot::RwLock::new(std::collections::HashSet::new()),
+            hashing,
         });
         for rx in rxs {
             tokio::spawn(send::run_batcher(Arc::downgrade(&logic), rx));

@@ -13,6 +13,7 @@ mod schedule;
 mod seq;
 mod session;
 mod store;
+mod throttle;
 
 pub use conversation::MemoryConversationStore;
 pub use dedup::MemoryDedupStore;
@@ -24,3 +25,4 @@ pub use schedule::MemoryScheduleStore;
 pub use seq::MemorySequenceAllocator;
 pub use session::MemorySessionStore;
 pub use store::{MemoryGroupStore, MemoryMessageStore, MemoryUserStore};
+pub use throttle::MemoryThrottle;

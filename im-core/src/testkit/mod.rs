@@ -27,6 +27,7 @@ mod send;
 mod seq;
 mod session;
 mod store;
+mod throttle;
 
 pub use conversation::conversations_suite;
 pub use dedup::dedup_suite;
@@ -38,6 +39,7 @@ pub use schedule::schedule_suite;
 pub use send::send_pipeline_suite;
 pub use seq::sequence_suite;
 pub use session::session_suite;
+pub use throttle::throttle_suite;
 pub use store::{group_suite, message_suite, user_suite};
 
 use crate::id::{ConversationId, GroupId, MessageId, UserId};

@@ -69,6 +69,7 @@ mod schedule;
 mod script;
 mod seq;
 mod session;
+mod throttle;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,6 +90,7 @@ pub use revocation::RedisTokenRevocations;
 pub use schedule::RedisScheduleStore;
 pub use seq::RedisSequenceAllocator;
 pub use session::RedisSessionStore;
+pub use throttle::RedisThrottle;
 
 /// The default Redis URL (`REDIS_URL` overrides it in [`RedisConfig::from_env`]).
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -302,6 +304,14 @@ impl Keys {
     pub(crate) fn revoked(&self, token_id: &str) -> String {
         format!("{}:revoked:{token_id}", self.prefix)
     }
+
+    /// A throttle record of `key` (`what`: bucket or fail). The key is its
+    /// own hash tag: one record, one slot. Braces in the key would move the
+    /// tag, so they are replaced.
+    pub(crate) fn throttle(&self, key: &str, what: &str) -> String {
+        let key = key.replace(['{', '}'], "_");
+        format!("{}:{{t:{key}}}:{what}", self.prefix)
+    }
 }
 
 /// A connection to Redis shared by the stores built from it (cheap to clone).
@@ -415,6 +425,11 @@ impl RedisConn {
     /// The revoked tokens (logouts).
     pub fn revocations(&self) -> RedisTokenRevocations {
         RedisTokenRevocations::new(self.clone())
+    }
+
+    /// The front door's counters (login, registration, upgrade limits).
+    pub fn throttle(&self) -> RedisThrottle {
+        RedisThrottle::new(self.clone())
     }
 
     /// The one-round-trip send pipeline, publishing into `queue` (build it

@@ -53,3 +53,15 @@ pub(crate) static CLAIM: LazyLock<Lua> =
 /// Giving up claims of sends that were not admitted (`scripts/unclaim.lua`).
 pub(crate) static UNCLAIM: LazyLock<Lua> =
     LazyLock::new(|| Lua::new("unclaim script", include_str!("scripts/unclaim.lua")));
+
+/// Taking a token of a throttle bucket (`scripts/throttle_take.lua`).
+pub(crate) static THROTTLE_TAKE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/throttle_take.lua")));
+
+/// Counting a failure and starting its lockout (`scripts/throttle_fail.lua`).
+pub(crate) static THROTTLE_FAIL: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/throttle_fail.lua")));
+
+/// The time left of a lockout (`scripts/throttle_lockout.lua`).
+pub(crate) static THROTTLE_LOCKOUT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("scripts/throttle_lockout.lua")));

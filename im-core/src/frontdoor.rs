@@ -1,0 +1,401 @@
+//! The front door: what stands between the Internet and the expensive or
+//! abusable entry points — login (per-address buckets and per-account failure
+//! backoff), registration (per-address and global buckets, then the
+//! application's [`RegistrationGuard`]) and WebSocket upgrades (open sockets
+//! and upgrades per address).
+//!
+//! Counts live behind the [`Throttle`] port (memory for one node, Redis for a
+//! cluster). Every check runs *before* the work it guards — a refused login
+//! never reaches argon2 — so a flood against one account or from one address
+//! costs a map lookup per request and slows nobody else down. Refusals are
+//! [`Error::Throttled`] (HTTP 429 with `Retry-After`). When the throttle's
+//! backend is down, the checks let requests through and count
+//! `im_frontdoor_throttle_errors_total`: an outage of the counters must not
+//! lock every user out.
+//!
+//! Password hashing itself is bounded in Logic (`LogicConfig::hash_concurrency`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::ports::{
+    AllowAll, Backoff, Rate, RegistrationAttempt, RegistrationGuard, Throttle,
+};
+
+/// The limits of the front door; `None` turns a limit off.
+///
+/// ```
+/// use im_core::frontdoor::FrontDoorConfig;
+/// let c = FrontDoorConfig::default();
+/// assert!(c.login_per_address.is_some() && c.login_backoff.is_some());
+/// let off = FrontDoorConfig::unlimited();
+/// assert!(off.register_per_address.is_none() && off.ws_open_per_address.is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrontDoorConfig {
+    /// Login attempts per client address (default 60 a minute, bursts of 30).
+    pub login_per_address: Option<Rate>,
+    /// Failed logins per account: after 5 free failures, a lockout from 1 s
+    /// doubling up to 15 minutes; forgotten an hour after the last failure,
+    /// or at the next successful login.
+    pub login_backoff: Option<Backoff>,
+    /// Registrations per client address (default 20 an hour, bursts of 20).
+    pub register_per_address: Option<Rate>,
+    /// Registrations of the whole deployment (default 600 a minute).
+    pub register_global: Option<Rate>,
+    /// Open WebSockets per client address on one connect node (default 512).
+    pub ws_open_per_address: Option<usize>,
+    /// WebSocket upgrades per client address (default 20 a second, bursts of 200).
+    pub ws_upgrades_per_address: Option<Rate>,
+    /// Proxies whose `X-Forwarded-For` is believed (default none: the
+    /// client address is the TCP peer).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for FrontDoorConfig {
+    fn default() -> Self {
+        FrontDoorConfig {
+            login_per_address: Some(Rate::per_minute(60, 30)),
+            login_backoff: Some(Backoff {
+                free: 5,
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(15 * 60),
+                forget_after: Duration::from_secs(3600),
+            }),
+            register_per_address: Some(Rate::per_hour(20, 20)),
+            register_global: Some(Rate::per_minute(600, 600)),
+            ws_open_per_address: Some(512),
+            ws_upgrades_per_address: Some(Rate::per_second(20.0, 200)),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl FrontDoorConfig {
+    /// Every limit off (benchmarks from one address; never on the Internet).
+    pub fn unlimited() -> Self {
+        FrontDoorConfig {
+            login_per_address: None,
+            login_backoff: None,
+            register_per_address: None,
+            register_global: None,
+            ws_open_per_address: None,
+            ws_upgrades_per_address: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// The client's address: the TCP peer, or — when the peer is a trusted proxy
+/// — the right-most address of `X-Forwarded-For` that is not itself a
+/// trusted proxy (the left-most entries are whatever the client wrote).
+///
+/// ```
+/// use std::net::IpAddr;
+/// use im_core::frontdoor::client_address;
+/// let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+/// let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+/// let xff = Some("6.6.6.6, 203.0.113.7, 10.0.0.9");
+/// assert_eq!(client_address(proxy, xff, &trusted), "203.0.113.7".parse::<IpAddr>().unwrap());
+/// // An untrusted peer's header is ignored.
+/// let peer: IpAddr = "198.51.100.1".parse().unwrap();
+/// assert_eq!(client_address(peer, xff, &trusted), peer);
+/// ```
+pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let peer = canonical(peer);
+    let is_trusted = |a: &IpAddr| trusted.iter().any(|n| n.contains(a));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for else {
+        return peer;
+    };
+    let mut last_trusted = peer;
+    for hop in header.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(a) => {
+                let a = canonical(a);
+                if !is_trusted(&a) {
+                    return a;
+                }
+                last_trusted = a;
+            }
+            // Garbage in the chain: trust nothing to its left.
+            Err(_) => return last_trusted,
+        }
+    }
+    last_trusted
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4.
+fn canonical(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The key an address is counted under: IPv4 as is, IPv6 by its /64 (one
+/// subscriber usually holds a whole /64).
+fn address_key(a: IpAddr) -> String {
+    match canonical(a) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0).to_string() + "/64"
+        }
+    }
+}
+
+/// Guards login, registration and WebSocket upgrades (see the module docs).
+pub struct FrontDoor {
+    throttle: Arc<dyn Throttle>,
+    guard: Arc<dyn RegistrationGuard>,
+    config: FrontDoorConfig,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl std::fmt::Debug for FrontDoor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontDoor")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrontDoor {
+    /// A front door counting in `throttle`, letting every registration that
+    /// passes the limits through.
+    pub fn new(throttle: Arc<dyn Throttle>, config: FrontDoorConfig) -> Self {
+        FrontDoor {
+            throttle,
+            guard: Arc::new(AllowAll),
+            config,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Asks `guard` about every registration that passes the limits.
+    pub fn with_registration_guard(mut self, guard: Arc<dyn RegistrationGuard>) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &FrontDoorConfig {
+        &self.config
+    }
+
+    /// The client address of a request from `peer` (see [`client_address`]).
+    pub fn client_address(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        client_address(peer, forwarded_for, &self.config.trusted_proxies)
+    }
+
+    /// Before a login is tried: the address's bucket, then the account's
+    /// lockout.
+    pub async fn check_login(&self, address: IpAddr, username: &str) -> Result<()> {
+        if let Some(rate) = self.config.login_per_address {
+            let key = format!("login:a:{}", address_key(address));
+            self.take(&key, rate, "too many login attempts from this address")
+                .await?;
+        }
+        if self.config.login_backoff.is_some() {
+            match self.throttle.lockout(&account_key(username)).await {
+                Ok(Some(wait)) => {
+                    return Err(refused("too many failed logins for this account", wait, "login_lockout"))
+                }
+                Ok(None) => {}
+                Err(e) => throttle_error(&e),
+            }
+        }
+        Ok(())
+    }
+
+    /// After a login was tried: a wrong password counts against the account,
+    /// a success forgets its failures.
+    pub async fn login_done(&self, username: &str, succeeded: bool) {
+        let Some(backoff) = self.config.login_backoff else {
+            return;
+        };
+        let key = account_key(username);
+        let result = if succeeded {
+            self.throttle.clear(&key).await
+        } else {
+            self.throttle.fail(&key, backoff).await.map(|_| ())
+        };
+        if let Err(e) = result {
+            throttle_error(&e);
+        }
+    }
+
+    /// Before an account is created: the address's bucket, the deployment's
+    /// bucket, then the registration guard.
+    pub async fn check_register(
+        &self,
+        address: IpAddr,
+        username: &str,
+        proof: Option<String>,
+    ) -> Result<()> {
+        if let Some(rate) = self.config.register_per_address {
+            let key = format!("register:a:{}", address_key(address));
+            self.take(&key, rate, "too many registrations from this address")
+                .await?;
+        }
+        if let Some(rate) = self.config.register_global {
+            self.take("register:all", rate, "too many registrations; try again later")
+                .await?;
+        }
+        self.guard
+            .check(&RegistrationAttempt {
+                username: username.to_owned(),
+                address,
+                proof,
+            })
+            .await
+    }
+
+    /// Before a WebSocket upgrade: the address's upgrade bucket and its open
+    /// sockets on this node. The permit counts the socket until dropped.
+    pub async fn open_socket(self: &Arc<Self>, address: IpAddr) -> Result<SocketPermit> {
+        let address = canonical(address);
+        if let Some(max) = self.config.ws_open_per_address {
+            let open = self.open.lock().get(&address).copied().unwrap_or(0);
+            if open >= max {
+                return Err(refused(
+                    "too many open connections from this address",
+                    Duration::from_secs(5),
+                    "ws_open",
+                ));
+            }
+        }
+        if let Some(rate) = self.config.ws_upgrades_per_address {
+            let key = format!("ws:a:{}", address_key(address));
+            self.take(&key, rate, "too many new connections from this address")
+                .await?;
+        }
+        if self.config.ws_open_per_address.is_none() {
+            return Ok(SocketPermit { door: None, address });
+        }
+        *self.open.lock().entry(address).or_insert(0) += 1;
+        Ok(SocketPermit {
+            door: Some(self.clone()),
+            address,
+        })
+    }
+
+    /// Open sockets counted for `address` on this node.
+    pub fn open_sockets(&self, address: IpAddr) -> usize {
+        self.open.lock().get(&canonical(address)).copied().unwrap_or(0)
+    }
+
+    async fn take(&self, key: &str, rate: Rate, what: &str) -> Result<()> {
+        match self.throttle.take(key, rate).await {
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => Err(refused(what, wait, key.split(':').next().unwrap_or("limit"))),
+            Err(e) => {
+                throttle_error(&e);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One open WebSocket of an address, counted until dropped.
+#[derive(Debug)]
+pub struct SocketPermit {
+    door: Option<Arc<FrontDoor>>,
+    address: IpAddr,
+}
+
+impl Drop for SocketPermit {
+    fn drop(&mut self) {
+        if let Some(door) = &self.door {
+            let mut open = door.open.lock();
+            if let Some(n) = open.get_mut(&self.address) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&self.address);
+                }
+            }
+        }
+    }
+}
+
+fn account_key(username: &str) -> String {
+    format!("login:u:{username}")
+}
+
+fn refused(message: &str, wait: Duration, what: &str) -> Error {
+    metrics::counter!("im_frontdoor_refused_total", "limit" => what.to_owned()).increment(1);
+    Error::Throttled {
+        message: message.to_owned(),
+        // Whole seconds, at least one: what Retry-After can say.
+        retry_after: Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(Duration::from_secs(1)),
+    }
+}
+
+fn throttle_error(e: &Error) {
+    metrics::counter!("im_frontdoor_throttle_errors_total").increment(1);
+    tracing::warn!(error = %e, "front door counters unavailable; letting the request through");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryThrottle;
+
+    fn door(config: FrontDoorConfig) -> Arc<FrontDoor> {
+        Arc::new(FrontDoor::new(Arc::new(MemoryThrottle::new()), config))
+    }
+
+    #[tokio::test]
+    async fn an_account_under_attack_locks_out_alone() {
+        let d = door(FrontDoorConfig {
+            login_per_address: None,
+            ..FrontDoorConfig::default()
+        });
+        let attacker: IpAddr = "203.0.113.9".parse().unwrap();
+        for _ in 0..6 {
+            d.check_login(attacker, "alice").await.unwrap();
+            d.login_done("alice", false).await;
+        }
+        let err = d.check_login(attacker, "alice").await.unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::ResourceExhausted);
+        assert!(err.retry_after().is_some());
+        d.check_login(attacker, "bob").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sockets_are_counted_until_dropped() {
+        let d = door(FrontDoorConfig {
+            ws_open_per_address: Some(2),
+            ..FrontDoorConfig::unlimited()
+        });
+        let a: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let p1 = d.open_socket(a).await.unwrap();
+        let _p2 = d.open_socket(a).await.unwrap();
+        assert!(d.open_socket(a).await.is_err());
+        assert!(d.open_socket("192.0.2.2".parse().unwrap()).await.is_ok());
+        assert_eq!(d.open_sockets("192.0.2.1".parse().unwrap()), 2);
+        drop(p1);
+        assert!(d.open_socket(a).await.is_ok());
+    }
+
+    #[test]
+    fn ipv6_counts_by_prefix() {
+        assert_eq!(
+            address_key("2001:db8:1:2:aaaa::1".parse().unwrap()),
+            address_key("2001:db8:1:2:bbbb::7".parse().unwrap())
+        );
+        assert_ne!(
+            address_key("2001:db8:1:2::1".parse().unwrap()),
+            address_key("2001:db8:1:3::1".parse().unwrap())
+        );
+    }
+}
