@@ -24,7 +24,7 @@ base="${IM_BASE_PORT:-28080}"
 loadgen="${LOADGEN:-$CARGO_TARGET_DIR/release/loadgen}"
 [ -x "$loadgen" ] || cargo build -q --release -p loadgen
 logs=$(mktemp -d /tmp/im-bench.XXXXXX)
-IM_BASE_PORT=$base IM_SEND_RATE=0 IM_NAMESPACE="bench$RANDOM" IM_LOG_DIR="$logs" IM_KEEP_RUNNING=1 \
+IM_BASE_PORT=$base IM_SEND_RATE=0 IM_FRONT_DOOR__ENABLED=false IM_NAMESPACE="bench$RANDOM" IM_LOG_DIR="$logs" IM_KEEP_RUNNING=1 \
   "$src/examples/full_cluster/run-local.sh" >"$logs/run-local.out" 2>&1 &
 runner=$!
 trap 'kill -TERM $runner 2>/dev/null; wait $runner 2>/dev/null || true' EXIT

@@ -11,6 +11,8 @@
 # REDIS_URL, DATABASE_URL, ETCD_ENDPOINTS, IM_LOG_DIR, IM_SEND_RATE (200; 0 = unlimited),
 # IM_REDIS_CLUSTER_URLS (comma-separated seeds: run on a Redis Cluster instead),
 # IM_KEEP_RUNNING=1 (a process that exits does not stop the others: fault drills).
+# IM_FRONT_DOOR__ENABLED=false turns the login/registration/connection limits off
+# (load tests from one address; never on the Internet).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 base="${IM_BASE_PORT:-8080}"

@@ -24,9 +24,7 @@ use ipnet::IpNet;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::ports::{
-    AllowAll, Backoff, Rate, RegistrationAttempt, RegistrationGuard, Throttle,
-};
+use crate::ports::{AllowAll, Backoff, Rate, RegistrationAttempt, RegistrationGuard, Throttle};
 
 /// The limits of the front door; `None` turns a limit off.
 ///
@@ -89,6 +87,114 @@ impl FrontDoorConfig {
             ws_upgrades_per_address: None,
             trusted_proxies: Vec::new(),
         }
+    }
+}
+
+/// The front door as a deployment's configuration file says it (TOML, env):
+/// plain numbers, `0` turning a limit off, `enabled = false` turning all off.
+///
+/// ```
+/// use im_core::frontdoor::{FrontDoorConfig, FrontDoorSettings};
+/// let s = FrontDoorSettings { trusted_proxies: vec!["10.0.0.0/8".into(), "192.0.2.7".into()], register_per_hour: 0, ..Default::default() };
+/// let c = s.to_config().unwrap();
+/// assert_eq!(c.trusted_proxies.len(), 2);
+/// assert!(c.register_per_address.is_none());
+/// assert_eq!(c.login_backoff, FrontDoorConfig::default().login_backoff);
+/// assert!(FrontDoorSettings { trusted_proxies: vec!["nope".into()], ..Default::default() }.to_config().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrontDoorSettings {
+    /// All limits on (default) or off (benchmarks from one address only).
+    pub enabled: bool,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Login attempts per client address per minute.
+    pub login_per_minute: u32,
+    /// Login attempts per client address at once.
+    pub login_burst: u32,
+    /// Failed logins of an account before lockouts start (0 = no lockouts).
+    pub login_free_failures: u32,
+    /// Longest lockout of an account, seconds.
+    pub login_max_lockout_secs: u64,
+    /// Registrations per client address per hour.
+    pub register_per_hour: u32,
+    /// Registrations per client address at once.
+    pub register_burst: u32,
+    /// Registrations of the whole deployment per minute.
+    pub register_global_per_minute: u32,
+    /// Open WebSockets per client address on one connect node.
+    pub ws_open_per_address: usize,
+    /// WebSocket upgrades per client address per second.
+    pub ws_upgrades_per_second: f64,
+    /// WebSocket upgrades per client address at once.
+    pub ws_upgrade_burst: u32,
+}
+
+impl Default for FrontDoorSettings {
+    fn default() -> Self {
+        FrontDoorSettings {
+            enabled: true,
+            trusted_proxies: Vec::new(),
+            login_per_minute: 60,
+            login_burst: 30,
+            login_free_failures: 5,
+            login_max_lockout_secs: 15 * 60,
+            register_per_hour: 20,
+            register_burst: 20,
+            register_global_per_minute: 600,
+            ws_open_per_address: 512,
+            ws_upgrades_per_second: 20.0,
+            ws_upgrade_burst: 200,
+        }
+    }
+}
+
+impl FrontDoorSettings {
+    /// The limits these settings stand for; an unparsable proxy is an error
+    /// naming it.
+    pub fn to_config(&self) -> std::result::Result<FrontDoorConfig, String> {
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                let p = p.trim();
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!("trusted proxy {p:?} is neither an address nor a CIDR block")
+                    })
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if !self.enabled {
+            return Ok(FrontDoorConfig {
+                trusted_proxies,
+                ..FrontDoorConfig::unlimited()
+            });
+        }
+        let on = |n: u32| n > 0;
+        Ok(FrontDoorConfig {
+            login_per_address: on(self.login_per_minute)
+                .then(|| Rate::per_minute(self.login_per_minute, self.login_burst)),
+            login_backoff: (self.login_max_lockout_secs > 0).then(|| Backoff {
+                free: self.login_free_failures,
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(self.login_max_lockout_secs),
+                forget_after: Duration::from_secs(3600),
+            }),
+            register_per_address: on(self.register_per_hour)
+                .then(|| Rate::per_hour(self.register_per_hour, self.register_burst)),
+            register_global: on(self.register_global_per_minute).then(|| {
+                Rate::per_minute(
+                    self.register_global_per_minute,
+                    self.register_global_per_minute,
+                )
+            }),
+            ws_open_per_address: (self.ws_open_per_address > 0).then_some(self.ws_open_per_address),
+            ws_upgrades_per_address: (self.ws_upgrades_per_second > 0.0)
+                .then(|| Rate::per_second(self.ws_upgrades_per_second, self.ws_upgrade_burst)),
+            trusted_proxies,
+        })
     }
 }
 
@@ -208,7 +314,11 @@ impl FrontDoor {
         if self.config.login_backoff.is_some() {
             match self.throttle.lockout(&account_key(username)).await {
                 Ok(Some(wait)) => {
-                    return Err(refused("too many failed logins for this account", wait, "login_lockout"))
+                    return Err(refused(
+                        "too many failed logins for this account",
+                        wait,
+                        "login_lockout",
+                    ))
                 }
                 Ok(None) => {}
                 Err(e) => throttle_error(&e),
@@ -248,8 +358,12 @@ impl FrontDoor {
                 .await?;
         }
         if let Some(rate) = self.config.register_global {
-            self.take("register:all", rate, "too many registrations; try again later")
-                .await?;
+            self.take(
+                "register:all",
+                rate,
+                "too many registrations; try again later",
+            )
+            .await?;
         }
         self.guard
             .check(&RegistrationAttempt {
@@ -280,7 +394,10 @@ impl FrontDoor {
                 .await?;
         }
         if self.config.ws_open_per_address.is_none() {
-            return Ok(SocketPermit { door: None, address });
+            return Ok(SocketPermit {
+                door: None,
+                address,
+            });
         }
         *self.open.lock().entry(address).or_insert(0) += 1;
         Ok(SocketPermit {
@@ -291,13 +408,21 @@ impl FrontDoor {
 
     /// Open sockets counted for `address` on this node.
     pub fn open_sockets(&self, address: IpAddr) -> usize {
-        self.open.lock().get(&canonical(address)).copied().unwrap_or(0)
+        self.open
+            .lock()
+            .get(&canonical(address))
+            .copied()
+            .unwrap_or(0)
     }
 
     async fn take(&self, key: &str, rate: Rate, what: &str) -> Result<()> {
         match self.throttle.take(key, rate).await {
             Ok(None) => Ok(()),
-            Ok(Some(wait)) => Err(refused(what, wait, key.split(':').next().unwrap_or("limit"))),
+            Ok(Some(wait)) => Err(refused(
+                what,
+                wait,
+                key.split(':').next().unwrap_or("limit"),
+            )),
             Err(e) => {
                 throttle_error(&e);
                 Ok(())
@@ -336,13 +461,25 @@ fn refused(message: &str, wait: Duration, what: &str) -> Error {
     Error::Throttled {
         message: message.to_owned(),
         // Whole seconds, at least one: what Retry-After can say.
-        retry_after: Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(Duration::from_secs(1)),
+        retry_after: Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            .max(Duration::from_secs(1)),
     }
 }
 
 fn throttle_error(e: &Error) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    /// When the last warning was logged (ms): one every 10 s, not one per request.
+    static LOGGED: AtomicI64 = AtomicI64::new(0);
     metrics::counter!("im_frontdoor_throttle_errors_total").increment(1);
-    tracing::warn!(error = %e, "front door counters unavailable; letting the request through");
+    let now = crate::id::now_ms();
+    let last = LOGGED.load(Ordering::Relaxed);
+    if now - last >= 10_000
+        && LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(error = %e, "front door counters unavailable; letting requests through");
+    }
 }
 
 #[cfg(test)]

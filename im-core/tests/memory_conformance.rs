@@ -94,7 +94,8 @@ async fn memory_queue_is_bounded() {
 
 #[tokio::test]
 async fn memory_throttle_conforms() {
-    testkit::throttle_suite(|| async { Arc::new(im_core::memory::MemoryThrottle::new()) as _ }).await;
+    testkit::throttle_suite(|| async { Arc::new(im_core::memory::MemoryThrottle::new()) as _ })
+        .await;
 }
 
 #[tokio::test]

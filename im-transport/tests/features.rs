@@ -72,6 +72,7 @@ async fn start_with(logic: LogicConfig) -> Server {
             connect: node.connect.clone(),
             config: Arc::new(WsConfig::default()),
             shutdown: shutdown.clone(),
+            front_door: None,
         }),
         ready: Vec::new(),
         metrics: None,

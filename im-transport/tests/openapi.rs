@@ -64,6 +64,7 @@ async fn fetch_document() -> (Value, CancellationToken, Node) {
             connect: node.connect.clone(),
             config: Arc::new(WsConfig::default()),
             shutdown: shutdown.clone(),
+            front_door: None,
         }),
         ready: Vec::new(),
         metrics: None,

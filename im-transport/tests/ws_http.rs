@@ -51,6 +51,7 @@ async fn start() -> Server {
             connect: node.connect.clone(),
             config: Arc::new(WsConfig::default()),
             shutdown: shutdown.clone(),
+            front_door: None,
         }),
         ready: Vec::new(),
         metrics: Some(im_transport::http::install_metrics()),

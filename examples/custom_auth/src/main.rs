@@ -153,6 +153,7 @@ async fn run(
             connect: node.connect.clone(),
             config: Arc::new(WsConfig::default()),
             shutdown: shutdown.clone(),
+            front_door: None,
         }),
         ready: Vec::new(),
         metrics: Some(metrics),

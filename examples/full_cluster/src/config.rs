@@ -110,6 +110,12 @@ pub struct Logic {
     pub webhook_secret: String,
     /// Accept sends when the webhook fails (default: refuse them with `unavailable`).
     pub webhook_fail_open: bool,
+    /// Password hashes computed at once (0: the number of cores); bounds a
+    /// login flood's memory to this × 19 MiB.
+    pub hash_concurrency: usize,
+    /// Logins and registrations waiting for a hashing slot (0: 32 per slot);
+    /// beyond it they answer 503 with `Retry-After`.
+    pub hash_queue: usize,
 }
 
 impl Default for Logic {
@@ -124,6 +130,8 @@ impl Default for Logic {
             webhook_url: String::new(),
             webhook_secret: String::new(),
             webhook_fail_open: false,
+            hash_concurrency: 0,
+            hash_queue: 0,
         }
     }
 }
@@ -210,6 +218,9 @@ pub struct Config {
     pub connect: Connect,
     /// Task role.
     pub task: Task,
+    /// Limits on login, registration and WebSocket upgrades (api and connect
+    /// roles; counted in Redis), e.g. `IM_FRONT_DOOR__ENABLED=false`.
+    pub front_door: im_core::frontdoor::FrontDoorSettings,
     /// Log JSON lines instead of text.
     pub log_json: bool,
 }

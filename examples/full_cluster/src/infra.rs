@@ -99,6 +99,25 @@ pub async fn redis(c: &Config) -> Result<RedisConn, String> {
         .map_err(|e| format!("{target}: {e}"))
 }
 
+/// The front door of the api and connect roles: its limits from
+/// `[front_door]`, its counts in Redis (shared by every instance).
+pub async fn front_door(
+    c: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Arc<im_core::frontdoor::FrontDoor>, String> {
+    let config = c.front_door.to_config()?;
+    if !c.front_door.enabled {
+        tracing::warn!(
+            "the front door is off: logins, registrations and connections are not limited"
+        );
+    }
+    let conn = until_up("redis", shutdown, || redis(c)).await?;
+    Ok(Arc::new(im_core::frontdoor::FrontDoor::new(
+        Arc::new(conn.throttle()),
+        config,
+    )))
+}
+
 /// Connects to MySQL (applying migrations).
 pub async fn mysql(c: &Config) -> Result<MySqlStore, String> {
     let mut cfg = MySqlConfig::new(&c.cluster.database_url);

@@ -389,6 +389,35 @@ async fn loses_nothing(mut cluster: Cluster) {
             .unwrap();
         users.push(ImClient::login(&base, &name, "password123").await.unwrap());
     }
+    // The front door counts in Redis: six wrong passwords (five are free)
+    // lock the account for a second, with its password too.
+    let door_user = format!("{}_door", cluster.ns);
+    ImClient::register(&base, &door_user, "password123")
+        .await
+        .unwrap();
+    let try_login = |password: &'static str| {
+        let (http, base, user) = (http.clone(), base.clone(), door_user.clone());
+        async move {
+            let res = http
+                .post(format!("{base}/api/v1/sessions"))
+                .json(&serde_json::json!({"username": user, "password": password}))
+                .send()
+                .await
+                .unwrap();
+            (
+                res.status().as_u16(),
+                res.headers().contains_key("retry-after"),
+            )
+        }
+    };
+    for _ in 0..6 {
+        assert_eq!(try_login("wrong-password").await.0, 401);
+    }
+    assert_eq!(
+        try_login("password123").await,
+        (429, true),
+        "a locked-out account is refused with Retry-After"
+    );
     let mut conns = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let mut u = u.clone();

@@ -2,7 +2,7 @@
 //!
 //! Run with:
 //! ```sh
-//! cargo run --release -p quickstart -- --send-rate 0 &          # a server without rate limits
+//! cargo run --release -p quickstart -- --send-rate 0 --front-door off &  # a server without rate limits
 //! cargo run --release -p loadgen -- --users 1000 --duration 20   # closed loop, window 16
 //! cargo run --release -p loadgen -- --users 1000 --rate 50000 --duration 20 --json report.json --svg plot.svg
 //! cargo run --release -p loadgen -- --mode group --group-size 1000 --users 1000 --window 4

@@ -31,17 +31,40 @@ async fn post(
     token: Option<&str>,
     body: Value,
 ) -> Result<Value, String> {
-    let mut req = http.post(&url).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+    // Password hashing at capacity (503) is worth a few retries after its
+    // Retry-After; a rate limit (429) is not: it means the server's front
+    // door is on (run it with IM_FRONT_DOOR=off / IM_FRONT_DOOR__ENABLED=false).
+    let mut tries = 0;
+    loop {
+        let mut req = http.post(&url).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = res.status();
+        let wait = res
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let v: Value = res.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(v);
+        }
+        tries += 1;
+        match wait {
+            Some(secs) if status.as_u16() == 503 && tries < 10 => {
+                tokio::time::sleep(std::time::Duration::from_secs(secs.min(5))).await;
+            }
+            _ if status.as_u16() == 429 => {
+                return Err(format!(
+                    "{url}: HTTP {status}: {v} (the server limits logins and registrations per \
+                     address: start it with IM_FRONT_DOOR=off for a load test)"
+                ))
+            }
+            _ => return Err(format!("{url}: HTTP {status}: {v}")),
+        }
     }
-    let res = req.send().await.map_err(|e| format!("{url}: {e}"))?;
-    let status = res.status();
-    let v: Value = res.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(format!("{url}: HTTP {status}: {v}"));
-    }
-    Ok(v)
 }
 
 /// Registers and logs in `n` users named `lg{run}_{i}`.

@@ -40,6 +40,7 @@ async fn server() -> (String, CancellationToken, Node) {
             connect: node.connect.clone(),
             config: Arc::new(WsConfig::default()),
             shutdown: stop.clone(),
+            front_door: None,
         }),
         ..AppParts::default()
     });

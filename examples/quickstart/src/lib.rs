@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use im_core::compose::ComposedSendPipeline;
+use im_core::frontdoor::{FrontDoor, FrontDoorConfig};
+use im_core::memory::MemoryThrottle;
 use im_core::memory::{MemoryDedupStore, MemorySequenceAllocator};
 use im_core::node::{Backends, Node, NodeConfig};
 use im_core::ports::{MessageStore, SequenceAllocator};
@@ -41,6 +43,8 @@ pub struct Settings {
     pub data: Option<String>,
     /// Serve the web chat page at `/`.
     pub web_page: bool,
+    /// Limits on login, registration and WebSocket upgrades (on by default).
+    pub front_door: FrontDoorConfig,
 }
 
 impl Settings {
@@ -52,6 +56,7 @@ impl Settings {
             send_rate: 200.0,
             data: None,
             web_page: true,
+            front_door: FrontDoorConfig::default(),
         }
     }
 }
@@ -173,15 +178,22 @@ impl Quickstart {
         let locator = Arc::new(SameHostLocator {
             public_url: settings.public_ws_url.clone(),
         });
+        // One node: its own counts in memory are the whole deployment's.
+        let door = Arc::new(FrontDoor::new(
+            Arc::new(MemoryThrottle::new()),
+            settings.front_door.clone(),
+        ));
         let router = app(AppParts {
             api: Some((
-                ApiState::new(node.logic.clone(), locator, &api_config),
+                ApiState::new(node.logic.clone(), locator, &api_config)
+                    .with_front_door(door.clone()),
                 api_config,
             )),
             ws: Some(WsState {
                 connect: node.connect.clone(),
                 config: Arc::new(WsConfig::default()),
                 shutdown: shutdown.clone(),
+                front_door: Some(door),
             }),
             ready: Vec::new(),
             metrics: Some(install_metrics()),

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use im_core::frontdoor::FrontDoorSettings;
 use im_transport::server::serve;
 use quickstart::{Quickstart, Settings};
 use serde::Deserialize;
@@ -57,9 +58,25 @@ struct Args {
     /// (created if missing); default: everything in memory.
     #[arg(long, env = "IM_DATA", value_name = "URL")]
     data: Option<String>,
+    /// Limits on login, registration and WebSocket upgrades per address and
+    /// account: on (default) or off (load tests from one address only).
+    #[arg(long, env = "IM_FRONT_DOOR", value_parser = on_off)]
+    front_door: Option<bool>,
+    /// Proxies whose X-Forwarded-For is believed (addresses or CIDR blocks,
+    /// comma-separated).
+    #[arg(long, env = "IM_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
     /// Log as JSON lines.
     #[arg(long, env = "IM_LOG_JSON")]
     log_json: bool,
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        other => Err(format!("expected on or off, got {other:?}")),
+    }
 }
 
 /// The TOML config file.
@@ -71,6 +88,8 @@ struct FileConfig {
     public_ws_url: Option<String>,
     send_rate: Option<f64>,
     data: Option<String>,
+    /// `[front_door]`: every limit (see `im_core::frontdoor::FrontDoorSettings`).
+    front_door: Option<FrontDoorSettings>,
 }
 
 fn load(args: &Args) -> Result<FileConfig, String> {
@@ -116,12 +135,26 @@ async fn run(args: Args) -> Result<(), String> {
             .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
             .collect()
     });
+    let mut door = file.front_door.clone().unwrap_or_default();
+    if let Some(on) = args.front_door {
+        door.enabled = on;
+    }
+    if !args.trusted_proxies.is_empty() {
+        door.trusted_proxies = args.trusted_proxies.clone();
+    }
+    if !door.enabled {
+        tracing::warn!(
+            "the front door is off: logins, registrations and connections are not limited"
+        );
+    }
+    let front_door = door.to_config()?;
     let settings = Settings {
         secret,
         public_ws_url: args.public_ws_url.or(file.public_ws_url),
         send_rate: args.send_rate.or(file.send_rate).unwrap_or(200.0),
         data: args.data.or(file.data),
         web_page: true,
+        front_door,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -130,7 +130,10 @@ impl Logic {
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| DUMMY_HASH.to_owned());
         let pw = password.to_owned();
-        let ok = self.hashing.run(move || verify_password(&pw, &hash)).await?;
+        let ok = self
+            .hashing
+            .run(move || verify_password(&pw, &hash))
+            .await?;
         let user = match user {
             Some(u) if ok => u,
             _ => return Err(wrong()),

@@ -28,7 +28,7 @@ use crate::ports::{
 };
 use crate::protocol::{SendAck, SendRequest};
 
-pub use accounts::LOGGED_OUT;
+pub use accounts::{validate_password, validate_username, LOGGED_OUT};
 pub use coalesce::CoalescingLogic;
 pub use groups::GroupCommand;
 pub use send::SendJob;

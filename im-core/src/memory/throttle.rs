@@ -91,8 +91,9 @@ impl Throttle for MemoryThrottle {
             at: now,
             full_at: now,
         });
-        let tokens =
-            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate.per_second).min(burst);
+        let tokens = (bucket.tokens
+            + now.duration_since(bucket.at).as_secs_f64() * rate.per_second)
+            .min(burst);
         if tokens >= 1.0 {
             let left = tokens - 1.0;
             *bucket = Bucket {
@@ -103,7 +104,9 @@ impl Throttle for MemoryThrottle {
             Ok(None)
         } else {
             // Nothing taken: the bucket keeps its last refill time.
-            Ok(Some(secs((1.0 - tokens) / rate.per_second).max(Duration::from_millis(1))))
+            Ok(Some(
+                secs((1.0 - tokens) / rate.per_second).max(Duration::from_millis(1)),
+            ))
         }
     }
 

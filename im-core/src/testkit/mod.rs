@@ -39,8 +39,8 @@ pub use schedule::schedule_suite;
 pub use send::send_pipeline_suite;
 pub use seq::sequence_suite;
 pub use session::session_suite;
-pub use throttle::throttle_suite;
 pub use store::{group_suite, message_suite, user_suite};
+pub use throttle::throttle_suite;
 
 use crate::id::{ConversationId, GroupId, MessageId, UserId};
 use crate::model::{Envelope, Message, MessageKind, Target};

@@ -67,7 +67,10 @@ where
         .into_iter()
         .filter(Option::is_none)
         .count();
-    assert_eq!(allowed, 5, "throttle: 20 concurrent takes of a bucket of 5 allow 5");
+    assert_eq!(
+        allowed, 5,
+        "throttle: 20 concurrent takes of a bucket of 5 allow 5"
+    );
 
     // Failures: free ones, then a lockout that doubles up to the cap.
     let backoff = Backoff {
@@ -77,7 +80,11 @@ where
         forget_after: Duration::from_secs(60),
     };
     let (u, v) = (key("u"), key("v"));
-    assert_eq!(t.lockout(&u).await.expect("lockout"), None, "throttle: no failure, no lockout");
+    assert_eq!(
+        t.lockout(&u).await.expect("lockout"),
+        None,
+        "throttle: no failure, no lockout"
+    );
     for i in 0..2 {
         assert_eq!(
             t.fail(&u, backoff).await.expect("fail"),
@@ -85,15 +92,26 @@ where
             "throttle: free failure {i} locks nothing"
         );
     }
-    assert_eq!(t.lockout(&u).await.expect("lockout"), None, "throttle: free failures lock nothing");
+    assert_eq!(
+        t.lockout(&u).await.expect("lockout"),
+        None,
+        "throttle: free failures lock nothing"
+    );
     let first = t.fail(&u, backoff).await.expect("fail");
-    assert_eq!(first, Some(backoff.base), "throttle: the first failure past the free ones locks for base");
+    assert_eq!(
+        first,
+        Some(backoff.base),
+        "throttle: the first failure past the free ones locks for base"
+    );
     let left = t
         .lockout(&u)
         .await
         .expect("lockout")
         .expect("throttle: a key is locked out right after its lockout starts");
-    assert!(left <= backoff.base, "throttle: lockout left {left:?} is at most the lockout");
+    assert!(
+        left <= backoff.base,
+        "throttle: lockout left {left:?} is at most the lockout"
+    );
     assert_eq!(
         t.lockout(&v).await.expect("lockout"),
         None,
@@ -104,11 +122,27 @@ where
         None,
         "throttle: failure keys and bucket keys are separate"
     );
-    assert_eq!(t.fail(&u, backoff).await.expect("fail"), Some(Duration::from_millis(600)), "throttle: the lockout doubles");
-    assert_eq!(t.fail(&u, backoff).await.expect("fail"), Some(backoff.max), "throttle: the lockout stops at max");
-    assert_eq!(t.fail(&u, backoff).await.expect("fail"), Some(backoff.max), "throttle: the lockout stays at max");
+    assert_eq!(
+        t.fail(&u, backoff).await.expect("fail"),
+        Some(Duration::from_millis(600)),
+        "throttle: the lockout doubles"
+    );
+    assert_eq!(
+        t.fail(&u, backoff).await.expect("fail"),
+        Some(backoff.max),
+        "throttle: the lockout stops at max"
+    );
+    assert_eq!(
+        t.fail(&u, backoff).await.expect("fail"),
+        Some(backoff.max),
+        "throttle: the lockout stays at max"
+    );
     t.clear(&u).await.expect("clear");
-    assert_eq!(t.lockout(&u).await.expect("lockout"), None, "throttle: clear ends the lockout");
+    assert_eq!(
+        t.lockout(&u).await.expect("lockout"),
+        None,
+        "throttle: clear ends the lockout"
+    );
     assert_eq!(
         t.fail(&u, backoff).await.expect("fail"),
         None,

@@ -53,7 +53,30 @@ pub fn error_to_status(err: &Error) -> Status {
         Error::Timeout(_) => Code::DeadlineExceeded,
         other => code_to_grpc(other.code()),
     };
-    Status::new(code, inner_message(err))
+    let mut status = Status::new(code, inner_message(err));
+    if let Some(wait) = err.retry_after() {
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        if let Ok(v) = ms.to_string().parse() {
+            status.metadata_mut().insert(RETRY_AFTER_MS, v);
+        }
+    }
+    status
+}
+
+/// The metadata key carrying [`Error::retry_after`] (milliseconds), so a
+/// throttled or overloaded answer keeps its wait across the hop.
+pub const RETRY_AFTER_MS: &str = "im-retry-after-ms";
+
+/// The wait a peer's status asks for, if any.
+fn retry_after_of(status: &Status) -> Option<std::time::Duration> {
+    status
+        .metadata()
+        .get(RETRY_AFTER_MS)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .map(std::time::Duration::from_millis)
 }
 
 /// Whether a status was produced locally by a failing transport (it carries
@@ -68,6 +91,25 @@ fn is_transport_failure(status: &Status) -> bool {
 /// [`Error::Unavailable`]; an expired deadline becomes [`Error::Timeout`].
 pub fn status_to_error(status: Status) -> Error {
     let message = status.message().to_owned();
+    if !is_transport_failure(&status) {
+        if let Some(retry_after) = retry_after_of(&status) {
+            match status.code() {
+                Code::ResourceExhausted => {
+                    return Error::Throttled {
+                        message,
+                        retry_after,
+                    }
+                }
+                Code::Unavailable => {
+                    return Error::Overloaded {
+                        message,
+                        retry_after,
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     match status.code() {
         Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
             Error::InvalidArgument(message)
@@ -146,6 +188,26 @@ mod tests {
             let back = status_to_error(status);
             assert_eq!(back.code(), code, "{code}");
             assert_eq!(error_to_status(&back).message(), "why", "{code}");
+        }
+    }
+
+    #[test]
+    fn a_wait_survives_the_hop() {
+        let wait = std::time::Duration::from_millis(1500);
+        for err in [
+            Error::Throttled {
+                message: "slow down".into(),
+                retry_after: wait,
+            },
+            Error::Overloaded {
+                message: "busy".into(),
+                retry_after: wait,
+            },
+        ] {
+            let back = status_to_error(error_to_status(&err));
+            assert_eq!(back.code(), err.code());
+            assert_eq!(back.retry_after(), Some(wait));
+            assert_eq!(back.to_string(), err.to_string());
         }
     }
 

@@ -91,8 +91,24 @@ impl IntoResponse for ApiError {
         if code == ErrorCode::Internal {
             tracing::error!(error = ?self.0, "internal error answering an HTTP request");
         }
-        error_response(status_of(code), code, &self.0.public_message())
+        let status = match &self.0 {
+            // A rate limit (login, registration, connections) is 429.
+            Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            _ => status_of(code),
+        };
+        let mut res = error_response(status, code, &self.0.public_message());
+        if let Some(wait) = self.0.retry_after() {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after_value(wait));
+        }
+        res
     }
+}
+
+/// A `Retry-After` value: whole seconds, rounded up, at least 1.
+pub fn retry_after_value(wait: std::time::Duration) -> axum::http::HeaderValue {
+    let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    axum::http::HeaderValue::from(secs)
 }
 
 /// 404 for unknown routes.

@@ -10,4 +10,6 @@ pub mod routes;
 pub use errors::ApiError;
 pub use openapi::ApiDoc;
 pub use ops::{install_metrics, ReadyCheck};
-pub use routes::{api_router, ApiConfig, ApiState, WsLocator};
+pub use routes::{
+    api_router, client_ip, ApiConfig, ApiState, WsLocator, REGISTRATION_PROOF_HEADER,
+};

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use im_core::connect::RateLimiter;
+use im_core::frontdoor::FrontDoor;
 use im_core::id::MessageId;
 use im_core::id::{now_ms, ConversationId, GroupId, UserId};
 use im_core::logic::{GroupCommand, LogicApi, Sender};
@@ -85,6 +86,7 @@ pub struct ApiState {
     /// Picks a connect node for `GET /connect`.
     pub locator: Arc<dyn WsLocator>,
     limiter: Option<Arc<RateLimiter<UserId>>>,
+    front_door: Option<Arc<FrontDoor>>,
 }
 
 impl ApiState {
@@ -96,9 +98,37 @@ impl ApiState {
             limiter: config
                 .send_rate
                 .map(|r| Arc::new(RateLimiter::new(r, config.send_burst))),
+            front_door: None,
         }
     }
+
+    /// Guards login and registration with `door` (limits per address and
+    /// account, the registration guard). Without one, nothing is limited.
+    pub fn with_front_door(mut self, door: Arc<FrontDoor>) -> Self {
+        self.front_door = Some(door);
+        self
+    }
 }
+
+/// The client address of a request: the TCP peer (axum's `ConnectInfo`,
+/// which [`crate::server::serve`] provides), or the forwarded one when the
+/// peer is a trusted proxy of `door`. Unknown (no `ConnectInfo`, e.g. a
+/// router driven by `oneshot`) is `0.0.0.0`.
+pub fn client_ip(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    door: &FrontDoor,
+) -> std::net::IpAddr {
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    door.client_address(peer, forwarded)
+}
+
+/// The header a [`im_core::ports::RegistrationGuard`] reads its proof from
+/// (a captcha answer, an invite code).
+pub const REGISTRATION_PROOF_HEADER: &str = "x-registration-proof";
 
 /// The `/api/v1` router (with body limit and JSON errors), including its
 /// own OpenAPI document at `/api/v1/openapi.json`.
@@ -401,16 +431,30 @@ pub struct WsEndpoint {
     responses(
         (status = 201, description = "Registered", body = Registered),
         (status = 400, description = "`invalid_argument`: username or password rules, bad JSON", body = ErrorBody),
+        (status = 403, description = "`permission_denied`: the deployment's registration guard refused (e.g. a missing or wrong `X-Registration-Proof`)", body = ErrorBody),
         (status = 409, description = "`already_exists`: username taken", body = ErrorBody),
         (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 429, description = "`resource_exhausted`: too many registrations from this address or in total; see `Retry-After`", body = ErrorBody),
         (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down, or password hashing is at capacity (with `Retry-After`); safe to retry", body = ErrorBody),
     )
 )]
 async fn register(
     State(s): State<ApiState>,
+    parts: Parts,
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
+    if let Some(door) = &s.front_door {
+        // The username rules first: a malformed request spends no token.
+        im_core::logic::validate_username(&c.username)?;
+        let ip = client_ip(&parts.extensions, &parts.headers, door);
+        let proof = parts
+            .headers
+            .get(REGISTRATION_PROOF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(4096).collect());
+        door.check_register(ip, &c.username, proof).await?;
+    }
     let user_id = s.logic.register(&c.username, &c.password).await?;
     Ok((StatusCode::CREATED, Json(Registered { user_id })).into_response())
 }
@@ -427,21 +471,42 @@ async fn register(
         (status = 400, description = "`invalid_argument`: bad JSON or missing field", body = ErrorBody),
         (status = 401, description = "`unauthenticated`: wrong username or password (the same answer for an unknown user)", body = ErrorBody),
         (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
+        (status = 429, description = "`resource_exhausted`: too many attempts from this address, or too many failed logins for this account; see `Retry-After`", body = ErrorBody),
         (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down, or password hashing is at capacity (with `Retry-After`); safe to retry", body = ErrorBody),
     )
 )]
 async fn login(
     State(s): State<ApiState>,
+    parts: Parts,
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    let l = s.logic.login(&c.username, &c.password).await?;
-    Ok(Json(LoggedIn {
+    let Some(door) = &s.front_door else {
+        let l = s.logic.login(&c.username, &c.password).await?;
+        return Ok(logged_in(l));
+    };
+    let ip = client_ip(&parts.extensions, &parts.headers, door);
+    door.check_login(ip, &c.username).await?;
+    let l = match s.logic.login(&c.username, &c.password).await {
+        Ok(l) => l,
+        Err(e) => {
+            if e.code() == ErrorCode::Unauthenticated {
+                door.login_done(&c.username, false).await;
+            }
+            return Err(e.into());
+        }
+    };
+    door.login_done(&c.username, true).await;
+    Ok(logged_in(l))
+}
+
+fn logged_in(l: im_core::logic::Login) -> Response {
+    Json(LoggedIn {
         user_id: l.user_id,
         token: l.token,
         expires_at: l.expires_at,
     })
-    .into_response())
+    .into_response()
 }
 
 /// Log out (extension): revoke the request's bearer token until its expiry
@@ -506,11 +571,10 @@ async fn send(
     let ack = match s.logic.send(sender, req).await {
         Ok(ack) => ack,
         Err(e) if throttled && e.code() == ErrorCode::ResourceExhausted => {
-            return Ok(error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::ResourceExhausted,
-                "send rate limit exceeded; slow down",
-            ));
+            return Err(ApiError(Error::Throttled {
+                message: "send rate limit exceeded; slow down".into(),
+                retry_after: std::time::Duration::from_secs(1),
+            }));
         }
         Err(e) => return Err(e.into()),
     };

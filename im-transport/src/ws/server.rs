@@ -16,6 +16,7 @@ use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use im_core::connect::ConnectService;
+use im_core::frontdoor::FrontDoor;
 use im_core::Error;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -89,6 +90,9 @@ pub struct WsState {
     pub config: Arc<WsConfig>,
     /// Cancelled on shutdown: sessions close with 1001.
     pub shutdown: CancellationToken,
+    /// Limits open sockets and upgrades per client address (429 before the
+    /// upgrade); `None`: unlimited.
+    pub front_door: Option<Arc<FrontDoor>>,
 }
 
 /// A router serving `GET /ws`.
@@ -189,6 +193,18 @@ async fn upgrade(State(state): State<WsState>, mut req: Request) -> Response {
             return ApiError(Error::PermissionDenied("origin not allowed".into())).into_response();
         }
     }
+    // Per-address limits before anything costs: a flood of upgrades from
+    // one address is answered 429 with a map lookup.
+    let permit = match &state.front_door {
+        Some(door) => {
+            let ip = crate::http::client_ip(req.extensions(), req.headers(), door);
+            match door.open_socket(ip).await {
+                Ok(p) => Some(p),
+                Err(e) => return ApiError(e).into_response(),
+            }
+        }
+        None => None,
+    };
     let Some(token) = bearer(&req) else {
         return ApiError(Error::Unauthenticated("missing bearer token".into())).into_response();
     };
@@ -232,6 +248,8 @@ async fn upgrade(State(state): State<WsState>, mut req: Request) -> Response {
                 )
                 .await;
                 run_session(ws, state, auth, device).await;
+                // The socket is counted against its address until it closes.
+                drop(permit);
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }

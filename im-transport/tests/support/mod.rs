@@ -45,22 +45,33 @@ pub enum Via<'a> {
 }
 
 pub async fn start(backends: Backends) -> Server {
-    let node = Node::start(backends, NodeConfig::default()).await.unwrap();
+    start_with(backends, NodeConfig::default(), None).await
+}
+
+/// A server whose API and `/ws` are guarded by `door`.
+pub async fn start_with(
+    backends: Backends,
+    node_config: NodeConfig,
+    door: Option<Arc<im_core::frontdoor::FrontDoor>>,
+) -> Server {
+    let node = Node::start(backends, node_config).await.unwrap();
     let shutdown = CancellationToken::new();
     let config = ApiConfig::default();
+    let mut api = ApiState::new(
+        node.logic.clone(),
+        Arc::new(SameHostLocator::default()),
+        &config,
+    );
+    if let Some(d) = &door {
+        api = api.with_front_door(d.clone());
+    }
     let router = app(AppParts {
-        api: Some((
-            ApiState::new(
-                node.logic.clone(),
-                Arc::new(SameHostLocator::default()),
-                &config,
-            ),
-            config,
-        )),
+        api: Some((api, config)),
         ws: Some(WsState {
             connect: node.connect.clone(),
             config: Arc::new(WsConfig::default()),
             shutdown: shutdown.clone(),
+            front_door: door,
         }),
         ready: Vec::new(),
         metrics: None,

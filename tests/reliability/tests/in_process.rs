@@ -150,6 +150,7 @@ async fn start(opts: Opts) -> Server {
                     connect: node.connect.clone(),
                     config: Arc::new(opts.ws),
                     shutdown: shutdown.clone(),
+                    front_door: None,
                 }),
                 ready: Vec::new(),
                 metrics: None,

@@ -36,8 +36,12 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         send_burst: c.api.send_rate.max(1.0) * 2.0,
         ..ApiConfig::default()
     };
+    let door = infra::front_door(&c, &shutdown).await?;
     let router = app(AppParts {
-        api: Some((ApiState::new(logic, locator, &api_config), api_config)),
+        api: Some((
+            ApiState::new(logic, locator, &api_config).with_front_door(door),
+            api_config,
+        )),
         ready: vec![Arc::new(infra::EtcdReady(etcd.clone()))],
         metrics: Some(install_metrics()),
         web_page: true,

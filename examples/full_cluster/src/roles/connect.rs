@@ -67,6 +67,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     tokio::spawn(connect.clone().run_heartbeats(background.clone()));
 
     // WebSocket + ops on one port.
+    let door = infra::front_door(&c, &shutdown).await?;
     let ws_stop = CancellationToken::new();
     let listener = infra::bind(c.connect.listen).await?;
     let ws_addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -78,6 +79,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
                 ..WsConfig::default()
             }),
             shutdown: ws_stop.clone(),
+            front_door: Some(door),
         }),
         ready: vec![
             Arc::new(infra::EtcdReady(etcd.clone())),

@@ -65,6 +65,15 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             worker_id: c.logic.worker_id,
             recall_window: Duration::from_millis(c.logic.recall_window_ms),
             device_policies: c.logic.device_policies.clone(),
+            hash_concurrency: match c.logic.hash_concurrency {
+                0 => im_core::logic::default_hash_concurrency(),
+                n => n,
+            },
+            hash_queue: match (c.logic.hash_queue, c.logic.hash_concurrency) {
+                (0, 0) => 32 * im_core::logic::default_hash_concurrency(),
+                (0, n) => 32 * n,
+                (q, _) => q,
+            },
             ..LogicConfig::default()
         },
     )
