@@ -390,12 +390,10 @@ fn bad_files_are_errors_naming_the_file() {
     assert!(err.to_string().contains("cert.pem"), "{err}");
 
     // The same checks guard gRPC servers and clients.
-    let err = im_transport::grpc::server_builder_tls(Some(&TlsFiles::new(
-        &files.key_path,
-        &files.key_path,
-    )))
-    .err()
-    .expect("a key is no certificate");
+    let key_as_cert = TlsFiles::new(&files.key_path, &files.key_path);
+    let Err(err) = im_transport::grpc::server_builder_tls(Some(&key_as_cert)) else {
+        panic!("a key is no certificate");
+    };
     assert!(err.to_string().contains("key.pem"), "{err}");
     let err = ClientTls::from_ca_file(&dir.join("ca.pem"), None).unwrap_err();
     assert!(err.to_string().contains("ca.pem"), "{err}");

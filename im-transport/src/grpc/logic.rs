@@ -73,9 +73,8 @@ impl LogicRpcServer {
         tls: Option<&crate::tls::TlsFiles>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> im_core::Result<()> {
-        let builder = super::server_builder_tls(tls)
+        let mut builder = super::server_builder_tls(tls)
             .map_err(|e| im_core::Error::InvalidArgument(e.to_string()))?;
-        let mut builder = builder;
         let router = builder.add_service(self.into_service());
         super::serve_router(router, listener, shutdown).await
     }
