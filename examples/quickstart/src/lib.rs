@@ -22,6 +22,7 @@ use im_store::sqlite::SqliteStore;
 use im_transport::http::routes::SameHostLocator;
 use im_transport::http::{install_metrics, ApiConfig, ApiState};
 use im_transport::server::{app, AppParts};
+use im_transport::tls::TlsFiles;
 use im_transport::ws::{WsConfig, WsState};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,9 @@ pub struct Settings {
     pub data: Option<String>,
     /// Serve the web chat page at `/`.
     pub web_page: bool,
+    /// Serve HTTPS and WSS with this certificate and key (reloaded when the
+    /// files change); `None`: plain HTTP and WS.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Settings {
@@ -52,6 +56,7 @@ impl Settings {
             send_rate: 200.0,
             data: None,
             web_page: true,
+            tls: None,
         }
     }
 }
@@ -172,6 +177,7 @@ impl Quickstart {
         };
         let locator = Arc::new(SameHostLocator {
             public_url: settings.public_ws_url.clone(),
+            secure: settings.tls.is_some(),
         });
         let router = app(AppParts {
             api: Some((
