@@ -42,6 +42,19 @@ pub struct Cluster {
     /// (`examples/audit_log`) sees every entry from the first send. While it
     /// is enabled, entries stay in Redis until the audit consumer acks them.
     pub audit: bool,
+    /// PEM certificate chain of every gRPC server (LogicRpc, ConnectRpc):
+    /// with `grpc_tls_key`, they serve TLS and register `https://` URLs.
+    /// Read at startup (restart to rotate).
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// PEM private key of `grpc_tls_cert`.
+    pub grpc_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) gRPC clients (api→logic, connect→logic,
+    /// task→connect) verify servers with; set, they speak TLS. Default when
+    /// `grpc_tls_cert` is set: that certificate (a self-signed one).
+    pub grpc_tls_ca: Option<PathBuf>,
+    /// The name gRPC server certificates carry, when it is not the host of
+    /// the registered address (e.g. one certificate for `logic.internal`).
+    pub grpc_tls_domain: Option<String>,
 }
 
 impl Default for Cluster {
@@ -59,6 +72,10 @@ impl Default for Cluster {
             shutdown_grace_secs: 10,
             mysql_pool: 16,
             audit: false,
+            grpc_tls_cert: None,
+            grpc_tls_key: None,
+            grpc_tls_ca: None,
+            grpc_tls_domain: None,
         }
     }
 }
@@ -73,6 +90,11 @@ pub struct Api {
     pub id: String,
     /// HTTP sends per second per user (0: unlimited).
     pub send_rate: f64,
+    /// PEM certificate chain: with `tls_key`, `listen` serves HTTPS
+    /// (re-read when the files change).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Api {
@@ -81,6 +103,8 @@ impl Default for Api {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             id: "api-1".into(),
             send_rate: 200.0,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -140,8 +164,14 @@ pub struct Connect {
     pub advertise: Option<String>,
     /// The node id session routes carry; unique per connect process.
     pub node_id: String,
-    /// The ws:// URL clients are sent to (default: ws://{listen}/ws).
+    /// The URL clients are sent to (default: ws://{listen}/ws, or
+    /// wss://{listen}/ws with TLS).
     pub public_ws_url: Option<String>,
+    /// PEM certificate chain: with `tls_key`, `listen` serves WSS (and
+    /// HTTPS ops endpoints), re-read when the files change.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Sends per second per user on this node (0: unlimited).
     pub send_rate: f64,
     /// Outbound frames queued per session before it is closed as too slow.
@@ -158,6 +188,8 @@ impl Default for Connect {
             advertise: None,
             node_id: "connect-1".into(),
             public_ws_url: None,
+            tls_cert: None,
+            tls_key: None,
             send_rate: 200.0,
             session_queue: 1024,
             allowed_origins: Vec::new(),
