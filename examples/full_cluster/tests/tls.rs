@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,6 +131,7 @@ async fn every_role_speaks_tls_when_configured() {
     let [api, ws, connect_grpc, logic_grpc, logic_ops, task_ops]: [SocketAddr; 6] =
         [0; 6].map(port);
     let log = dir.join("all.log");
+    let log_file = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_full_cluster"))
         .arg("all")
         .env("IM_CLUSTER__NAMESPACE", &ns)
@@ -154,8 +155,8 @@ async fn every_role_speaks_tls_when_configured() {
         .env("IM_TASK__OPS_LISTEN", task_ops.to_string())
         .env("IM_TASK__CLAIM_IDLE_SECS", "3")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
         .spawn()
         .unwrap();
     let p = Running(child, log);
@@ -255,6 +256,11 @@ async fn every_role_speaks_tls_when_configured() {
             Ok(Some(Ok(_))) => continue,
             other => panic!("the push did not arrive over WSS: {other:?}\n{}", p.log()),
         }
+    }
+    // Both gRPC servers registered https:// addresses in etcd.
+    let log = p.log();
+    for grpc in [logic_grpc, connect_grpc] {
+        assert!(log.contains(&format!("https://{grpc}")), "{grpc}:\n{log}");
     }
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
