@@ -287,3 +287,35 @@ pub fn load(file: Option<&PathBuf>, overrides: figment::value::Dict) -> Result<C
     }
     f.extract().map_err(|e| format!("configuration: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tls_keys_are_read_from_toml() {
+        let dir = std::env::temp_dir().join(format!("im-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("im.toml");
+        std::fs::write(
+            &path,
+            "[cluster]\ngrpc_tls_cert = \"g.pem\"\ngrpc_tls_key = \"gk.pem\"\n\
+             grpc_tls_ca = \"ca.pem\"\ngrpc_tls_domain = \"im.internal\"\n\
+             [api]\ntls_cert = \"a.pem\"\ntls_key = \"ak.pem\"\n\
+             [connect]\ntls_cert = \"c.pem\"\ntls_key = \"ck.pem\"\n",
+        )
+        .unwrap();
+        let c = load(Some(&path), figment::value::Dict::new()).unwrap();
+        assert_eq!(c.cluster.grpc_tls_cert, Some(PathBuf::from("g.pem")));
+        assert_eq!(c.cluster.grpc_tls_key, Some(PathBuf::from("gk.pem")));
+        assert_eq!(c.cluster.grpc_tls_ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(c.cluster.grpc_tls_domain.as_deref(), Some("im.internal"));
+        assert_eq!(c.api.tls_key, Some(PathBuf::from("ak.pem")));
+        assert_eq!(c.connect.tls_cert, Some(PathBuf::from("c.pem")));
+        // Without them everything is plain, as before.
+        let plain = Config::default();
+        assert!(plain.api.tls_cert.is_none() && plain.cluster.grpc_tls_ca.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -273,3 +273,23 @@ pub async fn within_grace<F: std::future::Future>(c: &Config, what: &str, fut: F
         tracing::warn!("{what} did not finish within the grace period");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::grpc_url;
+
+    #[test]
+    fn grpc_urls_say_https_when_the_server_speaks_tls() {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 7001));
+        assert_eq!(grpc_url(&None, listen, false), "http://127.0.0.1:7001");
+        assert_eq!(grpc_url(&None, listen, true), "https://127.0.0.1:7001");
+        assert_eq!(
+            grpc_url(&Some("logic-1:7001".into()), listen, true),
+            "https://logic-1:7001"
+        );
+        assert_eq!(
+            grpc_url(&Some("https://l.example:443".into()), listen, false),
+            "https://l.example:443"
+        );
+    }
+}
