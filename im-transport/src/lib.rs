@@ -8,11 +8,13 @@
 //! - `webhook`: a `SendHook` that calls your HTTP endpoint before and after sends (HMAC-signed).
 //! - `http`: the HTTP API (axum).
 //! - `client`: a Rust client of the public protocol.
+//! - [`tls`]: rustls certificates for HTTPS/WSS and gRPC over TLS.
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod grpc;
 pub mod http;
 pub mod server;
+pub mod tls;
 pub mod webhook;
 pub mod ws;

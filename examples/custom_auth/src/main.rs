@@ -144,6 +144,7 @@ async fn run(
                 node.logic.clone(),
                 Arc::new(SameHostLocator {
                     public_url: public_ws_url,
+                    ..SameHostLocator::default()
                 }),
                 &api_config,
             ),

@@ -42,6 +42,19 @@ pub struct Cluster {
     /// (`examples/audit_log`) sees every entry from the first send. While it
     /// is enabled, entries stay in Redis until the audit consumer acks them.
     pub audit: bool,
+    /// PEM certificate chain of every gRPC server (LogicRpc, ConnectRpc):
+    /// with `grpc_tls_key`, they serve TLS and register `https://` URLs.
+    /// Read at startup (restart to rotate).
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// PEM private key of `grpc_tls_cert`.
+    pub grpc_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) gRPC clients (api→logic, connect→logic,
+    /// task→connect) verify servers with; set, they speak TLS. Default when
+    /// `grpc_tls_cert` is set: that certificate (a self-signed one).
+    pub grpc_tls_ca: Option<PathBuf>,
+    /// The name gRPC server certificates carry, when it is not the host of
+    /// the registered address (e.g. one certificate for `logic.internal`).
+    pub grpc_tls_domain: Option<String>,
 }
 
 impl Default for Cluster {
@@ -59,6 +72,10 @@ impl Default for Cluster {
             shutdown_grace_secs: 10,
             mysql_pool: 16,
             audit: false,
+            grpc_tls_cert: None,
+            grpc_tls_key: None,
+            grpc_tls_ca: None,
+            grpc_tls_domain: None,
         }
     }
 }
@@ -73,6 +90,11 @@ pub struct Api {
     pub id: String,
     /// HTTP sends per second per user (0: unlimited).
     pub send_rate: f64,
+    /// PEM certificate chain: with `tls_key`, `listen` serves HTTPS
+    /// (re-read when the files change).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Api {
@@ -81,6 +103,8 @@ impl Default for Api {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             id: "api-1".into(),
             send_rate: 200.0,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -148,8 +172,14 @@ pub struct Connect {
     pub advertise: Option<String>,
     /// The node id session routes carry; unique per connect process.
     pub node_id: String,
-    /// The ws:// URL clients are sent to (default: ws://{listen}/ws).
+    /// The URL clients are sent to (default: ws://{listen}/ws, or
+    /// wss://{listen}/ws with TLS).
     pub public_ws_url: Option<String>,
+    /// PEM certificate chain: with `tls_key`, `listen` serves WSS (and
+    /// HTTPS ops endpoints), re-read when the files change.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Sends per second per user on this node (0: unlimited).
     pub send_rate: f64,
     /// Outbound frames queued per session before it is closed as too slow.
@@ -166,6 +196,8 @@ impl Default for Connect {
             advertise: None,
             node_id: "connect-1".into(),
             public_ws_url: None,
+            tls_cert: None,
+            tls_key: None,
             send_rate: 200.0,
             session_queue: 1024,
             allowed_origins: Vec::new(),
@@ -265,4 +297,36 @@ pub fn load(file: Option<&PathBuf>, overrides: figment::value::Dict) -> Result<C
         f = f.merge(Serialized::global(&k, v));
     }
     f.extract().map_err(|e| format!("configuration: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tls_keys_are_read_from_toml() {
+        let dir = std::env::temp_dir().join(format!("im-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("im.toml");
+        std::fs::write(
+            &path,
+            "[cluster]\ngrpc_tls_cert = \"g.pem\"\ngrpc_tls_key = \"gk.pem\"\n\
+             grpc_tls_ca = \"ca.pem\"\ngrpc_tls_domain = \"im.internal\"\n\
+             [api]\ntls_cert = \"a.pem\"\ntls_key = \"ak.pem\"\n\
+             [connect]\ntls_cert = \"c.pem\"\ntls_key = \"ck.pem\"\n",
+        )
+        .unwrap();
+        let c = load(Some(&path), figment::value::Dict::new()).unwrap();
+        assert_eq!(c.cluster.grpc_tls_cert, Some(PathBuf::from("g.pem")));
+        assert_eq!(c.cluster.grpc_tls_key, Some(PathBuf::from("gk.pem")));
+        assert_eq!(c.cluster.grpc_tls_ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(c.cluster.grpc_tls_domain.as_deref(), Some("im.internal"));
+        assert_eq!(c.api.tls_key, Some(PathBuf::from("ak.pem")));
+        assert_eq!(c.connect.tls_cert, Some(PathBuf::from("c.pem")));
+        // Without them everything is plain, as before.
+        let plain = Config::default();
+        assert!(plain.api.tls_cert.is_none() && plain.cluster.grpc_tls_ca.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

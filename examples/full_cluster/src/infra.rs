@@ -2,6 +2,7 @@
 //! checks, the operations HTTP server, and shutdown on SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +12,10 @@ use im_core::ports::SequenceAllocator;
 use im_discovery::etcd::{EtcdConfig, EtcdDiscovery};
 use im_store::mysql::{MySqlConfig, MySqlStore};
 use im_store::redis::{RedisConfig, RedisConn};
+use im_transport::grpc::GrpcClientConfig;
 use im_transport::http::{install_metrics, ReadyCheck};
 use im_transport::server::{app, serve, AppParts};
+use im_transport::tls::{ClientTls, ServerTls, TlsFiles};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -214,12 +217,66 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
-/// The URL peers use to reach a gRPC server.
-pub fn grpc_url(advertise: &Option<String>, listen: SocketAddr) -> String {
+/// The URL peers use to reach a gRPC server (`https://` when it serves TLS).
+pub fn grpc_url(advertise: &Option<String>, listen: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     match advertise {
         Some(a) if a.starts_with("http") => a.clone(),
-        Some(a) => format!("http://{a}"),
-        None => format!("http://{listen}"),
+        Some(a) => format!("{scheme}://{a}"),
+        None => format!("{scheme}://{listen}"),
+    }
+}
+
+/// The certificate and key of this process's gRPC servers, checked now
+/// (a bad file is a startup error naming it); `None`: plain gRPC.
+pub fn grpc_server_tls(c: &Config) -> Result<Option<TlsFiles>, String> {
+    let files = TlsFiles::from_options(
+        c.cluster.grpc_tls_cert.clone(),
+        c.cluster.grpc_tls_key.clone(),
+        "cluster.grpc_tls_cert/grpc_tls_key",
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(f) = &files {
+        f.read_pem().map_err(|e| e.to_string())?;
+    }
+    Ok(files)
+}
+
+/// The gRPC client settings: TLS with `cluster.grpc_tls_ca` (or the
+/// servers' own certificate) when either is set.
+pub fn grpc_client_config(c: &Config) -> Result<GrpcClientConfig, String> {
+    let ca = c
+        .cluster
+        .grpc_tls_ca
+        .as_ref()
+        .or(c.cluster.grpc_tls_cert.as_ref());
+    let tls = match ca {
+        Some(path) => Some(
+            ClientTls::from_ca_file(path, c.cluster.grpc_tls_domain.clone())
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    Ok(GrpcClientConfig {
+        tls,
+        ..GrpcClientConfig::default()
+    })
+}
+
+/// The HTTPS/WSS settings of a listener from its `tls_cert` / `tls_key`,
+/// loaded now (a bad file is a startup error naming it); `None`: plain.
+pub fn http_tls(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    what: &str,
+) -> Result<Option<Arc<ServerTls>>, String> {
+    let files =
+        TlsFiles::from_options(cert.clone(), key.clone(), what).map_err(|e| e.to_string())?;
+    match files {
+        Some(f) => Ok(Some(Arc::new(
+            ServerTls::load(f).map_err(|e| e.to_string())?,
+        ))),
+        None => Ok(None),
     }
 }
 
@@ -233,5 +290,25 @@ pub async fn within_grace<F: std::future::Future>(c: &Config, what: &str, fut: F
     .is_err()
     {
         tracing::warn!("{what} did not finish within the grace period");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grpc_url;
+
+    #[test]
+    fn grpc_urls_say_https_when_the_server_speaks_tls() {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 7001));
+        assert_eq!(grpc_url(&None, listen, false), "http://127.0.0.1:7001");
+        assert_eq!(grpc_url(&None, listen, true), "https://127.0.0.1:7001");
+        assert_eq!(
+            grpc_url(&Some("logic-1:7001".into()), listen, true),
+            "https://logic-1:7001"
+        );
+        assert_eq!(
+            grpc_url(&Some("https://l.example:443".into()), listen, false),
+            "https://l.example:443"
+        );
     }
 }

@@ -51,6 +51,15 @@ struct Cli {
     /// Token signing secret [cluster.jwt_secret; env IM_CLUSTER__JWT_SECRET].
     #[arg(long, global = true, hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// PEM certificate of every gRPC server in this process [cluster.grpc_tls_cert].
+    #[arg(long, global = true)]
+    grpc_tls_cert: Option<PathBuf>,
+    /// PEM key of --grpc-tls-cert [cluster.grpc_tls_key].
+    #[arg(long, global = true)]
+    grpc_tls_key: Option<PathBuf>,
+    /// PEM CA gRPC clients trust; set, they use TLS (default: --grpc-tls-cert) [cluster.grpc_tls_ca].
+    #[arg(long, global = true)]
+    grpc_tls_ca: Option<PathBuf>,
     /// Log JSON lines [log_json].
     #[arg(long, global = true)]
     log_json: bool,
@@ -71,6 +80,12 @@ enum Role {
         /// HTTP sends per second per user, 0 = unlimited [api.send_rate].
         #[arg(long)]
         send_rate: Option<f64>,
+        /// PEM certificate: serve HTTPS (with --tls-key) [api.tls_cert].
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// PEM key of --tls-cert [api.tls_key].
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
     },
     /// LogicRpc: auth, validation, dedup, ids, sequences, enqueue.
     Logic {
@@ -107,6 +122,12 @@ enum Role {
         /// Sends per second per user, 0 = unlimited [connect.send_rate].
         #[arg(long)]
         send_rate: Option<f64>,
+        /// PEM certificate: serve WSS (with --tls-key) [connect.tls_cert].
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// PEM key of --tls-cert [connect.tls_key].
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
     },
     /// Every role in this one process (on the same Redis, MySQL and etcd).
     All,
@@ -118,6 +139,11 @@ fn put<T: Into<Value>>(d: &mut Dict, key: &str, v: Option<T>) {
     }
 }
 
+/// A path as a config value.
+fn path(p: &Option<PathBuf>) -> Option<String> {
+    p.as_ref().map(|p| p.to_string_lossy().into_owned())
+}
+
 fn overrides(cli: &Cli) -> Dict {
     let mut d = Dict::new();
     put(&mut d, "cluster.redis_url", cli.redis_url.clone());
@@ -125,6 +151,9 @@ fn overrides(cli: &Cli) -> Dict {
     put(&mut d, "cluster.etcd_endpoints", cli.etcd_endpoints.clone());
     put(&mut d, "cluster.namespace", cli.namespace.clone());
     put(&mut d, "cluster.jwt_secret", cli.jwt_secret.clone());
+    put(&mut d, "cluster.grpc_tls_cert", path(&cli.grpc_tls_cert));
+    put(&mut d, "cluster.grpc_tls_key", path(&cli.grpc_tls_key));
+    put(&mut d, "cluster.grpc_tls_ca", path(&cli.grpc_tls_ca));
     if cli.log_json {
         d.insert("log_json".into(), true.into());
     }
@@ -133,7 +162,11 @@ fn overrides(cli: &Cli) -> Dict {
             listen,
             id,
             send_rate,
+            tls_cert,
+            tls_key,
         } => {
+            put(&mut d, "api.tls_cert", path(tls_cert));
+            put(&mut d, "api.tls_key", path(tls_key));
             put(&mut d, "api.listen", listen.map(|a| a.to_string()));
             put(&mut d, "api.id", id.clone());
             put(&mut d, "api.send_rate", *send_rate);
@@ -164,7 +197,11 @@ fn overrides(cli: &Cli) -> Dict {
             grpc_listen,
             node_id,
             send_rate,
+            tls_cert,
+            tls_key,
         } => {
+            put(&mut d, "connect.tls_cert", path(tls_cert));
+            put(&mut d, "connect.tls_key", path(tls_key));
             put(&mut d, "connect.listen", listen.map(|a| a.to_string()));
             put(
                 &mut d,

@@ -24,6 +24,7 @@ use im_store::sqlite::SqliteStore;
 use im_transport::http::routes::SameHostLocator;
 use im_transport::http::{install_metrics, ApiConfig, ApiState};
 use im_transport::server::{app, AppParts};
+use im_transport::tls::TlsFiles;
 use im_transport::ws::{WsConfig, WsState};
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +46,9 @@ pub struct Settings {
     pub web_page: bool,
     /// Limits on login, registration and WebSocket upgrades (on by default).
     pub front_door: FrontDoorConfig,
+    /// Serve HTTPS and WSS with this certificate and key (reloaded when the
+    /// files change); `None`: plain HTTP and WS.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Settings {
@@ -57,6 +61,7 @@ impl Settings {
             data: None,
             web_page: true,
             front_door: FrontDoorConfig::default(),
+            tls: None,
         }
     }
 }
@@ -177,6 +182,7 @@ impl Quickstart {
         };
         let locator = Arc::new(SameHostLocator {
             public_url: settings.public_ws_url.clone(),
+            secure: settings.tls.is_some(),
         });
         // One node: its own counts in memory are the whole deployment's.
         let door = Arc::new(FrontDoor::new(

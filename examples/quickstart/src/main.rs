@@ -18,6 +18,13 @@
 //! ```
 //! (the queue, sessions, sequences and dedup stay in memory; sequences
 //! continue after the stored messages).
+//!
+//! To serve HTTPS and WSS on that port, give it a PEM certificate chain and
+//! key (also `IM_TLS_CERT`/`IM_TLS_KEY` or `tls_cert`/`tls_key` in the
+//! `--config` file); the files are re-read when they change:
+//! ```sh
+//! cargo run --release -p quickstart -- --tls-cert cert.pem --tls-key key.pem
+//! ```
 
 /// mimalloc: the allocator is on every hot path (frames, envelopes, JSON).
 #[global_allocator]
@@ -25,10 +32,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Parser;
 use im_core::frontdoor::FrontDoorSettings;
-use im_transport::server::serve;
+
+use im_transport::server::serve_maybe_tls;
+use im_transport::tls::{ServerTls, TlsFiles};
 use quickstart::{Quickstart, Settings};
 use serde::Deserialize;
 
@@ -66,6 +76,13 @@ struct Args {
     /// comma-separated).
     #[arg(long, env = "IM_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<String>,
+    /// PEM certificate chain: serve HTTPS and WSS (needs --tls-key; the
+    /// files are re-read when they change).
+    #[arg(long, env = "IM_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "IM_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long, env = "IM_LOG_JSON")]
     log_json: bool,
@@ -90,6 +107,8 @@ struct FileConfig {
     data: Option<String>,
     /// `[front_door]`: every limit (see `im_core::frontdoor::FrontDoorSettings`).
     front_door: Option<FrontDoorSettings>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 fn load(args: &Args) -> Result<FileConfig, String> {
@@ -155,6 +174,19 @@ async fn run(args: Args) -> Result<(), String> {
         data: args.data.or(file.data),
         web_page: true,
         front_door,
+        tls: TlsFiles::from_options(
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            "--tls-cert/--tls-key",
+        )
+        .map_err(|e| e.to_string())?,
+    };
+    // Bad certificate files stop the start, naming the file.
+    let tls = match &settings.tls {
+        Some(files) => Some(Arc::new(
+            ServerTls::load(files.clone()).map_err(|e| e.to_string())?,
+        )),
+        None => None,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -164,14 +196,19 @@ async fn run(args: Args) -> Result<(), String> {
         tracing::info!(data = %data, "users, groups and messages are kept in SQLite");
     }
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("im quickstart is running: open http://{addr}/  (API http://{addr}/api/v1, WebSocket ws://{addr}/ws)");
+    let (http, ws) = if tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    println!("im quickstart is running: open {http}://{addr}/  (API {http}://{addr}/api/v1, WebSocket {ws}://{addr}/ws)");
     let stop = qs.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
-    let served = serve(listener, qs.router.clone(), qs.shutdown.clone())
+    let served = serve_maybe_tls(listener, qs.router.clone(), tls, qs.shutdown.clone())
         .await
         .map_err(|e| e.to_string());
     qs.stop().await;
@@ -210,5 +247,12 @@ mod tests {
             toml::from_str("listen = \"127.0.0.1:9000\"\ndata = \"sqlite://im.db\"\n").unwrap();
         assert_eq!(c.data.as_deref(), Some("sqlite://im.db"));
         assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
+        let c: FileConfig =
+            toml::from_str("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n").unwrap();
+        assert_eq!(
+            c.tls_cert.as_deref(),
+            Some(std::path::Path::new("cert.pem"))
+        );
+        assert_eq!(c.tls_key.as_deref(), Some(std::path::Path::new("key.pem")));
     }
 }

@@ -20,7 +20,7 @@ use im_core::protocol::{SendAck, SendRequest};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Request;
 
 use super::convert::{
@@ -31,6 +31,8 @@ use super::pb::connect_rpc_client::ConnectRpcClient;
 use super::pb::logic_rpc_client::LogicRpcClient;
 use super::pb::{self, send_result};
 use super::status::{rpc_to_error, status_to_error};
+use crate::tls::ClientTls;
+
 use super::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_MESSAGE_SIZE};
 
 /// The discovery service name of connect nodes (instance id = node id,
@@ -46,6 +48,11 @@ pub struct GrpcClientConfig {
     pub request_timeout: Duration,
     /// Largest message sent or accepted.
     pub max_message_size: usize,
+    /// Verify servers with TLS against this CA (`None`: plain HTTP/2, unless
+    /// an address is `https://`, which then fails for want of a CA). With
+    /// TLS set, `http://` addresses (as discovery hands them out) are
+    /// reached over TLS too.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for GrpcClientConfig {
@@ -54,15 +61,31 @@ impl Default for GrpcClientConfig {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
             max_message_size: MAX_MESSAGE_SIZE,
+            tls: None,
         }
     }
 }
 
 impl GrpcClientConfig {
-    /// An endpoint for `addr` (e.g. `http://127.0.0.1:7001`) with these settings.
+    /// An endpoint for `addr` (e.g. `http://127.0.0.1:7001`) with these
+    /// settings; over TLS when [`GrpcClientConfig::tls`] is set.
     pub fn endpoint(&self, addr: &str) -> Result<Endpoint> {
-        let endpoint = Endpoint::from_shared(addr.to_owned())
+        let url = match (&self.tls, addr.strip_prefix("http://")) {
+            (Some(_), Some(rest)) => format!("https://{rest}"),
+            _ => addr.to_owned(),
+        };
+        let mut endpoint = Endpoint::from_shared(url)
             .map_err(|e| Error::InvalidArgument(format!("bad gRPC address {addr:?}: {e}")))?;
+        if let Some(tls) = &self.tls {
+            let mut config =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+            if let Some(domain) = &tls.domain {
+                config = config.domain_name(domain.clone());
+            }
+            endpoint = endpoint.tls_config(config).map_err(|e| {
+                Error::InvalidArgument(format!("gRPC client TLS for {addr:?}: {e}"))
+            })?;
+        }
         Ok(endpoint
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)

@@ -48,6 +48,21 @@ impl ConnectRpcServer {
         super::serve_router(router, listener, shutdown).await
     }
 
+    /// [`Self::serve`] over TLS when `tls` is set (see
+    /// [`super::server_builder_tls`]); a bad certificate or key fails at
+    /// once with [`im_core::Error::InvalidArgument`] naming the file.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: Option<&crate::tls::TlsFiles>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> im_core::Result<()> {
+        let mut builder = super::server_builder_tls(tls)
+            .map_err(|e| im_core::Error::InvalidArgument(e.to_string()))?;
+        let router = builder.add_service(self.into_service());
+        super::serve_router(router, listener, shutdown).await
+    }
+
     /// Whether a request naming `node` is meant for this hub (empty: any).
     fn is_mine(&self, node: &str) -> bool {
         node.is_empty() || node == self.hub.node().as_str()

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::{Router, TcpIncoming};
-use tonic::transport::Server;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use crate::tls::{TlsError, TlsFiles};
 
 /// The generated protobuf messages and tonic stubs of package `im.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
@@ -57,6 +59,20 @@ pub fn server_builder() -> Server {
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .http2_adaptive_window(Some(true))
+}
+
+/// [`server_builder`] serving TLS with the certificate and key in `tls`
+/// (read once; restart the process to change them), or plain when `None`.
+/// An unreadable or malformed file is an error naming it.
+pub fn server_builder_tls(tls: Option<&TlsFiles>) -> Result<Server, TlsError> {
+    let builder = server_builder();
+    let Some(files) = tls else {
+        return Ok(builder);
+    };
+    let (cert, key) = files.read_pem()?;
+    builder
+        .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+        .map_err(|e| TlsError::Config(format!("gRPC server TLS: {e}")))
 }
 
 /// Runs a router on an already-bound listener until `shutdown` resolves,

@@ -42,6 +42,8 @@ pub trait WsLocator: Send + Sync + 'static {
 pub struct SameHostLocator {
     /// A fixed public URL, e.g. `wss://chat.example.com/ws`; else built from `Host`.
     pub public_url: Option<String>,
+    /// The server speaks TLS: URLs built from `Host` are `wss://`, not `ws://`.
+    pub secure: bool,
 }
 
 #[async_trait]
@@ -53,7 +55,8 @@ impl WsLocator for SameHostLocator {
         let host = host
             .filter(|h| !h.is_empty() && h.len() < 256 && !h.contains(['/', ' ', '?', '#']))
             .ok_or_else(|| Error::InvalidArgument("missing Host header".into()))?;
-        Ok(format!("ws://{host}/ws"))
+        let scheme = if self.secure { "wss" } else { "ws" };
+        Ok(format!("{scheme}://{host}/ws"))
     }
 }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use im_core::logic::CoalescingLogic;
 use im_core::ports::{Discovery, ServiceInstance};
-use im_transport::grpc::{DiscoveryLocator, GrpcClientConfig, LogicPool};
+use im_transport::grpc::{DiscoveryLocator, LogicPool};
 use im_transport::http::{install_metrics, ApiConfig, ApiState};
-use im_transport::server::{app, serve, AppParts};
+use im_transport::server::{app, serve_maybe_tls, AppParts};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -16,11 +16,13 @@ use crate::infra;
 
 /// Runs until `shutdown` (in-flight requests finish).
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
+    let tls = infra::http_tls(&c.api.tls_cert, &c.api.tls_key, "api.tls_cert/tls_key")?;
+    let grpc = infra::grpc_client_config(&c)?;
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let logic = Arc::new(CoalescingLogic::new(
         Arc::new(LogicPool::new(
             etcd.watch(super::LOGIC).await.map_err(|e| e.to_string())?,
-            GrpcClientConfig::default(),
+            grpc,
         )),
         256,
         8,
@@ -49,18 +51,19 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     });
     let listener = infra::bind(c.api.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     etcd.register(ServiceInstance::new(
         super::API,
         &c.api.id,
-        format!("http://{addr}"),
+        format!("{scheme}://{addr}"),
     ))
     .await
     .map_err(|e| format!("registering in etcd: {e}"))?;
-    tracing::info!(%addr, "api is up: open http://{addr}/");
+    tracing::info!(%addr, "api is up: open {scheme}://{addr}/");
     let stop = CancellationToken::new();
     let server = {
         let stop = stop.clone();
-        tokio::spawn(async move { serve(listener, router, stop).await })
+        tokio::spawn(async move { serve_maybe_tls(listener, router, tls, stop).await })
     };
     shutdown.cancelled().await;
     let _ = etcd.deregister(super::API, &c.api.id).await;

@@ -11,9 +11,9 @@ use im_core::connect::{ConnectConfig, ConnectService, Hub, CLOSE_GOING_AWAY};
 use im_core::logic::CoalescingLogic;
 use im_core::model::NodeId;
 use im_core::ports::{Discovery, ServiceInstance};
-use im_transport::grpc::{ConnectRpcServer, GrpcClientConfig, LogicPool};
+use im_transport::grpc::{ConnectRpcServer, LogicPool};
 use im_transport::http::{install_metrics, ReadyCheck};
-use im_transport::server::{app, serve, AppParts};
+use im_transport::server::{app, serve_maybe_tls, AppParts};
 use im_transport::ws::{WsConfig, WsState};
 use tokio_util::sync::CancellationToken;
 
@@ -39,14 +39,18 @@ impl ReadyCheck for LogicKnown {
 
 /// Runs until `shutdown`: leaves discovery, closes sessions with 1001, stops.
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
+    let tls = infra::http_tls(
+        &c.connect.tls_cert,
+        &c.connect.tls_key,
+        "connect.tls_cert/tls_key",
+    )?;
+    let grpc_tls = infra::grpc_server_tls(&c)?;
+    let grpc = infra::grpc_client_config(&c)?;
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let logic_set = etcd.watch(super::LOGIC).await.map_err(|e| e.to_string())?;
     // Sends of all sessions are coalesced into one SendBatch RPC per batch.
     let logic = Arc::new(CoalescingLogic::new(
-        Arc::new(LogicPool::new(
-            logic_set.clone(),
-            GrpcClientConfig::default(),
-        )),
+        Arc::new(LogicPool::new(logic_set.clone(), grpc)),
         256,
         8,
     ));
@@ -89,9 +93,10 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         ..AppParts::default()
     });
     let http_stop = CancellationToken::new();
+    let ws_scheme = if tls.is_some() { "wss" } else { "ws" };
     let http = {
         let stop = http_stop.clone();
-        tokio::spawn(async move { serve(listener, router, stop).await })
+        tokio::spawn(async move { serve_maybe_tls(listener, router, tls, stop).await })
     };
     // ConnectRpc.
     let grpc_listener = infra::bind(c.connect.grpc_listen).await?;
@@ -100,9 +105,12 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let rpc = {
         let stop = rpc_stop.clone();
         let server = ConnectRpcServer::new(hub.clone());
+        let tls = grpc_tls.clone();
         tokio::spawn(async move {
             server
-                .serve(grpc_listener, async move { stop.cancelled().await })
+                .serve_tls(grpc_listener, tls.as_ref(), async move {
+                    stop.cancelled().await
+                })
                 .await
         })
     };
@@ -110,8 +118,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         .connect
         .public_ws_url
         .clone()
-        .unwrap_or_else(|| format!("ws://{ws_addr}/ws"));
-    let grpc_url = infra::grpc_url(&c.connect.advertise, grpc_addr);
+        .unwrap_or_else(|| format!("{ws_scheme}://{ws_addr}/ws"));
+    let grpc_url = infra::grpc_url(&c.connect.advertise, grpc_addr, grpc_tls.is_some());
     let instance = |sessions: usize| {
         ServiceInstance::new(super::CONNECT, node.as_str(), &grpc_url)
             .with_meta("ws_url", &ws_url)

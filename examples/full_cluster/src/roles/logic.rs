@@ -18,6 +18,7 @@ use crate::infra;
 
 /// Runs until `shutdown`: deregisters first, then lets in-flight calls finish.
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
+    let grpc_tls = infra::grpc_server_tls(&c)?;
     let redis = infra::until_up("Redis", &shutdown, || infra::redis(&c)).await?;
     let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
@@ -85,9 +86,14 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let rpc = {
         let stop = stop_rpc.clone();
         let server = LogicRpcServer::new(logic.clone());
+        let tls = grpc_tls.clone();
         tokio::spawn(async move {
             server
-                .serve(listener, async move { stop.cancelled().await })
+                .serve_tls(
+                    listener,
+                    tls.as_ref(),
+                    async move { stop.cancelled().await },
+                )
                 .await
         })
     };
@@ -103,7 +109,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     )
     .await?;
     let id = format!("logic-{}", c.logic.worker_id);
-    let url = infra::grpc_url(&c.logic.advertise, addr);
+    let url = infra::grpc_url(&c.logic.advertise, addr, grpc_tls.is_some());
     etcd.register(ServiceInstance::new(super::LOGIC, &id, &url))
         .await
         .map_err(|e| format!("registering in etcd: {e}"))?;

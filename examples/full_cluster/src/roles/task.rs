@@ -13,7 +13,7 @@ use im_core::ports::{
 use im_core::task::{
     PersistWorker, PushWorker, Scheduler, SchedulerConfig, WorkerConfig, PERSIST_GROUP, PUSH_GROUP,
 };
-use im_transport::grpc::{GrpcClientConfig, GrpcPusher};
+use im_transport::grpc::GrpcPusher;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -21,6 +21,7 @@ use crate::infra;
 
 /// Runs until `shutdown`: workers stop (un-acked entries stay pending for others).
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
+    let grpc = infra::grpc_client_config(&c)?;
     let redis = infra::until_up("Redis", &shutdown, || infra::redis(&c)).await?;
     let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
@@ -38,10 +39,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         .watch(super::CONNECT)
         .await
         .map_err(|e| e.to_string())?;
-    let pusher: Arc<dyn Pusher> = Arc::new(GrpcPusher::new(
-        connect_nodes.clone(),
-        GrpcClientConfig::default(),
-    ));
+    let pusher: Arc<dyn Pusher> = Arc::new(GrpcPusher::new(connect_nodes.clone(), grpc));
     let stop_workers = CancellationToken::new();
     let mut workers = Vec::new();
     let base = WorkerConfig {
