@@ -39,11 +39,15 @@ use crate::ports::{AllowAll, Backoff, Rate, RegistrationAttempt, RegistrationGua
 pub struct FrontDoorConfig {
     /// Login attempts per client address (default 60 a minute, bursts of 30).
     pub login_per_address: Option<Rate>,
+    /// Logins of one client address in flight at once on one node (default
+    /// 4): a flood from one address holds at most this many password
+    /// hashes, so other clients' logins wait behind no queue of its making.
+    pub login_in_flight_per_address: Option<usize>,
     /// Failed logins per account: after 5 free failures, a lockout from 1 s
     /// doubling up to 15 minutes; forgotten an hour after the last failure,
     /// or at the next successful login.
     pub login_backoff: Option<Backoff>,
-    /// Registrations per client address (default 20 an hour, bursts of 20).
+    /// Registrations per client address (default 10 an hour, bursts of 10).
     pub register_per_address: Option<Rate>,
     /// Registrations of the whole deployment (default 600 a minute).
     pub register_global: Option<Rate>,
@@ -60,13 +64,14 @@ impl Default for FrontDoorConfig {
     fn default() -> Self {
         FrontDoorConfig {
             login_per_address: Some(Rate::per_minute(60, 30)),
+            login_in_flight_per_address: Some(4),
             login_backoff: Some(Backoff {
                 free: 5,
                 base: Duration::from_secs(1),
                 max: Duration::from_secs(15 * 60),
                 forget_after: Duration::from_secs(3600),
             }),
-            register_per_address: Some(Rate::per_hour(20, 20)),
+            register_per_address: Some(Rate::per_hour(10, 10)),
             register_global: Some(Rate::per_minute(600, 600)),
             ws_open_per_address: Some(512),
             ws_upgrades_per_address: Some(Rate::per_second(20.0, 200)),
@@ -80,6 +85,7 @@ impl FrontDoorConfig {
     pub fn unlimited() -> Self {
         FrontDoorConfig {
             login_per_address: None,
+            login_in_flight_per_address: None,
             login_backoff: None,
             register_per_address: None,
             register_global: None,
@@ -113,6 +119,8 @@ pub struct FrontDoorSettings {
     pub login_per_minute: u32,
     /// Login attempts per client address at once.
     pub login_burst: u32,
+    /// Logins of one client address in flight at once on one node.
+    pub login_in_flight_per_address: usize,
     /// Failed logins of an account before lockouts start (0 = no lockouts).
     pub login_free_failures: u32,
     /// Longest lockout of an account, seconds.
@@ -138,10 +146,11 @@ impl Default for FrontDoorSettings {
             trusted_proxies: Vec::new(),
             login_per_minute: 60,
             login_burst: 30,
+            login_in_flight_per_address: 4,
             login_free_failures: 5,
             login_max_lockout_secs: 15 * 60,
-            register_per_hour: 20,
-            register_burst: 20,
+            register_per_hour: 10,
+            register_burst: 10,
             register_global_per_minute: 600,
             ws_open_per_address: 512,
             ws_upgrades_per_second: 20.0,
@@ -176,6 +185,8 @@ impl FrontDoorSettings {
         Ok(FrontDoorConfig {
             login_per_address: on(self.login_per_minute)
                 .then(|| Rate::per_minute(self.login_per_minute, self.login_burst)),
+            login_in_flight_per_address: (self.login_in_flight_per_address > 0)
+                .then_some(self.login_in_flight_per_address),
             login_backoff: (self.login_max_lockout_secs > 0).then(|| Backoff {
                 free: self.login_free_failures,
                 base: Duration::from_secs(1),
@@ -265,6 +276,7 @@ pub struct FrontDoor {
     guard: Arc<dyn RegistrationGuard>,
     config: FrontDoorConfig,
     open: Mutex<HashMap<IpAddr, usize>>,
+    logins: Mutex<HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for FrontDoor {
@@ -284,6 +296,7 @@ impl FrontDoor {
             guard: Arc::new(AllowAll),
             config,
             open: Mutex::new(HashMap::new()),
+            logins: Mutex::new(HashMap::new()),
         }
     }
 
@@ -303,9 +316,41 @@ impl FrontDoor {
         client_address(peer, forwarded_for, &self.config.trusted_proxies)
     }
 
-    /// Before a login is tried: the address's bucket, then the account's
-    /// lockout.
-    pub async fn check_login(&self, address: IpAddr, username: &str) -> Result<()> {
+    /// Before a login is tried: the logins in flight on this node of the
+    /// address and of the account, the address's bucket, then the
+    /// account's lockout. Hold the permit until the login is answered: a
+    /// flood from one address, or against one account, holds at most a few
+    /// password hashes at a time, so other clients' logins wait behind no
+    /// queue of its making.
+    pub async fn check_login(
+        self: &Arc<Self>,
+        address: IpAddr,
+        username: &str,
+    ) -> Result<LoginPermit> {
+        let address = canonical(address);
+        let mut permit = LoginPermit {
+            door: self.clone(),
+            keys: Vec::new(),
+        };
+        if let Some(max) = self.config.login_in_flight_per_address {
+            let key = format!("a:{}", address_key(address));
+            if !permit.hold(key, max) {
+                return Err(refused(
+                    "too many logins at once from this address",
+                    Duration::from_secs(1),
+                    "login_in_flight",
+                ));
+            }
+        }
+        if self.config.login_backoff.is_some()
+            && !permit.hold(format!("u:{username}"), LOGINS_IN_FLIGHT_PER_ACCOUNT)
+        {
+            return Err(refused(
+                "a login of this account is already in progress",
+                Duration::from_secs(1),
+                "login_in_flight",
+            ));
+        }
         if let Some(rate) = self.config.login_per_address {
             let key = format!("login:a:{}", address_key(address));
             self.take(&key, rate, "too many login attempts from this address")
@@ -324,7 +369,7 @@ impl FrontDoor {
                 Err(e) => throttle_error(&e),
             }
         }
-        Ok(())
+        Ok(permit)
     }
 
     /// After a login was tried: a wrong password counts against the account,
@@ -431,6 +476,59 @@ impl FrontDoor {
     }
 }
 
+/// Logins of one account in flight at once on one node (its password
+/// hashes are checked one or two at a time; more is a guessing burst).
+pub const LOGINS_IN_FLIGHT_PER_ACCOUNT: usize = 2;
+
+/// One login in flight, counted (per address and per account) until dropped.
+#[derive(Debug)]
+pub struct LoginPermit {
+    door: Arc<FrontDoor>,
+    keys: Vec<String>,
+}
+
+impl LoginPermit {
+    /// Counts this login under `key` unless `max` are in flight already.
+    fn hold(&mut self, key: String, max: usize) -> bool {
+        let mut logins = self.door.logins.lock();
+        let n = logins.entry(key.clone()).or_insert(0);
+        if *n >= max {
+            if *n == 0 {
+                logins.remove(&key);
+            }
+            return false;
+        }
+        *n += 1;
+        self.keys.push(key);
+        true
+    }
+}
+
+impl Drop for LoginPermit {
+    fn drop(&mut self) {
+        let mut logins = self.door.logins.lock();
+        for key in &self.keys {
+            if let Some(n) = logins.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    logins.remove(key);
+                }
+            }
+        }
+    }
+}
+
+/// Uncounts one of `address` in `counts`.
+fn release(counts: &Mutex<HashMap<IpAddr, usize>>, address: IpAddr) {
+    let mut counts = counts.lock();
+    if let Some(n) = counts.get_mut(&address) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(&address);
+        }
+    }
+}
+
 /// One open WebSocket of an address, counted until dropped.
 #[derive(Debug)]
 pub struct SocketPermit {
@@ -441,13 +539,7 @@ pub struct SocketPermit {
 impl Drop for SocketPermit {
     fn drop(&mut self) {
         if let Some(door) = &self.door {
-            let mut open = door.open.lock();
-            if let Some(n) = open.get_mut(&self.address) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    open.remove(&self.address);
-                }
-            }
+            release(&door.open, self.address);
         }
     }
 }
@@ -499,7 +591,7 @@ mod tests {
         });
         let attacker: IpAddr = "203.0.113.9".parse().unwrap();
         for _ in 0..6 {
-            d.check_login(attacker, "alice").await.unwrap();
+            let _permit = d.check_login(attacker, "alice").await.unwrap();
             d.login_done("alice", false).await;
         }
         let err = d.check_login(attacker, "alice").await.unwrap_err();
@@ -522,6 +614,33 @@ mod tests {
         assert_eq!(d.open_sockets("192.0.2.1".parse().unwrap()), 2);
         drop(p1);
         assert!(d.open_socket(a).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn logins_in_flight_are_capped_per_account_and_address() {
+        let d = door(FrontDoorConfig {
+            login_in_flight_per_address: Some(3),
+            ..FrontDoorConfig::unlimited()
+        });
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut held = Vec::new();
+        for i in 0..3 {
+            held.push(d.check_login(a, &format!("u{i}")).await.unwrap());
+        }
+        assert!(
+            d.check_login(a, "u9").await.is_err(),
+            "a fourth login of the address"
+        );
+        drop(held);
+        assert!(d.check_login(a, "u9").await.is_ok());
+        let d = door(FrontDoorConfig::default());
+        let _one = d.check_login(a, "alice").await.unwrap();
+        let _two = d
+            .check_login("192.0.2.2".parse().unwrap(), "alice")
+            .await
+            .unwrap();
+        let third = d.check_login("192.0.2.3".parse().unwrap(), "alice").await;
+        assert!(third.is_err(), "a third concurrent login of one account");
     }
 
     #[test]

@@ -489,7 +489,7 @@ async fn login(
         return Ok(logged_in(l));
     };
     let ip = client_ip(&parts.extensions, &parts.headers, door);
-    door.check_login(ip, &c.username).await?;
+    let _in_flight = door.check_login(ip, &c.username).await?;
     let l = match s.logic.login(&c.username, &c.password).await {
         Ok(l) => l,
         Err(e) => {
