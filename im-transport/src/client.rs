@@ -20,6 +20,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -28,6 +29,7 @@ use im_core::model::{Message, MessageKind, Target};
 use im_core::protocol::{ClientFrame, SendAck, SendRequest, ServerFrame};
 use im_core::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -65,6 +67,7 @@ pub enum ClientError {
 #[derive(Clone)]
 pub struct ImClient {
     http: reqwest::Client,
+    tls: Option<Arc<rustls::ClientConfig>>,
     api: String,
     /// The user.
     pub user_id: UserId,
@@ -122,6 +125,57 @@ fn field<T: std::str::FromStr>(v: &serde_json::Value, name: &str) -> Result<T, C
         .ok_or_else(|| ClientError::Ws(format!("malformed answer: no {name}")))
 }
 
+/// How a client reaches the server: plain HTTP and WS, or HTTPS and WSS
+/// trusting given CA certificates.
+///
+/// ```
+/// use im_transport::client::ClientOptions;
+/// let plain = ClientOptions::default();
+/// assert!(!plain.is_tls());
+/// ```
+#[derive(Clone, Default)]
+pub struct ClientOptions {
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl ClientOptions {
+    /// Trusts `tls`'s CA certificates for `https://` and `wss://` URLs.
+    pub fn with_tls(tls: &crate::tls::ClientTls) -> Result<Self, ClientError> {
+        let config = tls
+            .rustls_config()
+            .map_err(|e| ClientError::Ws(format!("TLS: {e}")))?;
+        Ok(ClientOptions { tls: Some(config) })
+    }
+
+    /// Whether these options speak TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The rustls configuration of these options, when they speak TLS.
+    pub fn rustls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
+    }
+
+    /// An HTTP client with these options' trust.
+    pub fn http_client(&self) -> Result<reqwest::Client, ClientError> {
+        match &self.tls {
+            None => Ok(reqwest::Client::new()),
+            Some(config) => Ok(reqwest::Client::builder()
+                .use_preconfigured_tls((**config).clone())
+                .build()?),
+        }
+    }
+}
+
 impl ImClient {
     /// Registers an account (`api` is the server base, e.g. `http://127.0.0.1:8080`).
     pub async fn register(
@@ -129,7 +183,17 @@ impl ImClient {
         username: &str,
         password: &str,
     ) -> Result<UserId, ClientError> {
-        let http = reqwest::Client::new();
+        Self::register_with(&ClientOptions::default(), api, username, password).await
+    }
+
+    /// Registers an account over `options` (e.g. HTTPS).
+    pub async fn register_with(
+        options: &ClientOptions,
+        api: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<UserId, ClientError> {
+        let http = options.http_client()?;
         let v = check(
             http.post(format!("{}/api/v1/users", api.trim_end_matches('/')))
                 .json(&serde_json::json!({"username": username, "password": password}))
@@ -142,7 +206,18 @@ impl ImClient {
 
     /// Logs in.
     pub async fn login(api: &str, username: &str, password: &str) -> Result<ImClient, ClientError> {
-        let http = reqwest::Client::new();
+        Self::login_with(&ClientOptions::default(), api, username, password).await
+    }
+
+    /// Logs in over `options` (e.g. HTTPS; the WebSocket then speaks WSS
+    /// with the same trust).
+    pub async fn login_with(
+        options: &ClientOptions,
+        api: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<ImClient, ClientError> {
+        let http = options.http_client()?;
         let api = api.trim_end_matches('/').to_owned();
         let v = check(
             http.post(format!("{api}/api/v1/sessions"))
@@ -155,6 +230,7 @@ impl ImClient {
             user_id: field(&v, "user_id")?,
             token: v["token"].as_str().unwrap_or_default().to_owned(),
             http,
+            tls: options.tls.clone(),
             api,
             ws_url: None,
         })
@@ -204,7 +280,7 @@ impl ImClient {
     /// Opens a connection (reconnecting by itself until dropped).
     pub async fn connect(&self) -> Result<Connection, ClientError> {
         let url = self.ws_url().await?;
-        let socket = open(&url, &self.token).await?;
+        let socket = open(&url, &self.token, self.tls.clone()).await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (msg_tx, msg_rx) = mpsc::channel(65_536);
         let driver = Driver {
@@ -228,7 +304,11 @@ impl ImClient {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn open(url: &str, token: &str) -> Result<Socket, ClientError> {
+async fn open(
+    url: &str,
+    token: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Socket, ClientError> {
     let mut req = url
         .into_client_request()
         .map_err(|e| ClientError::Ws(e.to_string()))?;
@@ -236,7 +316,8 @@ async fn open(url: &str, token: &str) -> Result<Socket, ClientError> {
         .parse()
         .map_err(|_| ClientError::Ws("bad token".into()))?;
     req.headers_mut().insert("authorization", value);
-    let (ws, _) = tokio_tungstenite::connect_async(req)
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector)
         .await
         .map_err(|e| ClientError::Ws(e.to_string()))?;
     Ok(ws)
@@ -370,7 +451,7 @@ impl Driver {
                         .await
                         .unwrap_or_else(|_| self.url.clone())
                 };
-                if let Ok(s) = open(&url, &self.client.token).await {
+                if let Ok(s) = open(&url, &self.client.token, self.client.tls.clone()).await {
                     socket = s;
                     self.url = url;
                     backoff = Duration::from_millis(100);

@@ -320,4 +320,26 @@ impl ClientTls {
         parse_certs(ca_path, &ca_pem)?;
         Ok(ClientTls { ca_pem, domain })
     }
+
+    /// A rustls client configuration trusting these CA certificates (for
+    /// HTTPS and WSS clients, e.g. [`crate::client::ClientOptions::with_tls`]).
+    pub fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let path = Path::new("<CA certificate>");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in parse_certs(path, &self.ca_pem)? {
+            roots.add(cert).map_err(|e| TlsError::Certificate {
+                path: path.to_owned(),
+                detail: format!(": {e}"),
+            })?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Certificate {
+                path: path.to_owned(),
+                detail: format!(": {e}"),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
 }

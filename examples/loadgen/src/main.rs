@@ -7,6 +7,7 @@
 //! cargo run --release -p loadgen -- --users 1000 --rate 50000 --duration 20 --json report.json --svg plot.svg
 //! cargo run --release -p loadgen -- --mode group --group-size 1000 --users 1000 --window 4
 //! cargo run --release -p loadgen -- --mode connections --connections 19000 --server-pid $(pgrep quickstart)
+//! cargo run --release -p loadgen -- --mode abuse --server-pid $(pgrep quickstart)   # front door limits ON
 //! ```
 //!
 //! N virtual users register and log in over HTTP, each holds one WebSocket
@@ -42,6 +43,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod abuse;
 mod cpu;
 mod report;
 mod setup;
@@ -64,6 +66,9 @@ enum Mode {
     Group,
     /// Open idle authenticated connections and report the server's RSS per connection.
     Connections,
+    /// Try the front door as an attacker would (login flood, password
+    /// guessing, mass registration) and check its limits.
+    Abuse,
 }
 
 /// Command-line options.
@@ -122,6 +127,9 @@ struct Args {
     /// Spread client sockets over this many source addresses 127.0.0.1.. (loopback servers).
     #[arg(long, default_value_t = 1)]
     spread_ips: u8,
+    /// Concurrent wrong logins of the flood (abuse mode).
+    #[arg(long, default_value_t = 300)]
+    flood: usize,
     /// Connections to open (connections mode).
     #[arg(long, default_value_t = 1000)]
     connections: usize,
@@ -214,6 +222,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<bool, String> {
+    if args.mode == Mode::Abuse {
+        return abuse::run(&args).await;
+    }
     if args.mode == Mode::Connections {
         if args.procs > 1 && !args.child {
             return vu::connections_multi(&args).await.map(|_| true);

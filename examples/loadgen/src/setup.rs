@@ -163,7 +163,7 @@ pub async fn prepare(args: &Args) -> Result<Plan, String> {
             }
             (targets, (g - 1) as u64)
         }
-        Mode::Connections => (Vec::new(), 0),
+        Mode::Connections | Mode::Abuse => (Vec::new(), 0),
     };
     let ws_urls = if args.ws.is_empty() {
         let res = http
