@@ -40,7 +40,7 @@ pub struct FrontDoorConfig {
     /// Login attempts per client address (default 60 a minute, bursts of 30).
     pub login_per_address: Option<Rate>,
     /// Logins of one client address in flight at once on one node (default
-    /// 4): a flood from one address holds at most this many password
+    /// 2): a flood from one address holds at most this many password
     /// hashes, so other clients' logins wait behind no queue of its making.
     pub login_in_flight_per_address: Option<usize>,
     /// Failed logins per account: after 5 free failures, a lockout from 1 s
@@ -64,7 +64,7 @@ impl Default for FrontDoorConfig {
     fn default() -> Self {
         FrontDoorConfig {
             login_per_address: Some(Rate::per_minute(60, 30)),
-            login_in_flight_per_address: Some(4),
+            login_in_flight_per_address: Some(2),
             login_backoff: Some(Backoff {
                 free: 5,
                 base: Duration::from_secs(1),
@@ -146,7 +146,7 @@ impl Default for FrontDoorSettings {
             trusted_proxies: Vec::new(),
             login_per_minute: 60,
             login_burst: 30,
-            login_in_flight_per_address: 4,
+            login_in_flight_per_address: 2,
             login_free_failures: 5,
             login_max_lockout_secs: 15 * 60,
             register_per_hour: 10,
