@@ -194,6 +194,7 @@ impl Node {
                 backends.logic.conversations.clone(),
                 WorkerConfig {
                     consumer: format!("{}-persist-{i}", config.node),
+                    linger: crate::task::PERSIST_LINGER,
                     ..config.worker.clone()
                 },
             )

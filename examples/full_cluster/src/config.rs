@@ -221,6 +221,9 @@ pub struct Task {
     pub batch: usize,
     /// Seconds an entry may stay pending before another consumer takes it over.
     pub claim_idle_secs: u64,
+    /// Milliseconds a persist fetch keeps reading for a fuller batch (rows
+    /// are then written in fewer, larger transactions; 0: never).
+    pub persist_linger_ms: u64,
 }
 
 impl Default for Task {
@@ -232,6 +235,7 @@ impl Default for Task {
             persist_workers: 2,
             batch: 512,
             claim_idle_secs: 10,
+            persist_linger_ms: 20,
         }
     }
 }

@@ -176,10 +176,36 @@ async fn fetch(
     config: &WorkerConfig,
     stop: &CancellationToken,
 ) -> Result<Vec<Delivery>> {
-    tokio::select! {
-        _ = stop.cancelled() => Ok(Vec::new()),
-        r = consumer.fetch(config.batch, config.block) => r,
+    let mut got = tokio::select! {
+        _ = stop.cancelled() => return Ok(Vec::new()),
+        r = consumer.fetch(config.batch, config.block) => r?,
+    };
+    if config.linger.is_zero() || got.is_empty() {
+        return Ok(got);
     }
+    // Linger: read more until the batch is full or the time is up. The
+    // entries already read are pending under this consumer either way.
+    let deadline = tokio::time::Instant::now() + config.linger;
+    while got.len() < config.batch {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // Under a millisecond is no block at all to Redis (0 = forever).
+        if left < Duration::from_millis(1) {
+            break;
+        }
+        let more = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = consumer.fetch(config.batch - got.len(), left) => r,
+        };
+        match more {
+            Ok(more) if more.is_empty() => break,
+            Ok(more) => got.extend(more),
+            Err(e) => {
+                tracing::debug!(error = %e, "a lingering fetch failed; going on with what was read");
+                break;
+            }
+        }
+    }
+    Ok(got)
 }
 
 /// Acks with retries; if the queue stays down the entries stay pending and
@@ -264,6 +290,53 @@ mod tests {
             origin: None,
             audience: None,
         })
+    }
+
+    /// A lingering fetch gathers what arrives within the linger into one
+    /// batch; one without linger hands out what it found at once.
+    #[tokio::test]
+    async fn a_lingering_fetch_gathers_a_trickle_into_one_batch() {
+        let queue = Arc::new(MemoryQueue::new(100));
+        queue.create_group("g").await.unwrap();
+        let mut consumer = queue.consumer("g", "c").await.unwrap();
+        let config = WorkerConfig {
+            batch: 3,
+            block: Duration::from_millis(500),
+            linger: Duration::from_secs(5),
+            ..WorkerConfig::default()
+        };
+        queue.publish(&[entry(1)]).await.unwrap();
+        let trickle = {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                for seq in 2..=4 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    queue.publish(&[entry(seq)]).await.unwrap();
+                }
+            })
+        };
+        let stop = CancellationToken::new();
+        let batch = fetch(consumer.as_mut(), &config, &stop).await.unwrap();
+        let seqs: Vec<u64> = batch
+            .iter()
+            .filter_map(|d| d.entry.message().map(|m| m.seq))
+            .collect();
+        assert_eq!(
+            seqs,
+            vec![1, 2, 3],
+            "the batch fills up to its size, in order"
+        );
+        trickle.await.unwrap();
+        let eager = WorkerConfig {
+            linger: Duration::ZERO,
+            ..config
+        };
+        let rest = fetch(consumer.as_mut(), &eager, &stop).await.unwrap();
+        assert_eq!(
+            rest.len(),
+            1,
+            "without linger a fetch returns what it found"
+        );
     }
 
     /// The next batch is fetched while the step still works on the current

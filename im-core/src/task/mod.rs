@@ -52,7 +52,16 @@ pub struct WorkerConfig {
     /// Lifetime of a partition lease (workers with leases only): a dead
     /// worker's partitions move to the others after about this long.
     pub lease_ttl: Duration,
+    /// How long a fetch that found fewer than `batch` entries keeps reading
+    /// for more before the step runs (zero: never). For workers off the
+    /// latency path only — the persist worker — so that a trickle of
+    /// messages is written in few large transactions, not many small ones.
+    pub linger: Duration,
 }
+
+/// The persist workers' [`WorkerConfig::linger`] in `Node` and the cluster's
+/// task role: a row waits at most this long more before it is written.
+pub const PERSIST_LINGER: Duration = Duration::from_millis(20);
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -65,6 +74,7 @@ impl Default for WorkerConfig {
             push_timeout: Duration::from_secs(3),
             max_backoff: Duration::from_secs(5),
             lease_ttl: Duration::from_millis(1500),
+            linger: Duration::ZERO,
         }
     }
 }

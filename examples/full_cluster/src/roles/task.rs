@@ -71,6 +71,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             Arc::new(mysql.conversations()),
             WorkerConfig {
                 consumer: format!("{}-persist-{i}", c.task.id),
+                linger: Duration::from_millis(c.task.persist_linger_ms),
                 ..base.clone()
             },
         )
