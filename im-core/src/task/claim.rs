@@ -183,25 +183,23 @@ async fn fetch(
     if config.linger.is_zero() || got.is_empty() {
         return Ok(got);
     }
-    // Linger: read more until the batch is full or the time is up. The
-    // entries already read are pending under this consumer either way.
-    let deadline = tokio::time::Instant::now() + config.linger;
-    while got.len() < config.batch {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        // Under a millisecond is no block at all to Redis (0 = forever).
-        if left < Duration::from_millis(1) {
-            break;
+    // Linger: let more arrive, then read it in one go (one more read per
+    // linger, not one per trickle). The entries already read are pending
+    // under this consumer either way.
+    if got.len() < config.batch {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(got),
+            _ = tokio::time::sleep(config.linger) => {}
         }
+        // 1 ms: the shortest block (0 would block forever on Redis).
         let more = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = consumer.fetch(config.batch - got.len(), left) => r,
+            _ = stop.cancelled() => return Ok(got),
+            r = consumer.fetch(config.batch - got.len(), Duration::from_millis(1)) => r,
         };
         match more {
-            Ok(more) if more.is_empty() => break,
             Ok(more) => got.extend(more),
             Err(e) => {
                 tracing::debug!(error = %e, "a lingering fetch failed; going on with what was read");
-                break;
             }
         }
     }
@@ -302,7 +300,7 @@ mod tests {
         let config = WorkerConfig {
             batch: 3,
             block: Duration::from_millis(500),
-            linger: Duration::from_secs(5),
+            linger: Duration::from_millis(300),
             ..WorkerConfig::default()
         };
         queue.publish(&[entry(1)]).await.unwrap();
