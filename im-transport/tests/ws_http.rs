@@ -504,6 +504,11 @@ async fn http_errors_have_the_json_shape() {
         .await
         .unwrap();
     assert_eq!(metrics.status().as_u16(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("im_build_info{version=") && text.contains("# TYPE"),
+        "/metrics is Prometheus text: {text}"
+    );
     srv.shutdown.cancel();
 }
 

@@ -33,7 +33,11 @@ pub fn install_metrics() -> PrometheusHandle {
                 .map(|b| b.build_recorder())
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                // From the first scrape on, /metrics is Prometheus text (not
+                // an empty body until something has happened).
+                metrics::gauge!("im_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            }
             handle
         })
         .clone()
