@@ -10,20 +10,15 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::{free_port, rand_u32};
-use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::Message;
+use im_core::model::Target;
+use im_transport::client::{ClientOptions, ImClient};
+use im_transport::tls::ClientTls;
+use serde_json::json;
 
 struct Running(Child, std::path::PathBuf);
 
@@ -40,62 +35,12 @@ impl Running {
     }
 }
 
-async fn tls(
-    connector: &TlsConnector,
-    addr: SocketAddr,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
-/// One HTTP/1.1 request over TLS: the status and the JSON body (or Null);
-/// `None` when the server is not answering yet.
-async fn https(
-    connector: &TlsConnector,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> Option<(u16, Value)> {
-    let tcp = TcpStream::connect(addr).await.ok()?;
-    let mut stream = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .ok()?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let json = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    Some((status, json))
-}
-
 /// Polls `path` until it answers 200 (the event waited for), at most 60 s.
-async fn wait_ok(c: &TlsConnector, addr: SocketAddr, path: &str, p: &Running) {
+async fn wait_ok(http: &reqwest::Client, addr: SocketAddr, path: &str, p: &Running) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some((200, _)) = https(c, addr, "GET", path, None, None).await {
+        let answer = http.get(format!("https://{addr}{path}")).send().await;
+        if answer.is_ok_and(|r| r.status().is_success()) {
             return;
         }
         assert!(
@@ -117,15 +62,9 @@ async fn every_role_speaks_tls_when_configured() {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, generated.cert.pem()).unwrap();
     std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(generated.cert.der().clone()).unwrap();
-    let connector = TlsConnector::from(Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(im_transport::tls::provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    ));
+    // Every client trusts only the test certificate.
+    let options = ClientOptions::with_tls(&ClientTls::from_ca_file(&cert, None).unwrap()).unwrap();
+    let http = options.http_client().unwrap();
 
     let port = |_| SocketAddr::from(([127, 0, 0, 1], free_port()));
     let [api, ws, connect_grpc, logic_grpc, logic_ops, task_ops]: [SocketAddr; 6] =
@@ -162,8 +101,8 @@ async fn every_role_speaks_tls_when_configured() {
     let p = Running(child, log);
 
     // The api answers over HTTPS; connect is ready (it knows a logic) over HTTPS.
-    wait_ok(&connector, api, "/healthz", &p).await;
-    wait_ok(&connector, ws, "/readyz", &p).await;
+    wait_ok(&http, api, "/healthz", &p).await;
+    wait_ok(&http, ws, "/readyz", &p).await;
     // Plain HTTP is refused on both.
     let plain = reqwest::Client::new();
     for addr in [api, ws] {
@@ -175,88 +114,61 @@ async fn every_role_speaks_tls_when_configured() {
         assert!(r.is_err(), "plain HTTP answered on {addr}: {r:?}");
     }
 
-    // Accounts over HTTPS (api → logic over gRPC with TLS).
-    let mut tokens = Vec::new();
-    let mut ids = Vec::new();
+    // Accounts over HTTPS (api → logic over gRPC with TLS), with the Rust client.
+    let base = format!("https://{api}");
+    let mut clients = Vec::new();
     for name in ["alice", "bob"] {
-        let user = json!({"username": format!("{ns}_{name}"), "password": "password123"});
-        let (s, v) = https(
-            &connector,
-            api,
-            "POST",
-            "/api/v1/users",
-            None,
-            Some(user.clone()),
-        )
-        .await
-        .unwrap();
-        assert_eq!(s, 201, "{v}\n{}", p.log());
-        let (s, v) = https(
-            &connector,
-            api,
-            "POST",
-            "/api/v1/sessions",
-            None,
-            Some(user),
-        )
-        .await
-        .unwrap();
-        assert_eq!(s, 200, "{v}");
-        tokens.push(v["token"].as_str().unwrap().to_owned());
-        ids.push(v["user_id"].as_str().unwrap().to_owned());
+        let user = format!("{ns}_{name}");
+        ImClient::register_with(&options, &base, &user, "password123")
+            .await
+            .unwrap_or_else(|e| panic!("registering {user}: {e}\n{}", p.log()));
+        clients.push(
+            ImClient::login_with(&options, &base, &user, "password123")
+                .await
+                .unwrap(),
+        );
     }
+    let (alice, bob) = (&clients[0], &clients[1]);
 
     // GET /api/v1/connect hands out the connect node's wss:// URL.
-    let (s, v) = https(
-        &connector,
-        api,
-        "GET",
-        "/api/v1/connect",
-        Some(&tokens[1]),
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["ws_url"], format!("wss://{ws}/ws"), "{v}");
+    assert_eq!(
+        bob.discover_ws_url().await.unwrap(),
+        format!("wss://{ws}/ws")
+    );
 
-    // Bob over WSS (connect → logic over gRPC with TLS binds the session).
-    let url = format!("wss://{ws}/ws?token={}", tokens[1]);
-    let (mut bob, _) = tokio_tungstenite::client_async(url, tls(&connector, ws).await)
+    // Bob over WSS (connect → logic over gRPC with TLS binds the session;
+    // an acked send proves it).
+    let mut bob_conn = bob.connect().await.unwrap();
+    bob_conn
+        .send(Target::User(alice.user_id), "hello over wss".into())
         .await
-        .unwrap();
-    bob.send(Message::Text(r#"{"type":"ping"}"#.into()))
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::time::timeout_at(deadline, bob.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) if t.contains("\"pong\"") => break,
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("no pong over WSS: {other:?}\n{}", p.log()),
-        }
-    }
+        .unwrap_or_else(|e| panic!("no ack over WSS: {e}\n{}", p.log()));
 
     // Alice sends over HTTPS; task pushes to connect over gRPC with TLS.
-    let (s, v) = https(
-        &connector,
-        api,
-        "POST",
-        "/api/v1/messages",
-        Some(&tokens[0]),
-        Some(json!({"client_msg_id": "tls-1", "to": {"user": ids[1]}, "body": "over tls"})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 200, "{v}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match tokio::time::timeout_at(deadline, bob.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) if t.contains("over tls") => break,
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("the push did not arrive over WSS: {other:?}\n{}", p.log()),
+    let sent = http
+        .post(format!("{base}/api/v1/messages"))
+        .bearer_auth(&alice.token)
+        .json(&json!({"client_msg_id": "tls-1", "to": {"user": bob.user_id.to_string()}, "body": "over tls"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status().as_u16(), 200);
+    let pushed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match bob_conn.next_message().await {
+                Some(m) if m.body == json!("over tls") => return Some(m),
+                Some(_) => continue,
+                None => return None,
+            }
         }
-    }
+    })
+    .await;
+    assert!(
+        matches!(pushed, Ok(Some(_))),
+        "the push did not arrive over WSS\n{}",
+        p.log()
+    );
+    bob_conn.close().await;
     // Both gRPC servers registered https:// addresses in etcd.
     let log = p.log();
     for grpc in [logic_grpc, connect_grpc] {

@@ -9,21 +9,18 @@ use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::TlsConnector;
+use im_core::model::Target;
+use im_transport::client::{ClientOptions, ImClient};
+use im_transport::tls::ClientTls;
 
 struct Files {
     dir: PathBuf,
     cert: PathBuf,
     key: PathBuf,
-    connector: TlsConnector,
+    /// Clients trusting only this certificate.
+    options: ClientOptions,
 }
 
 fn certificate() -> Files {
@@ -36,19 +33,12 @@ fn certificate() -> Files {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, c.cert.pem()).unwrap();
     std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(c.cert.der().clone()).unwrap();
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(im_transport::tls::provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let options = ClientOptions::with_tls(&ClientTls::from_ca_file(&cert, None).unwrap()).unwrap();
     Files {
         dir,
         cert,
         key,
-        connector: TlsConnector::from(Arc::new(config)),
+        options,
     }
 }
 
@@ -73,49 +63,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// One HTTP/1.1 request over TLS: the status and the JSON body (or Null).
-async fn https(
-    connector: &TlsConnector,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tls.write_all(req.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut response))
-        .await
-        .expect("a response within 5 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad response {text:?}"));
-    let json = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,17 +100,37 @@ async fn quickstart_serves_https_and_hands_out_wss() {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
 
-    let c = &files.connector;
-    assert_eq!(https(c, addr, "GET", "/healthz", None, None).await.0, 200);
-    let user = json!({"username": "alice", "password": "correct horse"});
-    let (s, v) = https(c, addr, "POST", "/api/v1/users", None, Some(user.clone())).await;
-    assert_eq!(s, 201, "{v}");
-    let (s, v) = https(c, addr, "POST", "/api/v1/sessions", None, Some(user)).await;
-    assert_eq!(s, 200, "{v}");
-    let token = v["token"].as_str().unwrap().to_owned();
-    let (s, v) = https(c, addr, "GET", "/api/v1/connect", Some(&token), None).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["ws_url"], format!("wss://{addr}/ws"), "{v}");
+    // The Rust client over HTTPS and WSS, trusting only the test certificate.
+    let api = format!("https://{addr}");
+    let health = files
+        .options
+        .http_client()
+        .unwrap()
+        .get(format!("{api}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    ImClient::register_with(&files.options, &api, "alice", "correct horse")
+        .await
+        .unwrap();
+    let bob = ImClient::register_with(&files.options, &api, "bob", "correct horse")
+        .await
+        .unwrap();
+    let alice = ImClient::login_with(&files.options, &api, "alice", "correct horse")
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.discover_ws_url().await.unwrap(),
+        format!("wss://{addr}/ws")
+    );
+    let mut conn = alice.connect().await.unwrap();
+    let ack = conn
+        .send(Target::User(bob), "over wss".into())
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, 1);
+    conn.close().await;
     let _ = std::fs::remove_dir_all(&files.dir);
 }
 

@@ -44,8 +44,7 @@ impl ConnectRpcServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> im_core::Result<()> {
-        let router = super::server_builder().add_service(self.into_service());
-        super::serve_router(router, listener, shutdown).await
+        self.serve_tls(listener, None, shutdown).await
     }
 
     /// [`Self::serve`] over TLS when `tls` is set (see
