@@ -508,23 +508,17 @@ impl Drop for LoginPermit {
     fn drop(&mut self) {
         let mut logins = self.door.logins.lock();
         for key in &self.keys {
-            if let Some(n) = logins.get_mut(key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    logins.remove(key);
-                }
-            }
+            uncount(&mut logins, key);
         }
     }
 }
 
-/// Uncounts one of `address` in `counts`.
-fn release(counts: &Mutex<HashMap<IpAddr, usize>>, address: IpAddr) {
-    let mut counts = counts.lock();
-    if let Some(n) = counts.get_mut(&address) {
+/// Uncounts one of `key` in `counts` (a count of 0 leaves the map).
+fn uncount<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
         *n = n.saturating_sub(1);
         if *n == 0 {
-            counts.remove(&address);
+            counts.remove(key);
         }
     }
 }
@@ -539,7 +533,7 @@ pub struct SocketPermit {
 impl Drop for SocketPermit {
     fn drop(&mut self) {
         if let Some(door) = &self.door {
-            release(&door.open, self.address);
+            uncount(&mut door.open.lock(), &self.address);
         }
     }
 }
