@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the servers the test suite talks to are up on 127.0.0.1:
 # Redis (REDIS_URL), a 3-master Redis Cluster (REDIS_CLUSTER_URLS, ports
-# 7001-7003), MariaDB (DATABASE_URL) and etcd (ETCD_ENDPOINTS), plus
+# 7001-7003), MariaDB (DATABASE_URL), a second MariaDB for archive shards
+# (DATABASE_SHARD1_URL, port 3307) and etcd (ETCD_ENDPOINTS), plus
 # protoc (etcd-client compiles etcd's protos at build time). Installs Debian
 # packages when something is missing (needs root) and fails loudly, naming
 # the server, when it cannot. Sourced by scripts/test; safe to run alone.
@@ -11,6 +12,7 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 IM_DEFAULT_CLUSTER_URLS=redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003
 export REDIS_CLUSTER_URLS="${REDIS_CLUSTER_URLS:-$IM_DEFAULT_CLUSTER_URLS}"
 export DATABASE_URL="${DATABASE_URL:-mysql://root@127.0.0.1:3306/test}"
+export DATABASE_SHARD1_URL="${DATABASE_SHARD1_URL:-mysql://root@127.0.0.1:3307/test}"
 export ETCD_ENDPOINTS="${ETCD_ENDPOINTS:-http://127.0.0.1:2379}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -128,6 +130,37 @@ if ! command -v mariadb >/dev/null || ! mysql_up; then
 fi
 mariadb -h 127.0.0.1 -u root -e 'CREATE DATABASE IF NOT EXISTS test' || die "cannot create database test in MariaDB"
 
+# A second MariaDB for the sharded archive (DATABASE_SHARD1_URL, port 3307):
+# its own server process and data dir under /var/tmp/im-mariadb-3307, root
+# with an empty password over TCP. Kept between runs (like the first one).
+shard_base=/var/tmp/im-mariadb-3307
+shard_up() { mariadb -h 127.0.0.1 -P 3307 -u root -e 'SELECT 1' >/dev/null 2>&1; }
+if ! shard_up; then
+  command -v mariadb-install-db >/dev/null || apt_install mariadb-server
+  (
+    flock -w 120 9 || die "second MariaDB: timed out waiting for $shard_base.lock"
+    if ! shard_up; then
+      port_taken 3307 && die "second MariaDB: port 3307 is taken by something that is not answering as MariaDB (set DATABASE_SHARD1_URL to another server)"
+      log "starting a second MariaDB on 127.0.0.1:3307 (data dir $shard_base)"
+      if [ ! -d "$shard_base/data/mysql" ]; then
+        rm -rf "$shard_base" && mkdir -p "$shard_base/data"
+        mariadb-install-db --no-defaults --datadir="$shard_base/data" --user=root \
+          --auth-root-authentication-method=normal --skip-test-db >"$shard_base/install.log" 2>&1 \
+          || die "second MariaDB: mariadb-install-db failed (see $shard_base/install.log)"
+      fi
+      setsid /usr/sbin/mariadbd --no-defaults --datadir="$shard_base/data" --user=root --port=3307 \
+        --bind-address=127.0.0.1 --socket="$shard_base/mysqld.sock" --pid-file="$shard_base/mysqld.pid" \
+        --log-error="$shard_base/error.log" --skip-name-resolve --innodb-buffer-pool-size=128M \
+        </dev/null >/dev/null 2>&1 &
+      wait_until 30 shard_up || die "second MariaDB is not reachable at 127.0.0.1:3307 (see $shard_base/error.log)"
+    fi
+  ) 9>"$shard_base.lock" || die "second MariaDB is not reachable at 127.0.0.1:3307"
+fi
+if [ "$DATABASE_SHARD1_URL" = "mysql://root@127.0.0.1:3307/test" ]; then
+  mariadb -h 127.0.0.1 -P 3307 -u root -e 'CREATE DATABASE IF NOT EXISTS test' \
+    || die "cannot create database test in the second MariaDB (127.0.0.1:3307)"
+fi
+
 # etcd (not preinstalled): a private one on loopback with a temporary data dir.
 etcd_up() { curl -fsS --max-time 1 "${ETCD_ENDPOINTS%%,*}/health" | grep -q '"health":"true"'; }
 if ! etcd_up; then
@@ -141,4 +174,4 @@ if ! etcd_up; then
     --initial-cluster im-test=http://127.0.0.1:2380 >"$datadir.log" 2>&1 &
   wait_until 20 etcd_up || die "etcd is not reachable at $ETCD_ENDPOINTS (see $datadir.log)"
 fi
-log "Redis, Redis Cluster, MariaDB and etcd are up"
+log "Redis, Redis Cluster, MariaDB (3306 and 3307) and etcd are up"

@@ -113,3 +113,29 @@ async fn memory_leases_conform() {
 async fn memory_queue_conforms_with_one_partition() {
     testkit::queue_suite(|| async { Arc::new(MemoryQueue::with_partitions(10_000, 1)) as _ }).await;
 }
+
+/// The sharded archive (three memory shards) passes the message and
+/// conversation suites: appends split by shard, lists merged across shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_memory_archive_conforms() {
+    use im_core::compose::{ShardMap, ShardedConversationStore, ShardedMessageStore};
+    use im_core::ports::{ConversationStore, MessageStore};
+    let map = ShardMap::new(64, 3).expect("map");
+    let messages = move || {
+        let shards = (0..3)
+            .map(|_| Arc::new(MemoryMessageStore::default()) as Arc<dyn MessageStore>)
+            .collect();
+        Arc::new(ShardedMessageStore::new(map, shards).expect("shards"))
+    };
+    testkit::message_suite(|| async move { messages() as _ }).await;
+    testkit::conversations_suite(|| async move {
+        let shards = (0..3)
+            .map(|_| Arc::new(MemoryConversationStore::default()) as Arc<dyn ConversationStore>)
+            .collect();
+        (
+            Arc::new(ShardedConversationStore::new(map, shards).expect("shards")) as _,
+            messages() as _,
+        )
+    })
+    .await;
+}

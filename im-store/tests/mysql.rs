@@ -11,11 +11,17 @@ use std::sync::Arc;
 use futures::FutureExt;
 use im_core::ports::MessageStore;
 use im_core::testkit;
-use im_store::mysql::{MySqlConfig, MySqlStore};
+use im_store::mysql::{MySqlConfig, MySqlShards, MySqlStore};
 use sqlx::Connection;
 
 fn url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// The second server, for the sharded archive.
+fn shard1_url() -> String {
+    std::env::var("DATABASE_SHARD1_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3307/test".into())
 }
 
 /// `url` with its database replaced by `db`.
@@ -37,8 +43,22 @@ fn with_database(url: &str, db: &str) -> String {
 }
 
 async fn admin() -> sqlx::MySqlConnection {
-    let url = url();
-    sqlx::MySqlConnection::connect(&url)
+    admin_of(&url()).await
+}
+
+async fn admin_of(url: &str) -> sqlx::MySqlConnection {
+    if url == shard1_url() {
+        return sqlx::MySqlConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the second MySQL/MariaDB (archive shard 1) is not reachable at {url} ({e}). \
+                 `source scripts/services.sh` starts one on 127.0.0.1:3307 with its own data \
+                 dir; or point DATABASE_SHARD1_URL at another server."
+                )
+            });
+    }
+    sqlx::MySqlConnection::connect(url)
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -55,24 +75,52 @@ where
     F: FnOnce(MySqlStore) -> Fut,
     Fut: Future<Output = ()>,
 {
+    in_fresh_databases(&[url()], |mut stores| test(stores.remove(0))).await;
+}
+
+/// Runs `test` on one fresh database on each server of `urls`, then drops
+/// them (even when `test` fails).
+async fn in_fresh_databases<F, Fut>(urls: &[String], test: F)
+where
+    F: FnOnce(Vec<MySqlStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let db = format!("im_test_{:x}", testkit::random_id());
-    let mut admin = admin().await;
-    sqlx::query(&format!("CREATE DATABASE `{db}`"))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let store = MySqlStore::connect(&MySqlConfig::new(with_database(&url(), &db)))
-        .await
-        .expect("connect and migrate");
-    let outcome = AssertUnwindSafe(test(store.clone())).catch_unwind().await;
-    store.close().await;
-    sqlx::query(&format!("DROP DATABASE `{db}`"))
-        .execute(&mut admin)
-        .await
-        .expect("drop database");
+    let mut admins = Vec::new();
+    let mut stores = Vec::new();
+    for u in urls {
+        let mut admin = admin_of(u).await;
+        sqlx::query(&format!("CREATE DATABASE `{db}`"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        admins.push(admin);
+        stores.push(
+            MySqlStore::connect(&MySqlConfig::new(with_database(u, &db)))
+                .await
+                .expect("connect and migrate"),
+        );
+    }
+    let outcome = AssertUnwindSafe(test(stores.clone())).catch_unwind().await;
+    for (store, mut admin) in stores.into_iter().zip(admins) {
+        store.close().await;
+        sqlx::query(&format!("DROP DATABASE `{db}`"))
+            .execute(&mut admin)
+            .await
+            .expect("drop database");
+    }
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// Fresh databases on both servers (`DATABASE_URL`, `DATABASE_SHARD1_URL`).
+async fn in_fresh_shards<F, Fut>(test: F)
+where
+    F: FnOnce(Vec<MySqlStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    in_fresh_databases(&[url(), shard1_url()], test).await;
 }
 
 #[tokio::test]
@@ -109,6 +157,96 @@ async fn mysql_conversations_conform() {
             )
         })
         .await;
+    })
+    .await;
+}
+
+/// The archive over two servers passes the message and conversation suites.
+#[tokio::test]
+async fn mysql_sharded_archive_conforms() {
+    in_fresh_shards(|stores| async move {
+        let shards = MySqlShards::from_stores(stores, 64).unwrap();
+        testkit::message_suite(|| async { shards.messages() as _ }).await;
+        testkit::conversations_suite(|| async {
+            (shards.conversations() as _, shards.messages() as _)
+        })
+        .await;
+    })
+    .await;
+}
+
+/// Rows land on both servers, each conversation wholly on the shard the map
+/// names, and a user's list merges conversations from both.
+#[tokio::test]
+async fn mysql_shards_split_by_conversation() {
+    use im_core::id::{ConversationId, UserId};
+    use im_core::ports::ConversationStore;
+    in_fresh_shards(|stores| async move {
+        let shards = MySqlShards::from_stores(stores.clone(), 64).unwrap();
+        let map = shards.map();
+        let me = UserId(testkit::random_id());
+        let convs: Vec<ConversationId> = (0..40)
+            .map(|_| ConversationId::direct(me, UserId(testkit::random_id())).unwrap())
+            .collect();
+        let mut batch = Vec::new();
+        for (i, c) in convs.iter().enumerate() {
+            for seq in 1..=3 {
+                let mut m = testkit::sample_message(*c, seq, "hi");
+                m.from = me;
+                m.ts = 1_000 + i as i64;
+                batch.push(m);
+            }
+        }
+        assert_eq!(shards.messages().append(&batch).await.unwrap(), 120);
+        shards.conversations().record(&batch).await.unwrap();
+        let mut per_shard = [0usize; 2];
+        for c in &convs {
+            let home = map.shard_of(*c);
+            per_shard[home] += 1;
+            let here = stores[home].messages().history(*c, 0, 10).await.unwrap();
+            let there = stores[1 - home]
+                .messages()
+                .history(*c, 0, 10)
+                .await
+                .unwrap();
+            assert_eq!(
+                (here.len(), there.len()),
+                (3, 0),
+                "{c} lives on shard {home} only"
+            );
+        }
+        assert!(
+            per_shard[0] > 0 && per_shard[1] > 0,
+            "both shards hold rows: {per_shard:?}"
+        );
+        // The list merges both shards, newest first, and pages across them.
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = shards.conversations().list(me, after, 7).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(im_core::ports::ListCursor::after);
+            seen.extend(page.into_iter().map(|e| e.conversation_id));
+        }
+        let mut expected = convs.clone();
+        expected.reverse();
+        assert_eq!(seen, expected, "newest first, every conversation once");
+        // Lookups by message id find the row on whichever shard holds it.
+        let far = batch
+            .iter()
+            .find(|m| map.shard_of(m.conversation_id) == 1)
+            .unwrap();
+        let got = shards.messages().get(far.msg_id).await.unwrap().unwrap();
+        assert_eq!(got.msg_id, far.msg_id);
+        assert!(shards.messages().recall(far.msg_id).await.unwrap());
+        let unknown = im_core::id::MessageId(testkit::random_id());
+        assert!(shards.messages().get(unknown).await.unwrap().is_none());
+        assert!(matches!(
+            shards.messages().recall(unknown).await,
+            Err(im_core::Error::NotFound(_))
+        ));
     })
     .await;
 }
@@ -187,4 +325,96 @@ fn database_urls_are_rewritten() {
         "mysql://u:p@h/x?ssl-mode=disabled"
     );
     assert_eq!(with_database("mysql://h:1", "x"), "mysql://h:1/x");
+}
+
+/// Resharding from one database to two loses nothing: the copy step makes
+/// every conversation readable on its new home (history, list, cursors,
+/// recalls) before anything is deleted; the cleanup refuses to run before the
+/// copy, then removes exactly the moved conversations from the old database.
+#[tokio::test]
+async fn mysql_reshard_from_one_to_two_databases_loses_nothing() {
+    use im_core::id::{ConversationId, GroupId, UserId};
+    use im_core::ports::{ConversationStore, ListCursor};
+    in_fresh_shards(|stores| async move {
+        let old = MySqlShards::from_stores(vec![stores[0].clone()], 64).unwrap();
+        let new = MySqlShards::from_stores(stores.clone(), 64).unwrap();
+        let me = UserId(testkit::random_id());
+        let mut convs: Vec<ConversationId> = (0..24)
+            .map(|_| ConversationId::direct(me, UserId(testkit::random_id())).unwrap())
+            .collect();
+        convs.extend((0..6).map(|_| ConversationId::Group(GroupId(testkit::random_id()))));
+        let mut batch = Vec::new();
+        for (i, c) in convs.iter().enumerate() {
+            if matches!(c, ConversationId::Group(_)) {
+                old.conversations().join(me, *c).await.unwrap();
+            }
+            for seq in 1..=5 {
+                let mut m = testkit::sample_message(*c, seq, &format!("m{seq}"));
+                m.ts = 10_000 + i as i64;
+                batch.push(m);
+            }
+            old.conversations().mark_read(me, *c, 2).await.unwrap();
+        }
+        assert_eq!(old.messages().append(&batch).await.unwrap(), 150);
+        old.conversations().record(&batch).await.unwrap();
+        let recalled = batch[7].msg_id;
+        assert!(old.messages().recall(recalled).await.unwrap());
+        let list_all = |s: MySqlShards| async move {
+            let mut out = Vec::new();
+            let mut after = None;
+            loop {
+                let page = s.conversations().list(me, after, 4).await.unwrap();
+                if page.is_empty() {
+                    return out;
+                }
+                after = page.last().map(ListCursor::after);
+                out.extend(page);
+            }
+        };
+        let before = list_all(old.clone()).await;
+        assert_eq!(before.len(), 30);
+
+        assert!(
+            matches!(
+                new.remove_strays().await,
+                Err(im_core::Error::InvalidArgument(_))
+            ),
+            "the cleanup refuses to delete what has no copy"
+        );
+        let copied = old.copy_to(&new).await.unwrap();
+        let moved: Vec<_> = convs
+            .iter()
+            .filter(|c| new.map().shard_of(**c) == 1)
+            .collect();
+        assert!(!moved.is_empty() && moved.len() < convs.len(), "{moved:?}");
+        assert_eq!(copied.conversations_moved, moved.len() as u64);
+        assert_eq!(copied.messages, 5 * moved.len() as u64);
+        let again = old.copy_to(&new).await.unwrap();
+        assert_eq!(again.messages, 0, "the copy is idempotent");
+
+        // Readers on the new list see everything, once, before any delete.
+        for c in &convs {
+            let h = new.messages().history(*c, 0, 100).await.unwrap();
+            assert_eq!(h.len(), 5, "{c}");
+            assert_eq!(new.conversations().read_seq(me, *c).await.unwrap(), 2);
+        }
+        let got = new.messages().get(recalled).await.unwrap().unwrap();
+        assert!(got.recalled, "the recall moved with the message");
+        assert_eq!(
+            list_all(new.clone()).await,
+            before,
+            "stale copies never show twice"
+        );
+
+        let cleaned = new.remove_strays().await.unwrap();
+        assert_eq!(cleaned.conversations_moved, moved.len() as u64);
+        assert_eq!(cleaned.messages, 5 * moved.len() as u64);
+        for c in &moved {
+            let left = stores[0].messages().history(**c, 0, 100).await.unwrap();
+            assert!(left.is_empty(), "{c} left the old database");
+        }
+        assert_eq!(list_all(new.clone()).await, before);
+        assert_eq!(new.remove_strays().await.unwrap().conversations_moved, 0);
+    })
+    .await;
 }

@@ -18,8 +18,15 @@ pub struct Cluster {
     /// Seed nodes of a Redis Cluster to use instead of `redis_url` (empty:
     /// standalone). Env: `IM_REDIS_CLUSTER_URLS` (comma-separated).
     pub redis_cluster_urls: Vec<String>,
-    /// MySQL / MariaDB (users, groups, messages).
+    /// MySQL / MariaDB: users, groups and memberships, and the message
+    /// archive unless `database_shard_urls` spreads it.
     pub database_url: String,
+    /// The message archive (messages, conversation lists, read cursors) spread
+    /// over these databases by conversation partition; shard *i* is entry *i*
+    /// and the order must never change (resharding: docs/deployment.md).
+    /// Empty: the archive is on `database_url`. Env: `DATABASE_SHARD_URLS`
+    /// (comma-separated).
+    pub database_shard_urls: Vec<String>,
     /// etcd endpoints (discovery).
     pub etcd_endpoints: Vec<String>,
     /// Namespace of Redis keys and etcd keys: deployments sharing servers must differ.
@@ -63,6 +70,7 @@ impl Default for Cluster {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_cluster_urls: Vec::new(),
             database_url: "mysql://root@127.0.0.1:3306/test".into(),
+            database_shard_urls: Vec::new(),
             etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
             namespace: "im".into(),
             partitions: im_core::ports::DEFAULT_PARTITIONS,
@@ -213,9 +221,11 @@ pub struct Task {
     pub ops_listen: SocketAddr,
     /// Instance id (also the prefix of its consumer names); unique per task process.
     pub id: String,
-    /// Consumers in the `push` group.
+    /// Consumers in the `push` group (0: this process does not push, e.g. a
+    /// persist-only fleet).
     pub push_workers: usize,
-    /// Consumers in the `persist` group.
+    /// Consumers in the `persist` group (0: this process does not persist,
+    /// e.g. while the archive is resharded; the backlog waits in the queue).
     pub persist_workers: usize,
     /// Entries read per fetch.
     pub batch: usize,
@@ -282,6 +292,8 @@ pub fn load(file: Option<&PathBuf>, overrides: figment::value::Dict) -> Result<C
     for (var, key) in [
         ("ETCD_ENDPOINTS", "cluster.etcd_endpoints"),
         ("IM_REDIS_CLUSTER_URLS", "cluster.redis_cluster_urls"),
+        ("DATABASE_SHARD_URLS", "cluster.database_shard_urls"),
+        ("IM_DATABASE_SHARD_URLS", "cluster.database_shard_urls"),
     ] {
         if let Ok(v) = std::env::var(var) {
             let list: Vec<String> = v
@@ -300,13 +312,40 @@ pub fn load(file: Option<&PathBuf>, overrides: figment::value::Dict) -> Result<C
     for (k, v) in overrides {
         f = f.merge(Serialized::global(&k, v));
     }
-    f.extract().map_err(|e| format!("configuration: {e}"))
+    let c: Config = f.extract().map_err(|e| format!("configuration: {e}"))?;
+    let shards = c.cluster.database_shard_urls.len();
+    if shards > c.cluster.partitions.max(1) as usize {
+        return Err(format!(
+            "configuration: {shards} database_shard_urls over {} partitions: a shard is one or \
+             more whole partitions, so at most `partitions` shards",
+            c.cluster.partitions
+        ));
+    }
+    Ok(c)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn shard_urls_come_from_toml() {
+        let dir = std::env::temp_dir().join(format!("im-config-shards-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("im.toml");
+        std::fs::write(
+            &path,
+            "[cluster]\ndatabase_shard_urls = [\"mysql://a/im\", \"mysql://b/im\"]\n",
+        )
+        .unwrap();
+        let c = load(Some(&path), figment::value::Dict::new()).unwrap();
+        assert_eq!(
+            c.cluster.database_shard_urls,
+            ["mysql://a/im", "mysql://b/im"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn tls_keys_are_read_from_toml() {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use im_core::id::{ConversationId, GroupId};
 use im_core::ports::SequenceAllocator;
 use im_discovery::etcd::{EtcdConfig, EtcdDiscovery};
-use im_store::mysql::{MySqlConfig, MySqlStore};
+use im_store::mysql::{MySqlConfig, MySqlShards, MySqlStore};
 use im_store::redis::{RedisConfig, RedisConn};
 use im_transport::grpc::GrpcClientConfig;
 use im_transport::http::{install_metrics, ReadyCheck};
@@ -130,6 +130,26 @@ pub async fn mysql(c: &Config) -> Result<MySqlStore, String> {
         .map_err(|e| format!("MySQL at {}: {e}", c.cluster.database_url))
 }
 
+/// The message archive: on the primary database, or spread over
+/// `cluster.database_shard_urls` (each connected and migrated).
+pub async fn archive(c: &Config, primary: &MySqlStore) -> Result<MySqlShards, String> {
+    if c.cluster.database_shard_urls.is_empty() {
+        return MySqlShards::from_stores(vec![primary.clone()], c.cluster.partitions)
+            .map_err(|e| e.to_string());
+    }
+    let mut cfg = MySqlConfig::new(&c.cluster.database_url);
+    cfg.max_connections = c.cluster.mysql_pool;
+    let shards = MySqlShards::connect(&cfg, &c.cluster.database_shard_urls, c.cluster.partitions)
+        .await
+        .map_err(|e| format!("archive shards: {e}"))?;
+    tracing::info!(
+        shards = shards.stores().len(),
+        partitions = c.cluster.partitions,
+        "message archive sharded by conversation partition"
+    );
+    Ok(shards)
+}
+
 /// Connects to etcd with the cluster's namespace and lease TTL.
 pub async fn etcd(c: &Config) -> Result<Arc<EtcdDiscovery>, String> {
     let cfg = EtcdConfig::new(c.cluster.etcd_endpoints.clone())
@@ -160,12 +180,32 @@ impl ReadyCheck for RedisReady {
 }
 
 /// Readiness of MySQL: `SELECT 1`.
-pub struct MySqlReady(pub MySqlStore);
+pub struct MySqlReady(pub MySqlStore, pub String);
+
+impl MySqlReady {
+    /// The primary database.
+    pub fn primary(store: &MySqlStore) -> Arc<dyn ReadyCheck> {
+        Arc::new(MySqlReady(store.clone(), "mysql".into()))
+    }
+
+    /// The archive shards, when they are not just the primary.
+    pub fn shards(c: &Config, shards: &MySqlShards) -> Vec<Arc<dyn ReadyCheck>> {
+        if c.cluster.database_shard_urls.is_empty() {
+            return Vec::new();
+        }
+        shards
+            .stores()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Arc::new(MySqlReady(s.clone(), format!("mysql-shard-{i}"))) as _)
+            .collect()
+    }
+}
 
 #[async_trait]
 impl ReadyCheck for MySqlReady {
     fn name(&self) -> &str {
-        "mysql"
+        &self.1
     }
     async fn check(&self) -> Result<(), String> {
         sqlx::query("SELECT 1")

@@ -42,6 +42,10 @@ struct Cli {
     /// MySQL URL [cluster.database_url; env DATABASE_URL].
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Archive shard URLs, comma separated (empty: the archive is on
+    /// --database-url) [cluster.database_shard_urls; env DATABASE_SHARD_URLS].
+    #[arg(long, global = true, value_delimiter = ',')]
+    database_shard_urls: Option<Vec<String>>,
     /// etcd endpoints, comma separated [cluster.etcd_endpoints; env ETCD_ENDPOINTS].
     #[arg(long, global = true, value_delimiter = ',')]
     etcd_endpoints: Option<Vec<String>>,
@@ -131,6 +135,20 @@ enum Role {
     },
     /// Every role in this one process (on the same Redis, MySQL and etcd).
     All,
+    /// Moves archive rows when the shard list changes (docs/deployment.md,
+    /// "Resharding the archive"): `--to` copies from the configured shards to
+    /// the new list; `--cleanup` deletes, on the configured shards, what
+    /// another shard now holds.
+    Reshard {
+        /// The new shard URLs, comma separated: copy every conversation
+        /// whose home there is another database (deletes nothing).
+        #[arg(long, value_delimiter = ',', required_unless_present = "cleanup")]
+        to: Option<Vec<String>>,
+        /// Delete, on each configured shard, the conversations another
+        /// configured shard homes (after checking it holds their messages).
+        #[arg(long, conflicts_with = "to")]
+        cleanup: bool,
+    },
 }
 
 fn put<T: Into<Value>>(d: &mut Dict, key: &str, v: Option<T>) {
@@ -148,6 +166,11 @@ fn overrides(cli: &Cli) -> Dict {
     let mut d = Dict::new();
     put(&mut d, "cluster.redis_url", cli.redis_url.clone());
     put(&mut d, "cluster.database_url", cli.database_url.clone());
+    put(
+        &mut d,
+        "cluster.database_shard_urls",
+        cli.database_shard_urls.clone(),
+    );
     put(&mut d, "cluster.etcd_endpoints", cli.etcd_endpoints.clone());
     put(&mut d, "cluster.namespace", cli.namespace.clone());
     put(&mut d, "cluster.jwt_secret", cli.jwt_secret.clone());
@@ -211,7 +234,7 @@ fn overrides(cli: &Cli) -> Dict {
             put(&mut d, "connect.node_id", node_id.clone());
             put(&mut d, "connect.send_rate", *send_rate);
         }
-        Role::All => {}
+        Role::All | Role::Reshard { .. } => {}
     }
     d
 }
@@ -241,6 +264,7 @@ async fn main() -> std::process::ExitCode {
         Role::Task { .. } => roles::task::run(config, shutdown).await,
         Role::Connect { .. } => roles::connect::run(config, shutdown).await,
         Role::All => roles::all(config, shutdown).await,
+        Role::Reshard { to, cleanup } => roles::reshard::run(config, to, cleanup).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

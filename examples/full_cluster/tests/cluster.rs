@@ -3,7 +3,9 @@
 //! by real clients. Kills a connect node and a task process with SIGKILL and
 //! sends SIGTERM to a logic process, and counts sent / acked / delivered /
 //! persisted / lost / duplicated; the same on a 3-master Redis Cluster
-//! (`REDIS_CLUSTER_URLS`, started by `scripts/services.sh`); and a burst of
+//! (`REDIS_CLUSTER_URLS`) with the archive on two MariaDB servers
+//! (`DATABASE_URL`, `DATABASE_SHARD1_URL`; all started by
+//! `scripts/services.sh`), rows on both; and a burst of
 //! six senders into two recipients on two connect nodes and a group, whose
 //! pushes arrive per conversation in seq order, without holes or duplicates.
 
@@ -36,6 +38,8 @@ struct Cluster {
     ns: String,
     /// Seed nodes of a Redis Cluster to run on (None: the standalone Redis).
     redis_cluster: Option<String>,
+    /// The archive's shard URLs (empty: the archive is on `DATABASE_URL`).
+    db_shards: Vec<String>,
     api: u16,
     ws: [u16; 2],
     logic_ops: [u16; 2],
@@ -63,6 +67,9 @@ impl Cluster {
         if let Some(urls) = &self.redis_cluster {
             cmd.env("IM_REDIS_CLUSTER_URLS", urls);
         }
+        if !self.db_shards.is_empty() {
+            cmd.env("DATABASE_SHARD_URLS", self.db_shards.join(","));
+        }
         let child = cmd
             .args(args)
             .env("IM_CLUSTER__NAMESPACE", &self.ns)
@@ -89,12 +96,13 @@ impl Cluster {
     }
 
     fn start() -> Cluster {
-        Cluster::start_on(None)
+        Cluster::start_on(None, Vec::new())
     }
 
     /// Starts the seven processes on the standalone Redis, or on the Redis
-    /// Cluster of `redis_cluster` (comma-separated seed URLs).
-    fn start_on(redis_cluster: Option<String>) -> Cluster {
+    /// Cluster of `redis_cluster` (comma-separated seed URLs), with the
+    /// archive on `db_shards` (empty: on `DATABASE_URL`).
+    fn start_on(redis_cluster: Option<String>, db_shards: Vec<String>) -> Cluster {
         let ns = format!("imt{:x}", rand_u32());
         let logs = std::env::temp_dir().join(format!("im-cluster-test-{ns}"));
         std::fs::create_dir_all(&logs).unwrap();
@@ -102,6 +110,7 @@ impl Cluster {
             procs: Vec::new(),
             ns,
             redis_cluster,
+            db_shards,
             api: free_port(),
             ws: [free_port(), free_port()],
             logic_ops: [free_port(), free_port()],
@@ -329,12 +338,40 @@ async fn the_cluster_loses_nothing_through_kills_and_restarts() {
     loses_nothing(Cluster::start()).await;
 }
 
+/// The primary database and the second server, as the archive's two shards.
+fn db_shard_urls() -> Vec<String> {
+    vec![
+        env_or("DATABASE_URL", "mysql://root@127.0.0.1:3306/test"),
+        env_or("DATABASE_SHARD1_URL", "mysql://root@127.0.0.1:3307/test"),
+    ]
+}
+
+/// Fails (never skips) when an archive shard is not up, naming it.
+async fn require_databases(urls: &[String]) {
+    for url in urls {
+        let ok = sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await;
+        assert!(
+            ok.is_ok(),
+            "the archive shard database is not reachable at {url} ({:?}): `source \
+             scripts/services.sh` starts the second MariaDB on 127.0.0.1:3307 \
+             (DATABASE_SHARD1_URL)",
+            ok.err()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cluster_loses_nothing_on_a_redis_cluster() {
+async fn the_cluster_loses_nothing_on_a_redis_cluster_and_two_db_shards() {
     let _serial = SERIAL.lock().await;
     let urls = redis_cluster_urls();
     require_redis_cluster(&urls);
-    loses_nothing(Cluster::start_on(Some(urls))).await;
+    let shards = db_shard_urls();
+    require_databases(&shards).await;
+    loses_nothing(Cluster::start_on(Some(urls), shards)).await;
 }
 
 async fn wait_cluster_ready(http: &reqwest::Client, cluster: &Cluster) {
@@ -556,30 +593,53 @@ async fn loses_nothing(mut cluster: Cluster) {
         delivered += got.len();
     }
 
-    // Persisted exactly once.
-    let db = sqlx::mysql::MySqlPoolOptions::new()
-        .max_connections(1)
-        .connect(&env_or("DATABASE_URL", "mysql://root@127.0.0.1:3306/test"))
-        .await
-        .unwrap();
+    // Persisted exactly once: on one shard each, every shard holding some.
+    let archive = if cluster.db_shards.is_empty() {
+        vec![env_or("DATABASE_URL", "mysql://root@127.0.0.1:3306/test")]
+    } else {
+        cluster.db_shards.clone()
+    };
+    let mut dbs = Vec::new();
+    for url in &archive {
+        dbs.push(
+            sqlx::mysql::MySqlPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .unwrap(),
+        );
+    }
     let list = acked
         .iter()
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join(",");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let (rows, distinct) = loop {
-        let (rows, distinct): (i64, i64) = sqlx::query_as(&format!(
-            "SELECT COUNT(*), COUNT(DISTINCT msg_id) FROM messages WHERE msg_id IN ({list})"
-        ))
-        .fetch_one(&db)
-        .await
-        .unwrap();
-        if rows as usize >= acked.len() || Instant::now() > deadline {
-            break (rows, distinct);
+    let per_shard: Vec<Vec<u64>> = loop {
+        let mut per_shard = Vec::new();
+        for db in &dbs {
+            let ids: Vec<u64> = sqlx::query_scalar(&format!(
+                "SELECT msg_id FROM messages WHERE msg_id IN ({list})"
+            ))
+            .fetch_all(db)
+            .await
+            .unwrap();
+            per_shard.push(ids);
+        }
+        let rows: usize = per_shard.iter().map(Vec::len).sum();
+        if rows >= acked.len() || Instant::now() > deadline {
+            break per_shard;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let rows: usize = per_shard.iter().map(Vec::len).sum();
+    let distinct = per_shard.iter().flatten().collect::<HashSet<_>>().len();
+    let shard_rows: Vec<usize> = per_shard.iter().map(Vec::len).collect();
+    println!("rows per archive shard: {shard_rows:?}");
+    assert!(
+        shard_rows.iter().all(|n| *n > 0),
+        "every archive shard holds rows: {shard_rows:?}"
+    );
     println!(
         "sent {} acked {} delivered {} persisted {} lost {} duplicated {} (http sends {} ok, {} failed)",
         acked.len(), acked.len(), delivered, rows, lost, duplicated, http_acks, http_failed
@@ -592,7 +652,7 @@ async fn loses_nothing(mut cluster: Cluster) {
     );
     assert_eq!(duplicated, 0, "the client drops duplicates");
     assert_eq!(
-        rows as usize,
+        rows,
         acked.len(),
         "every acked message is persisted\n{}",
         cluster.log_tail()

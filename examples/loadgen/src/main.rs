@@ -114,7 +114,8 @@ struct Args {
     /// Write an SVG plot of throughput and latency over time here.
     #[arg(long)]
     svg: Option<String>,
-    /// Count the persisted rows of this run in MySQL at the end (DATABASE_URL).
+    /// Count the persisted rows of this run in MySQL at the end (DATABASE_URL,
+    /// or every archive shard of --database-shard-urls).
     #[arg(long)]
     check_db: bool,
     /// MySQL URL for --check-db.
@@ -124,6 +125,10 @@ struct Args {
         default_value = "mysql://root@127.0.0.1:3306/test"
     )]
     database_url: String,
+    /// The archive's shard URLs for --check-db, comma separated (the
+    /// cluster's DATABASE_SHARD_URLS): rows are counted on each and summed.
+    #[arg(long, env = "DATABASE_SHARD_URLS", value_delimiter = ',')]
+    database_shard_urls: Vec<String>,
     /// Spread client sockets over this many source addresses 127.0.0.1.. (loopback servers).
     #[arg(long, default_value_t = 1)]
     spread_ips: u8,
@@ -354,11 +359,12 @@ async fn run(args: Args) -> Result<bool, String> {
             let _ = send_deliver.add(&d);
         }
     }
-    let db_rows = if args.check_db {
+    let db_shard_rows = if args.check_db {
         Some(setup::count_db(&args, &plan).await?)
     } else {
         None
     };
+    let db_rows = db_shard_rows.as_ref().map(|r| r.iter().sum());
     let total = report::Snapshot::take(&stats);
     let mut r = report::Report::build(
         &args,
@@ -372,6 +378,9 @@ async fn run(args: Args) -> Result<bool, String> {
         db_rows,
         started,
     );
+    if let Some(per_shard) = db_shard_rows.filter(|r| r.len() > 1) {
+        r.value["persisted_rows_per_shard"] = serde_json::json!(per_shard);
+    }
     // CPU per message is divided by the count behind `delivered_per_sec` and
     // `measured.delivered`: deliveries from the window's start to the end of
     // the drain (total.delivered - base.delivered), fan-out included.

@@ -189,46 +189,61 @@ pub async fn prepare(args: &Args) -> Result<Plan, String> {
     })
 }
 
-/// Rows of this run persisted in MySQL (messages sent by its users).
-pub async fn count_db(args: &Args, plan: &Plan) -> Result<u64, String> {
+/// Rows of this run persisted in MySQL (messages sent by its users), per
+/// archive database (`--database-shard-urls`, else `--database-url`).
+pub async fn count_db(args: &Args, plan: &Plan) -> Result<Vec<u64>, String> {
     use sqlx::Row;
-    let pool = sqlx::mysql::MySqlPoolOptions::new()
-        .max_connections(1)
-        .connect(&args.database_url)
-        .await
-        .map_err(|e| format!("--check-db: {e}"))?;
+    let urls = if args.database_shard_urls.is_empty() {
+        std::slice::from_ref(&args.database_url)
+    } else {
+        &args.database_shard_urls[..]
+    };
+    let mut pools = Vec::new();
+    for url in urls {
+        pools.push(
+            sqlx::mysql::MySqlPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .map_err(|e| format!("--check-db ({url}): {e}"))?,
+        );
+    }
     // Persistence lags delivery: count until the figure stops moving (3 s).
-    let mut last = u64::MAX;
+    let mut last = Vec::new();
     let mut stable_since = std::time::Instant::now();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let mut total = 0u64;
-        for chunk in plan.users.chunks(500) {
-            let ids: Vec<String> = chunk
-                .iter()
-                .filter(|u| !u.id.is_empty() && u.id.bytes().all(|b| b.is_ascii_digit()))
-                .map(|u| u.id.clone())
-                .collect();
-            if ids.is_empty() {
-                continue;
+        let mut counts = Vec::new();
+        for pool in &pools {
+            let mut total = 0u64;
+            for chunk in plan.users.chunks(500) {
+                let ids: Vec<String> = chunk
+                    .iter()
+                    .filter(|u| !u.id.is_empty() && u.id.bytes().all(|b| b.is_ascii_digit()))
+                    .map(|u| u.id.clone())
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let sql = format!(
+                    "SELECT COUNT(*) FROM messages WHERE sender IN ({})",
+                    ids.join(",")
+                );
+                let row = sqlx::query(&sql)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(|e| format!("--check-db: {e}"))?;
+                let n: i64 = row.try_get(0).map_err(|e| e.to_string())?;
+                total += n as u64;
             }
-            let sql = format!(
-                "SELECT COUNT(*) FROM messages WHERE sender IN ({})",
-                ids.join(",")
-            );
-            let row = sqlx::query(&sql)
-                .fetch_one(&pool)
-                .await
-                .map_err(|e| format!("--check-db: {e}"))?;
-            let n: i64 = row.try_get(0).map_err(|e| e.to_string())?;
-            total += n as u64;
+            counts.push(total);
         }
         let settled = stable_since.elapsed() >= std::time::Duration::from_secs(3);
-        if total != last {
-            last = total;
+        if counts != last {
+            last = counts;
             stable_since = std::time::Instant::now();
         } else if settled || std::time::Instant::now() > deadline {
-            return Ok(total);
+            return Ok(counts);
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }

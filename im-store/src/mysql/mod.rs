@@ -6,10 +6,15 @@
 //! track in `_sqlx_migrations`). Tables: `users`, `` `groups` ``,
 //! `group_members`, `messages` (whose `UNIQUE (conversation_id, seq)` is
 //! also the history index), `conversations` and `user_conversations`.
+//!
+//! [`MySqlShards`] spreads the archive (`messages`, `conversations`,
+//! `user_conversations`) over several databases by conversation.
 
 mod conversations;
 mod groups;
 mod messages;
+mod reshard;
+mod shards;
 mod users;
 
 use std::time::Duration;
@@ -20,6 +25,8 @@ use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 pub use conversations::MySqlConversationStore;
 pub use groups::MySqlGroupStore;
 pub use messages::MySqlMessageStore;
+pub use reshard::ReshardReport;
+pub use shards::MySqlShards;
 pub use users::MySqlUserStore;
 
 /// The default database URL (`DATABASE_URL` overrides it in [`MySqlConfig::from_env`]).

@@ -21,6 +21,10 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let grpc_tls = infra::grpc_server_tls(&c)?;
     let redis = infra::until_up("Redis", &shutdown, || infra::redis(&c)).await?;
     let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
+    let archive = infra::until_up("MySQL archive shards", &shutdown, || {
+        infra::archive(&c, &mysql)
+    })
+    .await?;
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let queue: Arc<dyn MessageQueue> = Arc::new(redis.queue());
     let audit = c.cluster.audit.then_some(AUDIT_GROUP);
@@ -46,11 +50,11 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let ports = LogicPorts {
         users: Arc::new(mysql.users()),
         groups: Arc::new(mysql.groups()),
-        messages: Arc::new(mysql.messages()),
+        messages: archive.messages(),
         sessions: Arc::new(redis.sessions()),
         pipeline: Arc::new(redis.send_pipeline(redis.queue())),
         queue,
-        conversations: Arc::new(mysql.conversations()),
+        conversations: archive.conversations(),
         sequences: Arc::new(redis.sequences()),
         schedules: Arc::new(redis.schedules()),
         hooks,
@@ -100,11 +104,14 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let stop_ops = CancellationToken::new();
     let ops = infra::ops_server(
         c.logic.ops_listen,
-        vec![
-            Arc::new(infra::RedisReady(redis.clone())),
-            Arc::new(infra::MySqlReady(mysql.clone())),
+        [
+            Arc::new(infra::RedisReady(redis.clone())) as _,
+            infra::MySqlReady::primary(&mysql),
             Arc::new(infra::EtcdReady(etcd.clone())),
-        ],
+        ]
+        .into_iter()
+        .chain(infra::MySqlReady::shards(&c, &archive))
+        .collect(),
         stop_ops.clone(),
     )
     .await?;

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod connect;
 pub mod logic;
+pub mod reshard;
 pub mod task;
 
 use tokio_util::sync::CancellationToken;

@@ -24,6 +24,10 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let grpc = infra::grpc_client_config(&c)?;
     let redis = infra::until_up("Redis", &shutdown, || infra::redis(&c)).await?;
     let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
+    let archive = infra::until_up("MySQL archive shards", &shutdown, || {
+        infra::archive(&c, &mysql)
+    })
+    .await?;
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let queue: Arc<dyn MessageQueue> = Arc::new(redis.queue());
     for g in [PUSH_GROUP, PERSIST_GROUP] {
@@ -49,7 +53,10 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         block: Duration::from_millis(500),
         ..WorkerConfig::default()
     };
-    for i in 0..c.task.push_workers.max(1) {
+    if c.task.push_workers == 0 {
+        tracing::warn!("push_workers = 0: this task process pushes nothing");
+    }
+    for i in 0..c.task.push_workers {
         let w = PushWorker::new(
             queue.clone(),
             sessions.clone(),
@@ -64,11 +71,14 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         let stop = stop_workers.clone();
         workers.push(tokio::spawn(async move { w.run(stop).await }));
     }
-    for i in 0..c.task.persist_workers.max(1) {
+    if c.task.persist_workers == 0 {
+        tracing::warn!("persist_workers = 0: this task process persists nothing");
+    }
+    for i in 0..c.task.persist_workers {
         let w = PersistWorker::new(
             queue.clone(),
-            Arc::new(mysql.messages()),
-            Arc::new(mysql.conversations()),
+            archive.messages(),
+            archive.conversations(),
             WorkerConfig {
                 consumer: format!("{}-persist-{i}", c.task.id),
                 linger: Duration::from_millis(c.task.persist_linger_ms),
@@ -104,11 +114,14 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let stop_ops = CancellationToken::new();
     let ops = infra::ops_server(
         c.task.ops_listen,
-        vec![
-            Arc::new(infra::RedisReady(redis.clone())),
-            Arc::new(infra::MySqlReady(mysql.clone())),
+        [
+            Arc::new(infra::RedisReady(redis.clone())) as _,
+            infra::MySqlReady::primary(&mysql),
             Arc::new(infra::EtcdReady(etcd.clone())),
-        ],
+        ]
+        .into_iter()
+        .chain(infra::MySqlReady::shards(&c, &archive))
+        .collect(),
         stop_ops.clone(),
     )
     .await?;

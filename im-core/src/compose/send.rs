@@ -1,5 +1,4 @@
-//! Adapters that build one port out of others, e.g. the send pipeline out of
-//! a dedup store, a sequence allocator and a queue.
+//! The send pipeline out of a dedup store, a sequence allocator and a queue.
 
 use std::collections::HashMap;
 use std::sync::Arc;
