@@ -140,6 +140,10 @@ def command(path, r):
     mode = "closed" if not rate else f"open{int(rate) // 1000}k" if rate % 1000 == 0 else f"open{int(rate)}"
     urls = [s["url"] for s in r.get("redis_cpu") or []]
     env = f"IM_REDIS_CLUSTER_URLS={','.join(urls)} " if len(urls) > 1 else ""
+    shards = len(r.get("persisted_rows_per_shard") or [])
+    if shards > 1:  # the archive on the machine's MariaDB servers (scripts/services.sh)
+        env = "DATABASE_SHARD_URLS=" + ",".join(
+            f"mysql://root@127.0.0.1:{3306 + i}/test" for i in range(shards)) + " " + env
     return f"{env}scripts/bench-cluster.sh {mode} {path}"
 
 
@@ -343,6 +347,9 @@ def self_test():
     assert (c["Redis"], c["db_row"], c["rows_per_msg"], c["procs"]["logic"]) == (12.0, 20.0, 2.0, 2)
     assert command("x.json", r) == \
         "IM_REDIS_CLUSTER_URLS=redis://a:1,redis://b:2 scripts/bench-cluster.sh open10k x.json"
+    assert command("x.json", {**r, "persisted_rows_per_shard": [90, 110]}).startswith(
+        "DATABASE_SHARD_URLS=mysql://root@127.0.0.1:3306/test,mysql://root@127.0.0.1:3307/test "
+        "IM_REDIS_CLUSTER_URLS=")
     r1 = {**r, "rate": None, "redis_cpu": r["redis_cpu"][:1]}
     assert command("y.json", r1) == "scripts/bench-cluster.sh closed y.json"
     g = costs("g.json", {**r, "mode": "Group", "measured": {"sent": 100, "delivered": 1000}})
