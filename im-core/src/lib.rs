@@ -12,6 +12,7 @@
 //! - [`error`]: typed errors by meaning, and the public error codes.
 //! - [`ports`]: one trait per pluggable part (queue, stores, sessions, …).
 //! - [`compose`]: ports built from other ports (the composed send pipeline).
+//! - [`attachments`]: upload limits, object keys and the check of attachment bodies.
 //! - [`auth`]: argon2id password hashes and the built-in JWT authenticator.
 //! - [`frontdoor`]: limits on login, registration and WebSocket upgrades per address and account.
 //! - [`logic`]: the Logic layer (accounts, sessions, send, sync, groups).
@@ -25,6 +26,7 @@
 //! `im-transport` plug real engines and transports into these ports.
 #![warn(missing_docs)]
 
+pub mod attachments;
 pub mod auth;
 pub mod compose;
 pub mod connect;

@@ -138,6 +138,10 @@ pub enum MessageKind {
     Image,
     /// A file reference; the body is a JSON object.
     File,
+    /// An audio clip (v1.2); the body is a JSON object.
+    Audio,
+    /// A video (v1.2); the body is a JSON object.
+    Video,
     /// Application-defined; the body is a JSON object.
     Custom,
     /// Written by the server (group administration); the body is a JSON
@@ -152,6 +156,8 @@ impl MessageKind {
             MessageKind::Text => "text",
             MessageKind::Image => "image",
             MessageKind::File => "file",
+            MessageKind::Audio => "audio",
+            MessageKind::Video => "video",
             MessageKind::Custom => "custom",
             MessageKind::System => "system",
         }
@@ -163,6 +169,8 @@ impl MessageKind {
             "text" => Some(MessageKind::Text),
             "image" => Some(MessageKind::Image),
             "file" => Some(MessageKind::File),
+            "audio" => Some(MessageKind::Audio),
+            "video" => Some(MessageKind::Video),
             "custom" => Some(MessageKind::Custom),
             "system" => Some(MessageKind::System),
             _ => None,

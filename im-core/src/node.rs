@@ -74,6 +74,7 @@ impl Backends {
                 sequences,
                 schedules: Arc::new(MemoryScheduleStore::new()),
                 hooks: Vec::new(),
+                objects: None,
             },
             queue,
             messages,

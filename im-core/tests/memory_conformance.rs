@@ -139,3 +139,15 @@ async fn sharded_memory_archive_conforms() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn memory_objects_conform() {
+    testkit::objects_suite(|| async {
+        Arc::new(MemoryObjectStorage::new(
+            "http://127.0.0.1:1",
+            b"objects-secret",
+            1 << 20,
+        )) as _
+    })
+    .await;
+}

@@ -25,5 +25,7 @@
 
 pub mod mysql;
 pub mod redis;
+#[cfg(feature = "s3")]
+pub mod s3;
 mod sql;
 pub mod sqlite;

@@ -13,6 +13,7 @@
 // Every wait is on a DOM condition; there are no fixed sleeps.
 import { createRequire } from "module";
 import path from "path";
+import zlib from "zlib";
 const require = createRequire(import.meta.url);
 const { chromium } = require("playwright-core");
 
@@ -68,6 +69,15 @@ async function sees(p, text) {
     .catch(() => fail(`${p.name} never saw "${text}"`));
 }
 const conv = (id) => `[data-testid=conv][data-conv-id="${id}"]`;
+// A real PNG (w × h, a gradient), so the page can decode and show it.
+function png(w, h) {
+  const crc = (buf) => { let c = ~0; for (const b of buf) { c ^= b; for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1)); } return ~c >>> 0; };
+  const chunk = (type, data) => { const len = Buffer.alloc(4); len.writeUInt32BE(data.length); const td = Buffer.concat([Buffer.from(type), data]); const c = Buffer.alloc(4); c.writeUInt32BE(crc(td)); return Buffer.concat([len, td, c]); };
+  const ihdr = Buffer.alloc(13); ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; ihdr[9] = 2; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) { raw[y * (w * 3 + 1)] = 0; for (let x = 0; x < w; x++) { const o = y * (w * 3 + 1) + 1 + x * 3; raw[o] = 255; raw[o + 1] = Math.floor(80 + 150 * y / h); raw[o + 2] = Math.floor(40 + 200 * x / w); } }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IDAT", zlib.deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]);
+}
 const msg = (text) => `#messages [data-testid=message]:has([data-testid=message-body]:text-is("${text}"))`;
 const notice = (event, text) => `#messages [data-testid=system-notice][data-event=${event}]:has-text('${text}')`;
 const snap = async (p, name) => { const f = path.join(dir, name); await p.page.screenshot({ path: f }); return f; };
@@ -293,9 +303,26 @@ try {
   if (await cancelledShows()) await fail("the cancelled message showed up after later messages");
   await snap(alice, "browser-scheduled-delivered.png");
 
+  // --- Attachments (v1.2): Alice sends a picture and a file in the 1:1;
+  // Bob sees the picture inline (loaded from its presigned URL) and the file
+  // with its name and size.
+  await alice.page.click(conv(direct));
+  await bob.page.click(conv(direct));
+  await alice.page.setInputFiles("#file", { name: "sunset.png", mimeType: "image/png", buffer: png(160, 100) });
+  await until(alice, "[data-testid=attachment-image]", "her own picture is not shown");
+  await alice.page.setInputFiles("#file", { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("minutes of the meeting\n".repeat(40)) });
+  await until(alice, '[data-testid=attachment-file][data-name="notes.txt"]', "her own file is not shown");
+  await until(bob, "[data-testid=attachment-image]", "never got the picture");
+  await until(bob, '[data-testid=attachment-file][data-name="notes.txt"]', "never got the file");
+  await bob.page.waitForFunction(() => { const i = document.querySelector("[data-testid=attachment-image]"); return i && i.complete && i.naturalWidth === 160; }, null, { timeout: T })
+    .catch(() => fail("bob: the picture did not load from its download URL (160 px wide)"));
+  const fileText = await bob.page.textContent('[data-testid=attachment-file][data-name="notes.txt"]');
+  if (!fileText.includes("notes.txt") || !fileText.includes("KB")) await fail(`bob: the file shows "${fileText}"`);
+  await snap(bob, "browser-attachments.png");
+
   console.log(`browser test passed: ${alice.name} (${alice.id}) and ${bob.name} (${bob.id}) chatted 1:1 and in a group; ` +
     `unread badge, read ticks, typing, presence, recall (live and after reload) and group administration (rename, promote, mute member, kick, mute group, dissolve) and scheduled delivery (refused horizon, pending bubble, cancel, list after reload, delivery at ${at} to both) checked; ` +
-    `screenshots in ${dir}`);
+    `attachments (a picture shown inline, a file with name and size) checked; screenshots in ${dir}`);
 } finally {
   await browser.close();
 }

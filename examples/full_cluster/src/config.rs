@@ -267,8 +267,72 @@ pub struct Config {
     /// Limits on login, registration and WebSocket upgrades (api and connect
     /// roles; counted in Redis), e.g. `IM_FRONT_DOOR__ENABLED=false`.
     pub front_door: im_core::frontdoor::FrontDoorSettings,
+    /// Attachments on S3-compatible storage (api and logic roles), e.g.
+    /// `IM_ATTACHMENTS__ENABLED=true`, `IM_ATTACHMENTS__S3_ENDPOINT=…`.
+    pub attachments: Attachments,
     /// Log JSON lines instead of text.
     pub log_json: bool,
+}
+
+/// `[attachments]`: uploads and downloads of attachments (protocol v1.2),
+/// the bytes in an S3 bucket (clients upload and download there directly).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Attachments {
+    /// Serve uploads and downloads (api) and check attachment messages
+    /// (logic). Off: image and file bodies stay unchecked objects (v1).
+    pub enabled: bool,
+    /// S3 endpoint as im reaches it (`http://127.0.0.1:8333`; empty: AWS).
+    pub s3_endpoint: String,
+    /// S3 endpoint as clients reach it, when different (presigned URLs
+    /// name it); empty: `s3_endpoint`.
+    pub s3_public_endpoint: String,
+    /// Bucket (must exist).
+    pub s3_bucket: String,
+    /// Region.
+    pub s3_region: String,
+    /// Access key id.
+    pub s3_access_key_id: String,
+    /// Secret access key.
+    pub s3_secret_access_key: String,
+    /// Per-kind size limits and mime allowlists, link lifetimes, delete on
+    /// recall (`[attachments.limits]`, see `im_core::attachments::AttachmentPolicy`).
+    pub limits: im_core::attachments::AttachmentPolicy,
+}
+
+impl std::fmt::Debug for Attachments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachments")
+            .field("enabled", &self.enabled)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_bucket", &self.s3_bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Attachments {
+    fn default() -> Self {
+        Attachments {
+            enabled: false,
+            s3_endpoint: String::new(),
+            s3_public_endpoint: String::new(),
+            s3_bucket: "im-attachments".into(),
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: String::new(),
+            limits: im_core::attachments::AttachmentPolicy::default(),
+        }
+    }
+}
+
+impl Attachments {
+    /// The S3 client configuration.
+    pub fn s3(&self) -> im_store::s3::S3Config {
+        im_store::s3::S3Config::new(&self.s3_endpoint, &self.s3_bucket)
+            .with_region(&self.s3_region)
+            .with_credentials(&self.s3_access_key_id, &self.s3_secret_access_key)
+            .with_public_endpoint(&self.s3_public_endpoint)
+    }
 }
 
 /// Loads defaults ← TOML file ← `IM_*` env ← `overrides` (from flags).

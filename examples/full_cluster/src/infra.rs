@@ -150,6 +150,16 @@ pub async fn archive(c: &Config, primary: &MySqlStore) -> Result<MySqlShards, St
     Ok(shards)
 }
 
+/// The attachment storage, when `[attachments]` is enabled.
+pub fn objects(c: &Config) -> Result<Option<Arc<im_store::s3::S3ObjectStorage>>, String> {
+    if !c.attachments.enabled {
+        return Ok(None);
+    }
+    im_store::s3::S3ObjectStorage::new(c.attachments.s3())
+        .map(|s| Some(Arc::new(s)))
+        .map_err(|e| format!("[attachments]: {e}"))
+}
+
 /// Connects to etcd with the cluster's namespace and lease TTL.
 pub async fn etcd(c: &Config) -> Result<Arc<EtcdDiscovery>, String> {
     let cfg = EtcdConfig::new(c.cluster.etcd_endpoints.clone())

@@ -70,6 +70,16 @@ impl Cluster {
         if !self.db_shards.is_empty() {
             cmd.env("DATABASE_SHARD_URLS", self.db_shards.join(","));
         }
+        // Attachments on the test S3 server (SeaweedFS, scripts/services.sh).
+        let s3 = im_store::s3::S3Config::from_env();
+        cmd.env("IM_ATTACHMENTS__ENABLED", "true")
+            .env("IM_ATTACHMENTS__S3_ENDPOINT", &s3.endpoint)
+            .env("IM_ATTACHMENTS__S3_BUCKET", &s3.bucket)
+            .env("IM_ATTACHMENTS__S3_ACCESS_KEY_ID", &s3.access_key_id)
+            .env(
+                "IM_ATTACHMENTS__S3_SECRET_ACCESS_KEY",
+                &s3.secret_access_key,
+            );
         let child = cmd
             .args(args)
             .env("IM_CLUSTER__NAMESPACE", &self.ns)
@@ -936,4 +946,107 @@ async fn bursts_are_pushed_in_seq_order() {
             );
         }
     }
+}
+
+/// Attachments through the cluster on the S3 server: the api role hands out
+/// the upload, the client PUTs straight to S3, logic (another process) checks
+/// the object before accepting the message, the recipient downloads the same
+/// bytes from S3, and a non-participant is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_go_through_the_cluster_on_s3() {
+    let _serial = SERIAL.lock().await;
+    let s3 = im_store::s3::S3Config::from_env();
+    let probe = im_store::s3::S3ObjectStorage::new(s3.clone()).unwrap();
+    if let Err(e) = probe.check().await {
+        panic!(
+            "the S3 server is not reachable at {} ({e}): `source scripts/services.sh` starts \
+             SeaweedFS's S3 gateway on 127.0.0.1:8333",
+            s3.endpoint
+        );
+    }
+    let cluster = Cluster::start();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    wait_cluster_ready(&http, &cluster).await;
+    let base = cluster.base();
+    let mut users = Vec::new();
+    for who in ["a", "b", "e"] {
+        let name = format!("{}_att_{who}", cluster.ns);
+        ImClient::register(&base, &name, "password123")
+            .await
+            .unwrap();
+        users.push(ImClient::login(&base, &name, "password123").await.unwrap());
+    }
+    let to = json!({"user": users[1].user_id.to_string()});
+    let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    let granted: Value = http
+        .post(format!("{base}/api/v1/uploads"))
+        .bearer_auth(&users[0].token)
+        .json(&json!({"to": to, "name": "report.pdf", "size": bytes.len(), "mime": "application/pdf"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = granted["upload"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{granted}"));
+    assert!(
+        url.starts_with(&s3.endpoint),
+        "the client uploads to S3 itself: {url}"
+    );
+    let put = http
+        .put(url)
+        .header("content-type", "application/pdf")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    let sent = http
+        .post(format!("{base}/api/v1/messages"))
+        .bearer_auth(&users[0].token)
+        .json(&json!({"client_msg_id": "att-1", "to": to, "kind": "file", "body": granted["body"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200, "{}", sent.text().await.unwrap());
+    let file = format!("{base}/api/v1/files/{}", granted["key"].as_str().unwrap());
+    let link = http
+        .get(&file)
+        .bearer_auth(&users[1].token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(link.status(), 302);
+    let location = link.headers()["location"].to_str().unwrap().to_owned();
+    let got = http.get(&location).send().await.unwrap();
+    assert!(got.status().is_success(), "{}", got.status());
+    assert_eq!(
+        got.bytes().await.unwrap().as_ref(),
+        &bytes[..],
+        "the recipient gets the bytes"
+    );
+    let refused = http
+        .get(&file)
+        .bearer_auth(&users[2].token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403, "a non-participant is refused");
+    // An upload that never happened is refused by logic.
+    let ghost = json!({"key": format!("att/{}/{}/1/ghost.pdf",
+        im_core::id::ConversationId::direct(users[0].user_id, users[1].user_id).unwrap(), users[0].user_id),
+        "name": "ghost.pdf", "size": 5, "mime": "application/pdf"});
+    let refused = http
+        .post(format!("{base}/api/v1/messages"))
+        .bearer_auth(&users[0].token)
+        .json(&json!({"client_msg_id": "att-2", "to": to, "kind": "file", "body": ghost}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400, "{}", refused.text().await.unwrap());
 }

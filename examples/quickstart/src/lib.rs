@@ -14,13 +14,16 @@ pub mod seq;
 use std::sync::Arc;
 
 use axum::Router;
+use im_core::attachments::AttachmentPolicy;
 use im_core::compose::ComposedSendPipeline;
 use im_core::frontdoor::{FrontDoor, FrontDoorConfig};
-use im_core::memory::MemoryThrottle;
 use im_core::memory::{MemoryDedupStore, MemorySequenceAllocator};
+use im_core::memory::{MemoryObjectStorage, MemoryThrottle};
 use im_core::node::{Backends, Node, NodeConfig};
 use im_core::ports::{MessageStore, SequenceAllocator};
+use im_store::s3::{S3Config, S3ObjectStorage};
 use im_store::sqlite::SqliteStore;
+use im_transport::http::attachments::Attachments;
 use im_transport::http::routes::SameHostLocator;
 use im_transport::http::{install_metrics, ApiConfig, ApiState};
 use im_transport::server::{app, AppParts};
@@ -49,6 +52,14 @@ pub struct Settings {
     /// Serve HTTPS and WSS with this certificate and key (reloaded when the
     /// files change); `None`: plain HTTP and WS.
     pub tls: Option<TlsFiles>,
+    /// Attachments (uploads and downloads) in memory with these limits, the
+    /// bytes served by this process under `/api/v1/objects/`; `None`: off.
+    pub attachments: Option<AttachmentPolicy>,
+    /// Most bytes the in-memory attachments may hold (default 256 MiB).
+    pub attachments_max_bytes: u64,
+    /// Keep attachments in this S3 bucket instead of memory (clients then
+    /// upload and download there directly).
+    pub attachments_s3: Option<S3Config>,
 }
 
 impl Settings {
@@ -62,6 +73,9 @@ impl Settings {
             web_page: true,
             front_door: FrontDoorConfig::default(),
             tls: None,
+            attachments: Some(AttachmentPolicy::default()),
+            attachments_max_bytes: 256 << 20,
+            attachments_s3: None,
         }
     }
 }
@@ -171,7 +185,31 @@ impl Quickstart {
         let mut config = NodeConfig::default();
         config.connect.send_rate = rate;
         config.connect.send_burst = burst;
-        let node = Node::start(storage.backends, config)
+        let mut backends = storage.backends;
+        // Attachments in memory, their signed URLs relative to this server;
+        // or in an S3 bucket.
+        let attachments = match (settings.attachments.clone(), &settings.attachments_s3) {
+            (None, _) => None,
+            (Some(policy), Some(s3)) => {
+                let objects =
+                    Arc::new(S3ObjectStorage::new(s3.clone()).map_err(|e| e.to_string())?);
+                backends.logic.objects = Some(objects.clone());
+                config.logic.attachments = policy.clone();
+                Some(Attachments::new(objects, policy))
+            }
+            (Some(policy), None) => {
+                let key = format!("{}:objects", settings.secret);
+                let objects = Arc::new(MemoryObjectStorage::new(
+                    "",
+                    key.as_bytes(),
+                    settings.attachments_max_bytes,
+                ));
+                backends.logic.objects = Some(objects.clone());
+                config.logic.attachments = policy.clone();
+                Some(Attachments::in_memory(objects, policy))
+            }
+        };
+        let node = Node::start(backends, config)
             .await
             .map_err(|e| e.to_string())?;
         let shutdown = CancellationToken::new();
@@ -191,8 +229,14 @@ impl Quickstart {
         ));
         let router = app(AppParts {
             api: Some((
-                ApiState::new(node.logic.clone(), locator, &api_config)
-                    .with_front_door(door.clone()),
+                {
+                    let state = ApiState::new(node.logic.clone(), locator, &api_config)
+                        .with_front_door(door.clone());
+                    match attachments {
+                        Some(a) => state.with_attachments(a),
+                        None => state,
+                    }
+                },
                 api_config,
             )),
             ws: Some(WsState {

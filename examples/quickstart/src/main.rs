@@ -35,7 +35,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
+use im_core::attachments::AttachmentPolicy;
 use im_core::frontdoor::FrontDoorSettings;
+use im_store::s3::S3Config;
 
 use im_transport::server::serve_maybe_tls;
 use im_transport::tls::{ServerTls, TlsFiles};
@@ -109,6 +111,38 @@ struct FileConfig {
     front_door: Option<FrontDoorSettings>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    /// `[attachments]`: limits of uploads (see `im_core::attachments::AttachmentPolicy`).
+    attachments: Option<AttachmentPolicy>,
+    /// `[s3]`: keep attachments in this S3 bucket instead of memory.
+    s3: Option<S3File>,
+}
+
+/// `[s3]` of the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3File {
+    endpoint: String,
+    bucket: String,
+    #[serde(default)]
+    region: Option<String>,
+    access_key_id: String,
+    secret_access_key: String,
+    #[serde(default)]
+    public_endpoint: Option<String>,
+}
+
+impl From<S3File> for S3Config {
+    fn from(f: S3File) -> Self {
+        let mut c = S3Config::new(f.endpoint, f.bucket)
+            .with_credentials(f.access_key_id, f.secret_access_key);
+        if let Some(r) = f.region {
+            c = c.with_region(r);
+        }
+        if let Some(p) = f.public_endpoint {
+            c = c.with_public_endpoint(p);
+        }
+        c
+    }
 }
 
 fn load(args: &Args) -> Result<FileConfig, String> {
@@ -180,6 +214,9 @@ async fn run(args: Args) -> Result<(), String> {
             "--tls-cert/--tls-key",
         )
         .map_err(|e| e.to_string())?,
+        attachments: Some(file.attachments.unwrap_or_default()),
+        attachments_max_bytes: 256 << 20,
+        attachments_s3: file.s3.map(S3Config::from),
     };
     // Bad certificate files stop the start, naming the file.
     let tls = match &settings.tls {

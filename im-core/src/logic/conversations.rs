@@ -113,6 +113,7 @@ impl Logic {
         if !self.ports.messages.recall(msg_id).await? {
             return Ok(());
         }
+        self.forget_attachment(&message).await;
         self.publish_event(
             Event::Recalled {
                 conversation_id: message.conversation_id,

@@ -6,6 +6,7 @@
 //! [`Logic`] in one process and by a gRPC client in a cluster.
 
 mod accounts;
+mod attachments;
 mod coalesce;
 mod conversations;
 mod events;
@@ -87,6 +88,8 @@ pub struct LogicConfig {
     /// they are answered `unavailable` (503 with `Retry-After`) at once.
     /// Default: 32 per hashing slot.
     pub hash_queue: usize,
+    /// Limits of attachments (used when [`LogicPorts::objects`] is set).
+    pub attachments: crate::attachments::AttachmentPolicy,
 }
 
 /// The number of cores (what [`LogicConfig::hash_concurrency`] defaults to).
@@ -129,6 +132,7 @@ impl Default for LogicConfig {
             revocation_ttl: Duration::from_secs(30 * 86_400),
             hash_concurrency: default_hash_concurrency(),
             hash_queue: 32 * default_hash_concurrency(),
+            attachments: crate::attachments::AttachmentPolicy::default(),
         }
     }
 }
@@ -307,6 +311,9 @@ pub struct LogicPorts {
     pub auth: Arc<dyn Authenticator>,
     /// Tokens logged out before their expiry.
     pub revocations: Arc<dyn crate::ports::TokenRevocations>,
+    /// Where attachments live (`None`: attachments are off, and image and
+    /// file bodies stay unchecked objects as in protocol v1).
+    pub objects: Option<Arc<dyn crate::ports::ObjectStorage>>,
 }
 
 /// The Logic service.

@@ -51,6 +51,10 @@ impl Logic {
         } else {
             shape
         };
+        let shape = match shape {
+            Ok(()) => self.check_attachment(sender.user, &request).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = shape {
             return match self.original_acks(&[(sender.user, &request)]).await.pop() {
                 Some(Some(ack)) => Ok(ack),

@@ -13,6 +13,7 @@ mod discovery;
 mod guard;
 mod hook;
 mod lease;
+mod objects;
 mod push;
 mod queue;
 mod revocation;
@@ -30,6 +31,7 @@ pub use discovery::{Discovery, ServiceInstance};
 pub use guard::{AllowAll, RegistrationAttempt, RegistrationGuard};
 pub use hook::{HookVerdict, PendingSend, SendHook};
 pub use lease::PartitionLeases;
+pub use objects::{ObjectMeta, ObjectStorage, PresignedRequest};
 pub use push::{PushBatch, PushItem, PushReport, Pusher};
 pub use queue::{
     partition_of, Assignment, Delivery, EntryId, GroupStats, MessageQueue, QueueConsumer,

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::id::{ConversationId, GroupId, SessionId, UserId};
-use crate::model::{Entry, Event, EventAudience, NodeId, SessionRoute};
+use crate::model::{Entry, Event, EventAudience, Message, MessageKind, NodeId, SessionRoute};
 use crate::ports::{
     Delivery, GroupStore, MessageQueue, PartitionLeases, PushBatch, PushItem, Pusher, SessionStore,
 };
@@ -18,6 +18,14 @@ use crate::protocol::ServerFrame;
 
 use super::claim::{run_loop, Outcome};
 use super::{WorkerConfig, PUSH_GROUP};
+
+/// Where the push worker hands the messages of recipients that have no
+/// online session (offline notifications). Called on the push path: it must
+/// not block or wait (queue and return).
+pub trait OfflineSink: Send + Sync + 'static {
+    /// `message` reached no session of `user`.
+    fn offline(&self, user: UserId, message: &Message);
+}
 
 /// Delivers queued messages to the sessions of their recipients.
 pub struct PushWorker {
@@ -27,6 +35,7 @@ pub struct PushWorker {
     pusher: Arc<dyn Pusher>,
     config: WorkerConfig,
     leases: Option<Arc<dyn PartitionLeases>>,
+    offline: Option<Arc<dyn OfflineSink>>,
 }
 
 impl PushWorker {
@@ -45,7 +54,15 @@ impl PushWorker {
             pusher,
             config,
             leases: None,
+            offline: None,
         }
+    }
+
+    /// Hands messages whose recipient has no online session to `sink`
+    /// (e.g. the offline notifications of [`super::notify`]).
+    pub fn with_offline(mut self, sink: Arc<dyn OfflineSink>) -> Self {
+        self.offline = Some(sink);
+        self
     }
 
     /// Shares the partitions with the other push workers through `leases`:
@@ -88,7 +105,7 @@ impl PushWorker {
     /// do not hold back the others; clients of a dead node resync on reconnect).
     pub async fn deliver(&self, batch: &[Delivery]) {
         let started = Instant::now();
-        let by_node = match self.plan(batch).await {
+        let (by_node, offline) = match self.plan(batch).await {
             Ok(p) => p,
             Err(e) => {
                 // Recipients unknown: retry the lookups once, then give up on
@@ -106,6 +123,11 @@ impl PushWorker {
                 }
             }
         };
+        if let Some(sink) = &self.offline {
+            for (user, message) in offline {
+                sink.offline(user, message);
+            }
+        }
         let pushes = by_node
             .into_iter()
             .map(|(node, push)| self.push_node(node, push));
@@ -161,7 +183,12 @@ impl PushWorker {
         }
     }
 
-    async fn plan(&self, batch: &[Delivery]) -> Result<BTreeMap<NodeId, NodePush>> {
+    /// The pushes per connect node, and the (recipient, message) pairs that
+    /// reach no session (only when an offline sink wants them).
+    async fn plan<'b>(
+        &self,
+        batch: &'b [Delivery],
+    ) -> Result<(BTreeMap<NodeId, NodePush>, Vec<(UserId, &'b Message)>)> {
         let now = crate::id::now_ms();
         // What each entry is, to whom, and as which frame.
         let items: Vec<Planned> = batch.iter().filter_map(|d| Planned::of(d, now)).collect();
@@ -207,6 +234,7 @@ impl PushWorker {
         }
 
         let mut plan: BTreeMap<NodeId, NodePush> = BTreeMap::new();
+        let mut offline = Vec::new();
         for p in &items {
             if let Audience::Sessions(targets) = p.audience {
                 for r in targets {
@@ -235,6 +263,11 @@ impl PushWorker {
             };
             let mut per_node: BTreeMap<&NodeId, Vec<SessionId>> = BTreeMap::new();
             for u in recipients.iter().filter(|u| Some(**u) != except) {
+                if let (Some(m), Some(_)) = (p.message, &self.offline) {
+                    if m.from != *u && m.kind != MessageKind::System && !by_user.contains_key(u) {
+                        offline.push((*u, m));
+                    }
+                }
                 for r in by_user.get(u).into_iter().flatten() {
                     if p.origin
                         .is_some_and(|(n, s)| *n == r.node && *s == r.session_id)
@@ -258,7 +291,7 @@ impl PushWorker {
                 p.routes.insert(r.session_id, r);
             }
         }
-        Ok(plan)
+        Ok((plan, offline))
     }
 }
 
@@ -284,6 +317,8 @@ struct Planned<'a> {
     frame: Bytes,
     /// A kick instead of a frame.
     kick: Option<String>,
+    /// The message, when the entry is one.
+    message: Option<&'a Message>,
 }
 
 impl<'a> Planned<'a> {
@@ -300,6 +335,7 @@ impl<'a> Planned<'a> {
                     origin: env.origin.as_ref(),
                     frame: Bytes::from(ServerFrame::Message(m.clone()).encode()),
                     kick: None,
+                    message: Some(m),
                 })
             }
             Entry::Event(ev) => {
@@ -325,6 +361,7 @@ impl<'a> Planned<'a> {
                     origin: ev.origin.as_ref(),
                     frame,
                     kick,
+                    message: None,
                 })
             }
         }

@@ -2,6 +2,7 @@
 //! JSON error shape, the OpenAPI document at `/api/v1/openapi.json`,
 //! `/healthz`, `/readyz` and `/metrics`.
 
+pub mod attachments;
 pub mod errors;
 pub mod openapi;
 pub mod ops;

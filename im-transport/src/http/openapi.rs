@@ -44,6 +44,12 @@ pub enum KindDoc {
     Image,
     /// A file reference; the body is a JSON object.
     File,
+    /// An audio clip (v1.2); the body is a JSON object (an attachment:
+    /// `{key, name, size, mime, duration?}`).
+    Audio,
+    /// A video (v1.2); the body is a JSON object (an attachment:
+    /// `{key, name, size, mime, width?, height?, duration?}`).
+    Video,
     /// Application-defined; the body is a JSON object.
     Custom,
 }
@@ -58,6 +64,12 @@ pub enum MessageKindDoc {
     Image,
     /// A file reference; the body is a JSON object.
     File,
+    /// An audio clip (v1.2); the body is a JSON object (an attachment:
+    /// `{key, name, size, mime, duration?}`).
+    Audio,
+    /// A video (v1.2); the body is a JSON object (an attachment:
+    /// `{key, name, size, mime, width?, height?, duration?}`).
+    Video,
     /// Application-defined; the body is a JSON object.
     Custom,
     /// Written by the server about a group change (v1.1 extension); the body
@@ -211,6 +223,8 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         routes::set_member_role,
         routes::mute_member,
         routes::connect,
+        super::attachments::create_upload,
+        super::attachments::download,
         serve_document,
     ),
     components(schemas(
@@ -243,6 +257,9 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         MemberDoc,
         RoleDoc,
         WsEndpoint,
+        super::attachments::UploadRequest,
+        super::attachments::Upload,
+        super::attachments::PresignedDoc,
         ErrorBody,
         ErrorDetail,
         ErrorCodeName,
@@ -255,6 +272,7 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         (name = "presence", description = "Who is online"),
         (name = "groups", description = "Groups, their members and their administration"),
         (name = "connect", description = "Finding a WebSocket endpoint"),
+        (name = "attachments", description = "Uploads and downloads of attachments (v1.2)"),
         (name = "meta", description = "This document"),
     )
 )]

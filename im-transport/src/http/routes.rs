@@ -90,6 +90,7 @@ pub struct ApiState {
     pub locator: Arc<dyn WsLocator>,
     limiter: Option<Arc<RateLimiter<UserId>>>,
     front_door: Option<Arc<FrontDoor>>,
+    pub(super) attachments: Option<Arc<super::attachments::Attachments>>,
 }
 
 impl ApiState {
@@ -102,7 +103,16 @@ impl ApiState {
                 .send_rate
                 .map(|r| Arc::new(RateLimiter::new(r, config.send_burst))),
             front_door: None,
+            attachments: None,
         }
+    }
+
+    /// Serves attachments (uploads and downloads, v1.2) on `attachments`.
+    /// Logic must have the same storage and policy (`LogicPorts::objects`,
+    /// `LogicConfig::attachments`) to check what messages reference.
+    pub fn with_attachments(mut self, attachments: super::attachments::Attachments) -> Self {
+        self.attachments = Some(Arc::new(attachments));
+        self
     }
 
     /// Guards login and registration with `door` (limits per address and
@@ -174,6 +184,7 @@ pub fn api_router(state: ApiState, config: &ApiConfig) -> Router {
             put(mute_member),
         )
         .route("/connect", get(connect))
+        .merge(super::attachments::routes(state.attachments.as_deref()))
         .method_not_allowed_fallback(super::errors::method_not_allowed)
         .with_state(state);
     Router::new()

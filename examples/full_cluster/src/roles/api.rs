@@ -7,6 +7,7 @@ use std::sync::Arc;
 use im_core::logic::CoalescingLogic;
 use im_core::ports::{Discovery, ServiceInstance};
 use im_transport::grpc::{DiscoveryLocator, LogicPool};
+use im_transport::http::attachments::Attachments;
 use im_transport::http::{install_metrics, ApiConfig, ApiState};
 use im_transport::server::{app, serve_maybe_tls, AppParts};
 use tokio_util::sync::CancellationToken;
@@ -39,11 +40,12 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         ..ApiConfig::default()
     };
     let door = infra::front_door(&c, &shutdown).await?;
+    let mut state = ApiState::new(logic, locator, &api_config).with_front_door(door);
+    if let Some(objects) = infra::objects(&c)? {
+        state = state.with_attachments(Attachments::new(objects, c.attachments.limits.clone()));
+    }
     let router = app(AppParts {
-        api: Some((
-            ApiState::new(logic, locator, &api_config).with_front_door(door),
-            api_config,
-        )),
+        api: Some((state, api_config)),
         ready: vec![Arc::new(infra::EtcdReady(etcd.clone()))],
         metrics: Some(install_metrics()),
         web_page: true,

@@ -63,6 +63,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             Duration::from_secs(c.cluster.token_ttl_secs),
         )),
         revocations: Arc::new(redis.revocations()),
+        objects: infra::objects(&c)?.map(|o| o as _),
     };
     let logic = Logic::new(
         ports,
@@ -79,6 +80,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
                 (0, n) => 32 * n,
                 (q, _) => q,
             },
+            attachments: c.attachments.limits.clone(),
             ..LogicConfig::default()
         },
     )
