@@ -317,7 +317,7 @@ try {
   await bob.page.waitForFunction(() => { const i = document.querySelector("[data-testid=attachment-image]"); return i && i.complete && i.naturalWidth === 160; }, null, { timeout: T })
     .catch(() => fail("bob: the picture did not load from its download URL (160 px wide)"));
   const fileText = await bob.page.textContent('[data-testid=attachment-file][data-name="notes.txt"]');
-  if (!fileText.includes("notes.txt") || !fileText.includes("KB")) await fail(`bob: the file shows "${fileText}"`);
+  if (!fileText.includes("notes.txt") || !fileText.includes("920 B")) await fail(`bob: the file shows "${fileText}"`);
   await snap(bob, "browser-attachments.png");
 
   console.log(`browser test passed: ${alice.name} (${alice.id}) and ${bob.name} (${bob.id}) chatted 1:1 and in a group; ` +
