@@ -46,6 +46,9 @@ pub struct Backends {
     /// In memory by default: right as long as this node is the only one
     /// pushing from its queue; give several nodes on one queue shared ones.
     pub leases: Arc<dyn PartitionLeases>,
+    /// Where push workers hand messages whose recipient has no online
+    /// session (offline notifications; `None`: nobody is notified).
+    pub offline: Option<Arc<dyn crate::task::OfflineSink>>,
 }
 
 impl Backends {
@@ -79,6 +82,7 @@ impl Backends {
             queue,
             messages,
             leases: Arc::new(MemoryPartitionLeases::new()),
+            offline: None,
         }
     }
 }
@@ -181,6 +185,10 @@ impl Node {
                 },
             )
             .with_leases(backends.leases.clone());
+            let w = match &backends.offline {
+                Some(sink) => w.with_offline(sink.clone()),
+                None => w,
+            };
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = w.run(stop).await {

@@ -19,7 +19,7 @@ mod schedule;
 use std::time::Duration;
 
 pub use persist::PersistWorker;
-pub use push::PushWorker;
+pub use push::{OfflineSink, PushWorker};
 pub use schedule::{Scheduler, SchedulerConfig};
 
 /// Name of the push consumer group.
