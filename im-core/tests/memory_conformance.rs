@@ -139,3 +139,8 @@ async fn sharded_memory_archive_conforms() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn memory_devices_conform() {
+    testkit::device_suite(|| async { Arc::new(MemoryDeviceStore::new()) as _ }).await;
+}

@@ -5,6 +5,7 @@
 
 mod conversation;
 mod dedup;
+mod device;
 mod discovery;
 mod lease;
 mod queue;
@@ -17,6 +18,7 @@ mod throttle;
 
 pub use conversation::MemoryConversationStore;
 pub use dedup::MemoryDedupStore;
+pub use device::MemoryDeviceStore;
 pub use discovery::MemoryDiscovery;
 pub use lease::MemoryPartitionLeases;
 pub use queue::MemoryQueue;

@@ -18,6 +18,7 @@
 
 mod conversation;
 mod dedup;
+mod device;
 mod discovery;
 mod lease;
 mod queue;
@@ -31,6 +32,7 @@ mod throttle;
 
 pub use conversation::conversations_suite;
 pub use dedup::dedup_suite;
+pub use device::device_suite;
 pub use discovery::discovery_suite;
 pub use lease::lease_suite;
 pub use queue::queue_suite;
