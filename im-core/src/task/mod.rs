@@ -16,7 +16,7 @@
 
 pub mod claim;
 pub mod lease;
-mod notify;
+pub mod notify;
 mod persist;
 mod push;
 mod schedule;
