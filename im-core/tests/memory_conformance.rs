@@ -151,3 +151,8 @@ async fn memory_objects_conform() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn memory_devices_conform() {
+    testkit::device_suite(|| async { Arc::new(MemoryDeviceStore::new()) as _ }).await;
+}

@@ -10,10 +10,10 @@
 //!   one-round-trip [`SendPipeline`] (`RedisSendPipeline`, a Lua script), all
 //!   built from one [`redis::RedisConn`].
 //! - [`mysql`]: the durable archive on MySQL / MariaDB (sqlx): messages,
-//!   users, groups, and conversation lists with read cursors (read from the
-//!   message archive next to them), with embedded migrations
-//!   (`migrations/mysql`).
-//! - [`sqlite`]: the same four stores on SQLite (WAL mode) for durable
+//!   users, groups, conversation lists with read cursors (read from the
+//!   message archive next to them), and the push tokens of devices
+//!   (`DeviceStore`), with embedded migrations (`migrations/mysql`).
+//! - [`sqlite`]: the same five stores on SQLite (WAL mode) for durable
 //!   single-node use (`migrations/sqlite`).
 //!
 //! Every backend passes the conformance suites of `im_core::testkit`; the

@@ -161,6 +161,25 @@ impl MessageRow {
     }
 }
 
+/// A stored push token, or a `Backend` error naming a corrupt platform.
+pub(crate) fn device_row(
+    platform: &str,
+    token: String,
+    device: String,
+    registered_at: i64,
+) -> Result<im_core::ports::PushToken, Error> {
+    let platform = im_core::ports::Platform::parse(platform).ok_or_else(|| Error::Backend {
+        message: format!("corrupt platform {platform:?} of device {device:?}"),
+        source: None,
+    })?;
+    Ok(im_core::ports::PushToken {
+        platform,
+        token,
+        device,
+        registered_at,
+    })
+}
+
 /// What `ConversationStore::record` writes for a batch.
 pub(crate) struct Recorded<'a> {
     /// The message with the highest seq of each conversation of the batch,

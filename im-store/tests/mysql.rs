@@ -1,6 +1,6 @@
 //! The MySQL stores against a real MySQL / MariaDB (`DATABASE_URL`, default
-//! `mysql://root@127.0.0.1:3306/test`): the message, user, group and
-//! conversation conformance suites, each in a freshly created database that is dropped at
+//! `mysql://root@127.0.0.1:3306/test`): the message, user, group,
+//! conversation and device conformance suites, each in a freshly created database that is dropped at
 //! the end (even when the suite fails).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -162,6 +162,14 @@ async fn mysql_conversations_conform() {
 }
 
 /// The archive over two servers passes the message and conversation suites.
+#[tokio::test]
+async fn mysql_devices_conform() {
+    in_fresh_database(|s| async move {
+        testkit::device_suite(|| async { Arc::new(s.devices()) as _ }).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn mysql_sharded_archive_conforms() {
     in_fresh_shards(|stores| async move {

@@ -1,5 +1,5 @@
-//! The SQLite stores: the message, user, group and conversation conformance
-//! suites on a temporary database file (WAL mode) and in memory.
+//! The SQLite stores: the message, user, group, conversation and device
+//! conformance suites on a temporary database file (WAL mode) and in memory.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
@@ -72,6 +72,14 @@ async fn sqlite_conversations_conform() {
 }
 
 #[tokio::test]
+async fn sqlite_devices_conform() {
+    in_temp_file(|s| async move {
+        testkit::device_suite(|| async { Arc::new(s.devices()) as _ }).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn sqlite_in_memory_conforms() {
     testkit::message_suite(|| async {
         Arc::new(SqliteStore::memory().await.unwrap().messages()) as _
@@ -87,6 +95,10 @@ async fn sqlite_in_memory_conforms() {
             Arc::new(s.conversations()) as _,
             Arc::new(s.messages()) as _,
         )
+    })
+    .await;
+    testkit::device_suite(|| async {
+        Arc::new(SqliteStore::memory().await.unwrap().devices()) as _
     })
     .await;
 }

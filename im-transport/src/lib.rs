@@ -6,6 +6,7 @@
 //!   in its own process.
 //! - `ws`: the WebSocket Connect server (tokio-tungstenite).
 //! - `webhook`: a `SendHook` that calls your HTTP endpoint before and after sends (HMAC-signed).
+//! - [`notify`]: `Notifier`s for offline devices — FCM, APNs, and a signed webhook.
 //! - `http`: the HTTP API (axum).
 //! - `client`: a Rust client of the public protocol.
 //! - [`tls`]: rustls certificates for HTTPS/WSS and gRPC over TLS.
@@ -14,6 +15,7 @@
 pub mod client;
 pub mod grpc;
 pub mod http;
+pub mod notify;
 pub mod server;
 pub mod tls;
 pub mod webhook;

@@ -125,19 +125,16 @@ impl Inner {
         event: &str,
         body: Vec<u8>,
     ) -> std::result::Result<reqwest::Response, String> {
-        let ts = im_core::id::now_ms().to_string();
-        let signature = sign(&self.config.secret, &ts, &body);
-        let r = self
-            .client
-            .post(&self.config.url)
-            .header("content-type", "application/json")
-            .header("x-im-event", event)
-            .header("x-im-timestamp", &ts)
-            .header("x-im-signature", format!("sha256={signature}"))
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let r = signed_post(
+            &self.client,
+            &self.config.url,
+            &self.config.secret,
+            event,
+            body,
+        )
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
         if r.status().is_success() {
             Ok(r)
         } else {
@@ -244,6 +241,28 @@ impl SendHook for WebhookHook {
         let inner = self.inner.clone();
         tokio::spawn(async move { inner.after(body).await });
     }
+}
+
+/// A POST of the JSON `body` to `url`, signed like every webhook call:
+/// `X-Im-Event: {event}`, `X-Im-Timestamp` (Unix ms) and
+/// `X-Im-Signature: sha256=<hex>` (see [`sign`]). Also used by
+/// [`crate::notify::WebhookNotifier`].
+pub(crate) fn signed_post(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &[u8],
+    event: &str,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let ts = im_core::id::now_ms().to_string();
+    let signature = sign(secret, &ts, &body);
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-im-event", event)
+        .header("x-im-timestamp", &ts)
+        .header("x-im-signature", format!("sha256={signature}"))
+        .body(body)
 }
 
 /// The hex HMAC-SHA256 of `"{timestamp}.{body}"`.

@@ -5,6 +5,7 @@
 
 mod conversation;
 mod dedup;
+mod device;
 mod discovery;
 mod lease;
 mod objects;
@@ -18,6 +19,7 @@ mod throttle;
 
 pub use conversation::MemoryConversationStore;
 pub use dedup::MemoryDedupStore;
+pub use device::MemoryDeviceStore;
 pub use discovery::MemoryDiscovery;
 pub use lease::MemoryPartitionLeases;
 pub use objects::{MemoryObjectStorage, SignedOp, OBJECTS_PATH};

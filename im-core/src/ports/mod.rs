@@ -13,6 +13,7 @@ mod discovery;
 mod guard;
 mod hook;
 mod lease;
+mod notify;
 mod objects;
 mod push;
 mod queue;
@@ -31,6 +32,10 @@ pub use discovery::{Discovery, ServiceInstance};
 pub use guard::{AllowAll, RegistrationAttempt, RegistrationGuard};
 pub use hook::{HookVerdict, PendingSend, SendHook};
 pub use lease::PartitionLeases;
+pub use notify::{
+    validate_device, DeviceStore, Notification, Notifier, NotifyOutcome, Platform, PushToken,
+    MAX_DEVICES_PER_USER, MAX_DEVICE_LABEL_LEN, MAX_PUSH_TOKEN_LEN,
+};
 pub use objects::{ObjectMeta, ObjectStorage, PresignedRequest};
 pub use push::{PushBatch, PushItem, PushReport, Pusher};
 pub use queue::{

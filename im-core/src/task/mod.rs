@@ -9,15 +9,24 @@
 //! partition and take over entries a dead consumer left pending by idle time
 //! ([`claim`]): rows are idempotent, so their order does not matter. A third group, [`AUDIT_GROUP`], is for
 //! applications: it sees every entry too (see `examples/audit_log`).
+//!
+//! [`NotifyDispatcher`] is not a consumer group: it is offered the messages
+//! of users without a live session (from the push path) and coalesces them
+//! into notifications for their devices (FCM, APNs, a webhook).
 
 pub mod claim;
 pub mod lease;
+pub mod notify;
 mod persist;
 mod push;
 mod schedule;
 
 use std::time::Duration;
 
+pub use notify::{
+    BadgeSource, NotifyConfig, NotifyDispatcher, NotifyStats, PendingNotification,
+    MAX_PREVIEW_CHARS, MAX_TITLE_CHARS,
+};
 pub use persist::PersistWorker;
 pub use push::{OfflineSink, PushWorker};
 pub use schedule::{Scheduler, SchedulerConfig};

@@ -18,6 +18,7 @@
 
 mod conversation;
 mod dedup;
+mod device;
 mod discovery;
 mod lease;
 mod objects;
@@ -32,6 +33,7 @@ mod throttle;
 
 pub use conversation::conversations_suite;
 pub use dedup::dedup_suite;
+pub use device::device_suite;
 pub use discovery::discovery_suite;
 pub use lease::lease_suite;
 pub use objects::objects_suite;

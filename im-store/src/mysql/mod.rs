@@ -5,12 +5,14 @@
 //! applied on connect when [`MySqlConfig::run_migrations`] is set (sqlx keeps
 //! track in `_sqlx_migrations`). Tables: `users`, `` `groups` ``,
 //! `group_members`, `messages` (whose `UNIQUE (conversation_id, seq)` is
-//! also the history index), `conversations` and `user_conversations`.
+//! also the history index), `conversations`, `user_conversations`, and for
+//! notifications `push_devices` and `notify_settings`.
 //!
 //! [`MySqlShards`] spreads the archive (`messages`, `conversations`,
 //! `user_conversations`) over several databases by conversation.
 
 mod conversations;
+mod devices;
 mod groups;
 mod messages;
 mod reshard;
@@ -23,6 +25,7 @@ use im_core::Error;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
 pub use conversations::MySqlConversationStore;
+pub use devices::MySqlDeviceStore;
 pub use groups::MySqlGroupStore;
 pub use messages::MySqlMessageStore;
 pub use reshard::ReshardReport;
@@ -183,6 +186,13 @@ impl MySqlStore {
     /// unread counts from this database's message archive).
     pub fn conversations(&self) -> MySqlConversationStore {
         MySqlConversationStore::new(self.pool.clone())
+    }
+
+    /// The push tokens of users' devices and their notification settings
+    /// (like users and groups, on the primary database when the archive is
+    /// sharded with [`MySqlShards`]).
+    pub fn devices(&self) -> MySqlDeviceStore {
+        MySqlDeviceStore::new(self.pool.clone())
     }
 
     /// Closes the pool (waits for connections in use to come back).

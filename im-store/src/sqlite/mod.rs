@@ -1,12 +1,13 @@
 //! SQLite stores (sqlx) for durable single-node use: the message archive,
-//! user accounts, groups and conversation lists in one database file, in WAL
-//! mode.
+//! user accounts, groups, conversation lists and the push tokens of devices
+//! in one database file, in WAL mode.
 //!
 //! The schema lives in `migrations/sqlite/*.sql`, embedded and applied by
 //! [`SqliteStore::open`]. Ids (u64) are stored as INTEGER holding the same 64
 //! bits reinterpreted as signed, so every u64 round-trips.
 
 mod conversations;
+mod devices;
 mod groups;
 mod messages;
 mod users;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
 };
 
 pub use conversations::SqliteConversationStore;
+pub use devices::SqliteDeviceStore;
 pub use groups::SqliteGroupStore;
 pub use messages::SqliteMessageStore;
 pub use users::SqliteUserStore;
@@ -119,6 +121,11 @@ impl SqliteStore {
     /// unread counts from this database's message archive).
     pub fn conversations(&self) -> SqliteConversationStore {
         SqliteConversationStore::new(self.pool.clone())
+    }
+
+    /// The push tokens of users' devices and their notification settings.
+    pub fn devices(&self) -> SqliteDeviceStore {
+        SqliteDeviceStore::new(self.pool.clone())
     }
 
     /// Closes the pool.
