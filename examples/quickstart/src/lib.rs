@@ -18,14 +18,17 @@ use im_core::attachments::AttachmentPolicy;
 use im_core::compose::ComposedSendPipeline;
 use im_core::frontdoor::{FrontDoor, FrontDoorConfig};
 use im_core::memory::{MemoryDedupStore, MemorySequenceAllocator};
-use im_core::memory::{MemoryObjectStorage, MemoryThrottle};
+use im_core::memory::{MemoryDeviceStore, MemoryObjectStorage, MemoryThrottle};
 use im_core::node::{Backends, Node, NodeConfig};
-use im_core::ports::{MessageStore, SequenceAllocator};
+use im_core::ports::{DeviceStore, MessageStore, Platform, SequenceAllocator};
+use im_core::task::notify::{NotifyConfig, NotifyDispatcher};
+use im_core::task::{ByPlatform, OfflineNotifier, UnreadBadge};
 use im_store::s3::{S3Config, S3ObjectStorage};
 use im_store::sqlite::SqliteStore;
 use im_transport::http::attachments::Attachments;
 use im_transport::http::routes::SameHostLocator;
 use im_transport::http::{install_metrics, ApiConfig, ApiState};
+use im_transport::notify::WebhookNotifier;
 use im_transport::server::{app, AppParts};
 use im_transport::tls::TlsFiles;
 use im_transport::ws::{WsConfig, WsState};
@@ -60,6 +63,12 @@ pub struct Settings {
     /// Keep attachments in this S3 bucket instead of memory (clients then
     /// upload and download there directly).
     pub attachments_s3: Option<S3Config>,
+    /// Offline notifications through a signed webhook: `(url, secret)`.
+    /// Devices register with `platform: "webhook"`; `None`: off.
+    pub notify_webhook: Option<(String, String)>,
+    /// How long a burst of messages to one offline user in one conversation
+    /// is gathered into one notification (default 3 s).
+    pub notify_window: std::time::Duration,
 }
 
 impl Settings {
@@ -76,6 +85,8 @@ impl Settings {
             attachments: Some(AttachmentPolicy::default()),
             attachments_max_bytes: 256 << 20,
             attachments_s3: None,
+            notify_webhook: None,
+            notify_window: std::time::Duration::from_secs(3),
         }
     }
 }
@@ -209,10 +220,46 @@ impl Quickstart {
                 Some(Attachments::in_memory(objects, policy))
             }
         };
+        // Offline notifications: a device store next to the users, the
+        // coalescing dispatcher, and the push workers' offline sink.
+        let shutdown = CancellationToken::new();
+        let devices: Option<Arc<dyn DeviceStore>> = match &settings.notify_webhook {
+            None => None,
+            Some((url, secret)) => {
+                let devices: Arc<dyn DeviceStore> = match &storage.sqlite {
+                    Some(db) => Arc::new(db.devices()),
+                    None => Arc::new(MemoryDeviceStore::new()),
+                };
+                let webhook = WebhookNotifier::new(url.clone(), secret.as_bytes().to_vec())
+                    .map_err(|e| format!("notification webhook: {e}"))?;
+                let notifier = ByPlatform::new().with(Platform::Webhook, Arc::new(webhook));
+                let dispatcher = Arc::new(
+                    NotifyDispatcher::new(
+                        Arc::new(notifier),
+                        devices.clone(),
+                        NotifyConfig {
+                            coalesce_window: settings.notify_window,
+                            ..NotifyConfig::default()
+                        },
+                    )
+                    .with_badge(Arc::new(UnreadBadge::new(
+                        backends.logic.conversations.clone(),
+                    ))),
+                );
+                dispatcher.clone().spawn(shutdown.clone());
+                let (sink, _) = OfflineNotifier::start(
+                    backends.logic.users.clone(),
+                    backends.logic.groups.clone(),
+                    dispatcher,
+                    shutdown.clone(),
+                );
+                backends.offline = Some(sink);
+                Some(devices)
+            }
+        };
         let node = Node::start(backends, config)
             .await
             .map_err(|e| e.to_string())?;
-        let shutdown = CancellationToken::new();
         let api_config = ApiConfig {
             send_rate: rate,
             send_burst: burst,
@@ -230,12 +277,15 @@ impl Quickstart {
         let router = app(AppParts {
             api: Some((
                 {
-                    let state = ApiState::new(node.logic.clone(), locator, &api_config)
+                    let mut state = ApiState::new(node.logic.clone(), locator, &api_config)
                         .with_front_door(door.clone());
-                    match attachments {
-                        Some(a) => state.with_attachments(a),
-                        None => state,
+                    if let Some(a) = attachments {
+                        state = state.with_attachments(a);
                     }
+                    if let Some(d) = devices {
+                        state = state.with_devices(d);
+                    }
+                    state
                 },
                 api_config,
             )),

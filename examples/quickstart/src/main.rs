@@ -115,6 +115,18 @@ struct FileConfig {
     attachments: Option<AttachmentPolicy>,
     /// `[s3]`: keep attachments in this S3 bucket instead of memory.
     s3: Option<S3File>,
+    /// `[notifications]`: offline notifications through a signed webhook.
+    notifications: Option<NotifyFile>,
+}
+
+/// `[notifications]` of the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyFile {
+    webhook_url: String,
+    webhook_secret: String,
+    #[serde(default)]
+    window_ms: Option<u64>,
 }
 
 /// `[s3]` of the config file.
@@ -217,6 +229,15 @@ async fn run(args: Args) -> Result<(), String> {
         attachments: Some(file.attachments.unwrap_or_default()),
         attachments_max_bytes: 256 << 20,
         attachments_s3: file.s3.map(S3Config::from),
+        notify_window: std::time::Duration::from_millis(
+            file.notifications
+                .as_ref()
+                .and_then(|n| n.window_ms)
+                .unwrap_or(3_000),
+        ),
+        notify_webhook: file
+            .notifications
+            .map(|n| (n.webhook_url, n.webhook_secret)),
     };
     // Bad certificate files stop the start, naming the file.
     let tls = match &settings.tls {

@@ -17,6 +17,7 @@
 pub mod claim;
 pub mod lease;
 pub mod notify;
+pub mod offline;
 mod persist;
 mod push;
 mod schedule;
@@ -27,6 +28,7 @@ pub use notify::{
     BadgeSource, NotifyConfig, NotifyDispatcher, NotifyStats, PendingNotification,
     MAX_PREVIEW_CHARS, MAX_TITLE_CHARS,
 };
+pub use offline::{ByPlatform, OfflineNotifier, UnreadBadge};
 pub use persist::PersistWorker;
 pub use push::{OfflineSink, PushWorker};
 pub use schedule::{Scheduler, SchedulerConfig};

@@ -3,6 +3,7 @@
 //! `/healthz`, `/readyz` and `/metrics`.
 
 pub mod attachments;
+pub mod devices;
 pub mod errors;
 pub mod openapi;
 pub mod ops;

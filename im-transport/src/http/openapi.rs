@@ -225,6 +225,10 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         routes::connect,
         super::attachments::create_upload,
         super::attachments::download,
+        super::devices::register_device,
+        super::devices::list_devices,
+        super::devices::remove_device,
+        super::devices::notification_settings,
         serve_document,
     ),
     components(schemas(
@@ -260,6 +264,10 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         super::attachments::UploadRequest,
         super::attachments::Upload,
         super::attachments::PresignedDoc,
+        super::devices::NewDevice,
+        super::devices::DeviceDoc,
+        super::devices::DeviceList,
+        super::devices::NotifySettings,
         ErrorBody,
         ErrorDetail,
         ErrorCodeName,
@@ -273,6 +281,7 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         (name = "groups", description = "Groups, their members and their administration"),
         (name = "connect", description = "Finding a WebSocket endpoint"),
         (name = "attachments", description = "Uploads and downloads of attachments (v1.2)"),
+        (name = "notifications", description = "Push tokens and notification settings (v1.2)"),
         (name = "meta", description = "This document"),
     )
 )]

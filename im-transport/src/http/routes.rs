@@ -91,6 +91,7 @@ pub struct ApiState {
     limiter: Option<Arc<RateLimiter<UserId>>>,
     front_door: Option<Arc<FrontDoor>>,
     pub(super) attachments: Option<Arc<super::attachments::Attachments>>,
+    pub(super) devices: Option<Arc<dyn im_core::ports::DeviceStore>>,
 }
 
 impl ApiState {
@@ -104,7 +105,15 @@ impl ApiState {
                 .map(|r| Arc::new(RateLimiter::new(r, config.send_burst))),
             front_door: None,
             attachments: None,
+            devices: None,
         }
+    }
+
+    /// Serves push-token registration and the notification setting (v1.2)
+    /// on `devices` (the store the notification dispatcher reads).
+    pub fn with_devices(mut self, devices: Arc<dyn im_core::ports::DeviceStore>) -> Self {
+        self.devices = Some(devices);
+        self
     }
 
     /// Serves attachments (uploads and downloads, v1.2) on `attachments`.
@@ -185,6 +194,7 @@ pub fn api_router(state: ApiState, config: &ApiConfig) -> Router {
         )
         .route("/connect", get(connect))
         .merge(super::attachments::routes(state.attachments.as_deref()))
+        .merge(super::devices::routes())
         .method_not_allowed_fallback(super::errors::method_not_allowed)
         .with_state(state);
     Router::new()
