@@ -270,6 +270,9 @@ pub struct Config {
     /// Attachments on S3-compatible storage (api and logic roles), e.g.
     /// `IM_ATTACHMENTS__ENABLED=true`, `IM_ATTACHMENTS__S3_ENDPOINT=…`.
     pub attachments: Attachments,
+    /// Offline notifications (task role sends them, api role registers
+    /// devices), e.g. `IM_NOTIFICATIONS__ENABLED=true`.
+    pub notifications: Notifications,
     /// Log JSON lines instead of text.
     pub log_json: bool,
 }
@@ -321,6 +324,63 @@ impl Default for Attachments {
             s3_access_key_id: String::new(),
             s3_secret_access_key: String::new(),
             limits: im_core::attachments::AttachmentPolicy::default(),
+        }
+    }
+}
+
+/// `[notifications]`: notifications for users with no online session
+/// (protocol v1.2). Devices register tokens per platform; each platform
+/// whose notifier is configured here is served.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Notifications {
+    /// Register devices (api) and notify them (task).
+    pub enabled: bool,
+    /// A burst to one user in one conversation within this many ms is one
+    /// notification.
+    pub window_ms: u64,
+    /// Signed webhook for `platform: "webhook"` tokens (your own push gateway).
+    pub webhook_url: String,
+    /// Its HMAC secret (same scheme as the send hook).
+    pub webhook_secret: String,
+    /// Google service-account JSON file for `fcm` tokens (FCM HTTP v1).
+    pub fcm_service_account_file: Option<PathBuf>,
+    /// APNs auth key (.p8) file for `apns` tokens.
+    pub apns_key_file: Option<PathBuf>,
+    /// APNs key id.
+    pub apns_key_id: String,
+    /// APNs team id.
+    pub apns_team_id: String,
+    /// APNs topic (the app's bundle id).
+    pub apns_topic: String,
+    /// Use the APNs sandbox.
+    pub apns_sandbox: bool,
+}
+
+impl std::fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifications")
+            .field("enabled", &self.enabled)
+            .field("webhook_url", &self.webhook_url)
+            .field("fcm_service_account_file", &self.fcm_service_account_file)
+            .field("apns_key_file", &self.apns_key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Notifications {
+            enabled: false,
+            window_ms: 3_000,
+            webhook_url: String::new(),
+            webhook_secret: String::new(),
+            fcm_service_account_file: None,
+            apns_key_file: None,
+            apns_key_id: String::new(),
+            apns_team_id: String::new(),
+            apns_topic: String::new(),
+            apns_sandbox: false,
         }
     }
 }

@@ -160,6 +160,43 @@ pub fn objects(c: &Config) -> Result<Option<Arc<im_store::s3::S3ObjectStorage>>,
         .map_err(|e| format!("[attachments]: {e}"))
 }
 
+/// The notifier of every platform `[notifications]` configures.
+pub fn notifier(c: &Config) -> Result<im_core::task::ByPlatform, String> {
+    use im_core::ports::Platform;
+    use im_transport::notify::{ApnsConfig, ApnsNotifier, FcmConfig, FcmNotifier, WebhookNotifier};
+    let n = &c.notifications;
+    let mut by = im_core::task::ByPlatform::new();
+    if !n.webhook_url.is_empty() {
+        let w = WebhookNotifier::new(n.webhook_url.clone(), n.webhook_secret.as_bytes().to_vec())
+            .map_err(|e| format!("[notifications] webhook: {e}"))?;
+        by = by.with(Platform::Webhook, Arc::new(w));
+    }
+    if let Some(path) = &n.fcm_service_account_file {
+        let json = std::fs::read_to_string(path)
+            .map_err(|e| format!("[notifications] {}: {e}", path.display()))?;
+        let fcm = FcmConfig::from_service_account_json(&json)
+            .and_then(FcmNotifier::new)
+            .map_err(|e| format!("[notifications] FCM: {e}"))?;
+        by = by.with(Platform::Fcm, Arc::new(fcm));
+    }
+    if let Some(path) = &n.apns_key_file {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("[notifications] {}: {e}", path.display()))?;
+        let mut cfg = ApnsConfig::new(&n.apns_team_id, &n.apns_key_id, pem, &n.apns_topic);
+        if n.apns_sandbox {
+            cfg = cfg.sandbox();
+        }
+        let apns = ApnsNotifier::new(cfg).map_err(|e| format!("[notifications] APNs: {e}"))?;
+        by = by.with(Platform::Apns, Arc::new(apns));
+    }
+    if by.is_empty() {
+        return Err("[notifications] is enabled but no notifier is configured \
+                    (webhook_url, fcm_service_account_file or apns_key_file)"
+            .into());
+    }
+    Ok(by)
+}
+
 /// Connects to etcd with the cluster's namespace and lease TTL.
 pub async fn etcd(c: &Config) -> Result<Arc<EtcdDiscovery>, String> {
     let cfg = EtcdConfig::new(c.cluster.etcd_endpoints.clone())

@@ -40,6 +40,8 @@ struct Cluster {
     redis_cluster: Option<String>,
     /// The archive's shard URLs (empty: the archive is on `DATABASE_URL`).
     db_shards: Vec<String>,
+    /// More environment for every process.
+    env: Vec<(String, String)>,
     api: u16,
     ws: [u16; 2],
     logic_ops: [u16; 2],
@@ -70,6 +72,7 @@ impl Cluster {
         if !self.db_shards.is_empty() {
             cmd.env("DATABASE_SHARD_URLS", self.db_shards.join(","));
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         // Attachments on the test S3 server (SeaweedFS, scripts/services.sh).
         let s3 = im_store::s3::S3Config::from_env();
         cmd.env("IM_ATTACHMENTS__ENABLED", "true")
@@ -106,13 +109,17 @@ impl Cluster {
     }
 
     fn start() -> Cluster {
-        Cluster::start_on(None, Vec::new())
+        Cluster::start_on(None, Vec::new(), Vec::new())
     }
 
     /// Starts the seven processes on the standalone Redis, or on the Redis
     /// Cluster of `redis_cluster` (comma-separated seed URLs), with the
     /// archive on `db_shards` (empty: on `DATABASE_URL`).
-    fn start_on(redis_cluster: Option<String>, db_shards: Vec<String>) -> Cluster {
+    fn start_on(
+        redis_cluster: Option<String>,
+        db_shards: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Cluster {
         let ns = format!("imt{:x}", rand_u32());
         let logs = std::env::temp_dir().join(format!("im-cluster-test-{ns}"));
         std::fs::create_dir_all(&logs).unwrap();
@@ -121,6 +128,7 @@ impl Cluster {
             ns,
             redis_cluster,
             db_shards,
+            env,
             api: free_port(),
             ws: [free_port(), free_port()],
             logic_ops: [free_port(), free_port()],
@@ -381,7 +389,7 @@ async fn the_cluster_loses_nothing_on_a_redis_cluster_and_two_db_shards() {
     require_redis_cluster(&urls);
     let shards = db_shard_urls();
     require_databases(&shards).await;
-    loses_nothing(Cluster::start_on(Some(urls), shards)).await;
+    loses_nothing(Cluster::start_on(Some(urls), shards, Vec::new())).await;
 }
 
 async fn wait_cluster_ready(http: &reqwest::Client, cluster: &Cluster) {
@@ -1049,4 +1057,101 @@ async fn attachments_go_through_the_cluster_on_s3() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 400, "{}", refused.text().await.unwrap());
+}
+
+/// Offline notifications through the cluster: the api role stores the
+/// device token (MySQL), a task process notices the recipient has no
+/// session and notifies the signed webhook once per burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_recipients_are_notified_through_the_cluster() {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    let _serial = SERIAL.lock().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let ts = headers["x-im-timestamp"].to_str().unwrap_or_default();
+                let sig = headers["x-im-signature"].to_str().unwrap_or_default();
+                if im_transport::webhook::verify_signature(b"cluster-hook-secret", ts, &body, sig) {
+                    let _ = tx.send(serde_json::from_slice::<Value>(&body).unwrap_or_default());
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let env = [
+        ("IM_NOTIFICATIONS__ENABLED", "true".to_owned()),
+        ("IM_NOTIFICATIONS__WEBHOOK_URL", hook),
+        (
+            "IM_NOTIFICATIONS__WEBHOOK_SECRET",
+            "cluster-hook-secret".to_owned(),
+        ),
+        ("IM_NOTIFICATIONS__WINDOW_MS", "2000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let cluster = Cluster::start_on(None, Vec::new(), env);
+    let http = reqwest::Client::new();
+    wait_cluster_ready(&http, &cluster).await;
+    let base = cluster.base();
+    let mut users = Vec::new();
+    for who in ["a", "b"] {
+        let name = format!("{}_nt_{who}", cluster.ns);
+        ImClient::register(&base, &name, "password123")
+            .await
+            .unwrap();
+        users.push(ImClient::login(&base, &name, "password123").await.unwrap());
+    }
+    let res = http
+        .post(format!("{base}/api/v1/devices"))
+        .bearer_auth(&users[1].token)
+        .json(&json!({"platform": "webhook", "token": format!("{}-phone", cluster.ns), "device": "phone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let to = json!({"user": users[1].user_id.to_string()});
+    // The burst: 20 sends at once (well within the 2 s window).
+    let sends = (0..20).map(|i| {
+        http.post(format!("{base}/api/v1/messages"))
+            .bearer_auth(&users[0].token)
+            .json(&json!({"client_msg_id": format!("n{i}"), "to": to, "body": format!("note {i}")}))
+            .send()
+    });
+    for r in futures::future::join_all(sends).await {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    let mut got = Vec::new();
+    if let Ok(Some(v)) = tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+        got.push(v);
+    }
+    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+        got.push(v);
+    }
+    let total: u64 = got
+        .iter()
+        .map(|v| v["notification"]["messages"].as_u64().unwrap_or(0))
+        .sum();
+    println!("notifications for the burst: {}", got.len());
+    assert_eq!(
+        total,
+        20,
+        "every message of the burst is counted once\n{got:?}\n{}",
+        cluster.log_tail()
+    );
+    // One notification per burst; two only if a partition lease moved
+    // between task processes during it (the cluster just started).
+    assert!(!got.is_empty() && got.len() <= 2, "{got:?}");
+    assert_eq!(got[0]["token"], format!("{}-phone", cluster.ns));
+    assert_eq!(
+        got[0]["notification"]["title"],
+        format!("{}_nt_a", cluster.ns)
+    );
 }

@@ -44,6 +44,11 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     if let Some(objects) = infra::objects(&c)? {
         state = state.with_attachments(Attachments::new(objects, c.attachments.limits.clone()));
     }
+    if c.notifications.enabled {
+        // Push tokens live on the primary database, where task reads them.
+        let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
+        state = state.with_devices(Arc::new(mysql.devices()));
+    }
     let router = app(AppParts {
         api: Some((state, api_config)),
         ready: vec![Arc::new(infra::EtcdReady(etcd.clone()))],

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use im_core::model::NodeId;
 use im_core::ports::{
-    Discovery, MessageQueue, PartitionLeases, Pusher, ServiceInstance, SessionStore,
+    DeviceStore, Discovery, MessageQueue, PartitionLeases, Pusher, ServiceInstance, SessionStore,
 };
+use im_core::task::notify::{NotifyConfig, NotifyDispatcher};
 use im_core::task::{
-    PersistWorker, PushWorker, Scheduler, SchedulerConfig, WorkerConfig, PERSIST_GROUP, PUSH_GROUP,
+    OfflineNotifier, OfflineSink, PersistWorker, PushWorker, Scheduler, SchedulerConfig,
+    UnreadBadge, WorkerConfig, PERSIST_GROUP, PUSH_GROUP,
 };
 use im_transport::grpc::GrpcPusher;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +58,39 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     if c.task.push_workers == 0 {
         tracing::warn!("push_workers = 0: this task process pushes nothing");
     }
+    // Offline notifications: one dispatcher per process, fed by its pushers.
+    let offline: Option<Arc<dyn OfflineSink>> = if c.notifications.enabled {
+        let devices: Arc<dyn DeviceStore> = Arc::new(mysql.devices());
+        let dispatcher = Arc::new(
+            NotifyDispatcher::new(
+                Arc::new(infra::notifier(&c)?),
+                devices,
+                NotifyConfig {
+                    coalesce_window: Duration::from_millis(c.notifications.window_ms.max(1)),
+                    ..NotifyConfig::default()
+                },
+            )
+            .with_badge(Arc::new(UnreadBadge::new(archive.conversations()))),
+        );
+        workers.push(tokio::spawn({
+            let d = dispatcher.clone().spawn(stop_workers.clone());
+            async move { d.await.map_err(|e| im_core::Error::Internal(e.to_string())) }
+        }));
+        let (sink, titles) = OfflineNotifier::start(
+            Arc::new(mysql.users()),
+            Arc::new(mysql.groups()),
+            dispatcher,
+            stop_workers.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            titles
+                .await
+                .map_err(|e| im_core::Error::Internal(e.to_string()))
+        }));
+        Some(sink)
+    } else {
+        None
+    };
     for i in 0..c.task.push_workers {
         let w = PushWorker::new(
             queue.clone(),
@@ -68,6 +103,10 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             },
         )
         .with_leases(leases.clone());
+        let w = match &offline {
+            Some(sink) => w.with_offline(sink.clone()),
+            None => w,
+        };
         let stop = stop_workers.clone();
         workers.push(tokio::spawn(async move { w.run(stop).await }));
     }
