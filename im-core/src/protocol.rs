@@ -54,6 +54,14 @@ pub enum ClientFrame {
         /// The peer or group.
         to: Target,
     },
+    /// The app went to the background or came back (v1.2). A background
+    /// session gets no pushes, and its user's offline notifications fire
+    /// when no foreground session is left; back in the foreground it gets
+    /// pushes again and should `sync` what it missed. No reply.
+    AppState {
+        /// `background` or `foreground`.
+        state: AppState,
+    },
     /// Cancel one of one's scheduled sends before it is delivered
     /// (extension); no reply, or an `error`.
     CancelScheduled {
@@ -66,6 +74,16 @@ pub enum ClientFrame {
         /// The users (at most 200).
         user_ids: Vec<UserId>,
     },
+}
+
+/// Where a client app is (v1.2 `app_state` frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppState {
+    /// On screen: pushes come to this session.
+    Foreground,
+    /// Not on screen: no pushes; notifications instead.
+    Background,
 }
 
 /// The body of a `send` frame and of `POST /api/v1/messages`.

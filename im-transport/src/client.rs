@@ -325,6 +325,7 @@ async fn open(
 
 enum Cmd {
     Send(SendRequest, oneshot::Sender<Result<SendAck, ClientError>>),
+    AppState(im_core::protocol::AppState),
     Close,
 }
 
@@ -376,6 +377,19 @@ impl Connection {
     /// delivered late rather than dropped).
     pub async fn next_message(&mut self) -> Option<Message> {
         self.messages.recv().await
+    }
+
+    /// Tells the server the app went to the background (no pushes to this
+    /// session; the user is notified on their devices instead) or came
+    /// back (pushes again, and what was missed is synced) — v1.2.
+    pub async fn set_app_state(
+        &mut self,
+        state: im_core::protocol::AppState,
+    ) -> Result<(), ClientError> {
+        self.cmds
+            .send(Cmd::AppState(state))
+            .await
+            .map_err(|_| ClientError::Closed)
     }
 
     /// Closes the connection.
@@ -517,6 +531,16 @@ impl Driver {
                     Some(Cmd::Send(req, reply)) => {
                         send_frame(ws, &ClientFrame::Send(req.clone())).await?;
                         self.pending.insert(req.client_msg_id.clone(), (req, reply));
+                    }
+                    Some(Cmd::AppState(state)) => {
+                        send_frame(ws, &ClientFrame::AppState { state }).await?;
+                        if state == im_core::protocol::AppState::Foreground {
+                            // What was pushed while in the background was not: sync it.
+                            let known: Vec<_> = self.convs.iter().map(|(c, s)| (*c, s.delivered)).collect();
+                            for (c, after) in known {
+                                send_frame(ws, &ClientFrame::Sync { conversation_id: c, after_seq: after, limit: Some(100) }).await?;
+                            }
+                        }
                     }
                     Some(Cmd::Close) | None => {
                         let _ = ws.close(None).await;

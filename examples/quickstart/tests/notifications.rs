@@ -214,6 +214,79 @@ async fn an_offline_burst_is_one_notification_and_online_users_get_none() {
     assert!(got[0]["notification"]["preview"].is_null(), "{}", got[0]);
     assert!(!got[0].to_string().contains("secret plans"));
 
+    // A session in the background gets no pushes: its user is notified;
+    // back in the foreground it gets them again (and syncs what it missed).
+    let _ = life
+        .call(
+            &bob,
+            reqwest::Method::PUT,
+            "/notifications/settings",
+            json!({"preview": true}),
+        )
+        .await;
+    let mut bob_ws = bob.connect().await.unwrap();
+    alice_ws
+        .send(Target::User(bob.user_id), "bob is online".into())
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), bob_ws.next_message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.body, json!("bob is online"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_000), rx.recv())
+            .await
+            .is_err(),
+        "an online user is not notified"
+    );
+    bob_ws
+        .set_app_state(im_core::protocol::AppState::Background)
+        .await
+        .unwrap();
+    // The frame has no reply: a presence lookup through the API shows when
+    // the server has unbound the session.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, p) = life
+            .call(
+                &alice,
+                reqwest::Method::GET,
+                &format!("/users/{}/presence", bob.user_id),
+                Value::Null,
+            )
+            .await;
+        if p["online"] == false || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    alice_ws
+        .send(Target::User(bob.user_id), "while in background".into())
+        .await
+        .unwrap();
+    let got = drain(&mut rx, Duration::from_millis(1_000)).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "a background session's user is notified: {got:?}"
+    );
+    assert_eq!(got[0]["notification"]["preview"], "while in background");
+    bob_ws
+        .set_app_state(im_core::protocol::AppState::Foreground)
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), bob_ws.next_message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        m.body,
+        json!("while in background"),
+        "synced on return to the foreground"
+    );
+    bob_ws.close().await;
+
     // A removed device is not notified any more.
     let (s, _) = life
         .call(&bob, reqwest::Method::DELETE, "/devices/phone", Value::Null)

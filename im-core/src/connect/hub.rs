@@ -35,6 +35,8 @@ struct Entry {
     user: UserId,
     device: String,
     token_id: Option<String>,
+    /// The app said it is in the background: no route, no pushes.
+    background: bool,
     tx: mpsc::Sender<Bytes>,
     cancel: CancellationToken,
     reason: Arc<Mutex<Option<CloseReason>>>,
@@ -122,6 +124,7 @@ impl Hub {
                 user,
                 device: device.to_owned(),
                 token_id,
+                background: false,
                 tx,
                 cancel: cancel.clone(),
                 reason: reason.clone(),
@@ -240,11 +243,31 @@ impl Hub {
             .collect()
     }
 
-    /// The routes of every session (for heartbeats).
+    /// Marks a session as in the background (or back in the foreground);
+    /// answers its route when that changed anything.
+    pub fn set_background(&self, id: SessionId, background: bool) -> Option<SessionRoute> {
+        let mut sessions = self.sessions.write();
+        let e = sessions.get_mut(&id)?;
+        if e.background == background {
+            return None;
+        }
+        e.background = background;
+        Some(SessionRoute {
+            user_id: e.user,
+            node: self.node.clone(),
+            session_id: id,
+            device: e.device.clone(),
+            token_id: e.token_id.clone(),
+        })
+    }
+
+    /// The routes of every foreground session (for heartbeats: a background
+    /// session has no route).
     pub fn routes(&self) -> Vec<SessionRoute> {
         self.sessions
             .read()
             .iter()
+            .filter(|(_, e)| !e.background)
             .map(|(id, e)| SessionRoute {
                 user_id: e.user,
                 node: self.node.clone(),

@@ -263,6 +263,16 @@ impl ConnectService {
                     .err()
                     .map(|e| ServerFrame::error(&e, None))
             }
+            ClientFrame::AppState { state } => {
+                let background = state == crate::protocol::AppState::Background;
+                let route = self.hub.set_background(ctx.session, background)?;
+                let result = if background {
+                    self.logic.disconnect_session(route).await
+                } else {
+                    self.logic.connect_session(route).await
+                };
+                result.err().map(|e| ServerFrame::error(&e, None))
+            }
             ClientFrame::CancelScheduled { msg_id } => self
                 .logic
                 .cancel_scheduled(ctx.user, msg_id)
