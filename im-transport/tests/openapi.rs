@@ -40,6 +40,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/groups/{group_id}/members/{user_id}/mute"),
     ("get", "/api/v1/connect"),
     ("get", "/api/v1/openapi.json"),
+    ("post", "/api/v1/uploads"),
+    ("get", "/api/v1/files/{key}"),
+    ("post", "/api/v1/devices"),
+    ("get", "/api/v1/devices"),
+    ("delete", "/api/v1/devices/{device}"),
+    ("put", "/api/v1/notifications/settings"),
 ];
 
 async fn fetch_document() -> (Value, CancellationToken, Node) {

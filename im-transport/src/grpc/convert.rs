@@ -549,7 +549,7 @@ mod tests {
             },
         )
         .unwrap();
-        p.kind = "video".into();
+        p.kind = "hologram".into();
         assert!(matches!(
             send_from_pb(p.clone()),
             Err(Error::InvalidArgument(_))
