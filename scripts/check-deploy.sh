@@ -147,6 +147,8 @@ sections = {
     "connect": struct_fields(config_rs, "Connect"),
     "task": struct_fields(config_rs, "Task"),
     "front_door": struct_fields(frontdoor_rs, "FrontDoorSettings"),
+    "attachments": struct_fields(config_rs, "Attachments"),
+    "notifications": struct_fields(config_rs, "Notifications"),
 }
 top_level = struct_fields(config_rs, "Config")
 assert set(sections) <= top_level, (set(sections), top_level)
