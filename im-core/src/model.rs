@@ -18,6 +18,59 @@ pub struct User {
     pub password_hash: String,
     /// Creation time, Unix milliseconds.
     pub created_at: i64,
+    /// The name shown to others (v1.2); `None`: show the username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// A picture of the user (v1.2): an `https://` URL or an attachment
+    /// path of this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+}
+
+impl User {
+    /// A new account with no profile yet.
+    pub fn new(
+        id: UserId,
+        username: impl Into<String>,
+        password_hash: impl Into<String>,
+        created_at: i64,
+    ) -> Self {
+        User {
+            id,
+            username: username.into(),
+            password_hash: password_hash.into(),
+            created_at,
+            display_name: None,
+            avatar_url: None,
+        }
+    }
+
+    /// What others see of this account.
+    pub fn profile(&self) -> Profile {
+        Profile {
+            user_id: self.id,
+            username: self.username.clone(),
+            display_name: self
+                .display_name
+                .clone()
+                .unwrap_or_else(|| self.username.clone()),
+            avatar_url: self.avatar_url.clone(),
+        }
+    }
+}
+
+/// A user's public profile (v1.2): what any authenticated user may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The user.
+    pub user_id: UserId,
+    /// The unique login name.
+    pub username: String,
+    /// The name to show: the one the user chose, else the username.
+    pub display_name: String,
+    /// The user's picture, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
 }
 
 /// A member's role in a group.
@@ -68,6 +121,10 @@ pub struct Group {
     /// send; `i64::MAX` mutes until unmuted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub muted_until: Option<i64>,
+    /// Whether members added later see the messages from before they joined
+    /// (v1.2; default `false`: a new member reads from its join on).
+    #[serde(default)]
+    pub history_visible: bool,
 }
 
 impl Group {
@@ -88,16 +145,28 @@ pub struct Member {
     /// `i64::MAX` mutes until unmuted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub muted_until: Option<i64>,
+    /// The conversation's last seq when the member was added (v1.2): unless
+    /// the group's `history_visible` is set, the member sees only messages
+    /// with a higher seq. 0 for the creator and for members added before v1.2.
+    #[serde(default)]
+    pub joined_seq: u64,
 }
 
 impl Member {
-    /// A member with a role, not muted.
+    /// A member with a role, not muted, seeing the whole history.
     pub fn new(user_id: UserId, role: Role) -> Self {
         Member {
             user_id,
             role,
             muted_until: None,
+            joined_seq: 0,
         }
+    }
+
+    /// The same member, added when the conversation's last seq was `seq`.
+    pub fn joined_at(mut self, seq: u64) -> Self {
+        self.joined_seq = seq;
+        self
     }
 
     /// Whether this member is muted at `now` (Unix ms).
@@ -209,6 +278,60 @@ pub struct Message {
     /// True once the message was recalled (the body is then gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recalled: bool,
+    /// When the sender last edited the body, Unix ms (v1.2; absent when never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// Whom a group message mentions (v1.2; absent when nobody).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<Mentions>,
+}
+
+/// Whom a group message mentions (v1.2): on the wire an array of user ids,
+/// or the string `"all"` (owner and admins only).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Mentions {
+    /// Every member.
+    All,
+    /// These members.
+    Users(Vec<UserId>),
+}
+
+impl Mentions {
+    /// Whether `user` is mentioned by a message from `from` (nobody is
+    /// mentioned by their own `all`).
+    pub fn includes(&self, user: UserId, from: UserId) -> bool {
+        match self {
+            Mentions::All => user != from,
+            Mentions::Users(users) => users.contains(&user),
+        }
+    }
+}
+
+impl Serialize for Mentions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Mentions::All => s.serialize_str("all"),
+            Mentions::Users(users) => users.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Mentions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Word(String),
+            Users(Vec<UserId>),
+        }
+        match Wire::deserialize(d)? {
+            Wire::Word(w) if w == "all" => Ok(Mentions::All),
+            Wire::Word(w) => Err(serde::de::Error::custom(format!(
+                "mentions must be an array of user ids or \"all\", not {w:?}"
+            ))),
+            Wire::Users(users) => Ok(Mentions::Users(users)),
+        }
+    }
 }
 
 /// The name of a connect node (carried by every session route).
@@ -411,6 +534,30 @@ pub enum Event {
         /// The typist.
         from: UserId,
     },
+    /// A message's body was edited by its sender (v1.2).
+    Edited {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The message.
+        msg_id: MessageId,
+        /// Its seq.
+        seq: u64,
+        /// The new body.
+        body: serde_json::Value,
+        /// When, Unix ms.
+        edited_at: i64,
+        /// Who edited it (the sender).
+        by: UserId,
+    },
+    /// A contact relation changed (v1.2); both parties' sessions get it.
+    Contact {
+        /// What happened.
+        event: ContactEvent,
+        /// Who acted.
+        from: UserId,
+        /// The other party.
+        to: UserId,
+    },
     /// A user came online or went offline.
     Presence(Presence),
     /// The audience sessions are closed with a `kicked` frame and code 4001.
@@ -418,6 +565,22 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+}
+
+/// A change of a contact relation (v1.2 `contact` frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactEvent {
+    /// `from` asked `to` to become contacts.
+    Requested,
+    /// `from` accepted the request of `to`: they are contacts now.
+    Accepted,
+    /// `from` declined the request of `to`.
+    Declined,
+    /// `from` withdrew its request to `to`.
+    Cancelled,
+    /// `from` removed `to` from its contacts (both sides lose the relation).
+    Removed,
 }
 
 /// Whether a user is online, and when it was last seen.

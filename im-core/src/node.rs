@@ -25,9 +25,9 @@ use crate::connect::{ConnectConfig, ConnectService, Hub, LocalPusher};
 use crate::error::Result;
 use crate::logic::{Logic, LogicConfig, LogicPorts};
 use crate::memory::{
-    MemoryConversationStore, MemoryDedupStore, MemoryGroupStore, MemoryMessageStore,
-    MemoryPartitionLeases, MemoryQueue, MemoryScheduleStore, MemorySequenceAllocator,
-    MemorySessionStore, MemoryTokenRevocations, MemoryUserStore,
+    MemoryContactStore, MemoryConversationStore, MemoryDedupStore, MemoryGroupStore,
+    MemoryMessageStore, MemoryPartitionLeases, MemoryQueue, MemoryScheduleStore,
+    MemorySequenceAllocator, MemorySessionStore, MemoryTokenRevocations, MemoryUserStore,
 };
 use crate::model::NodeId;
 use crate::ports::{MessageQueue, MessageStore, PartitionLeases, Pusher};
@@ -74,10 +74,12 @@ impl Backends {
                 revocations: Arc::new(MemoryTokenRevocations::new()),
                 queue: queue.clone(),
                 conversations: Arc::new(MemoryConversationStore::default()),
+                contacts: Arc::new(MemoryContactStore::new()),
                 sequences,
                 schedules: Arc::new(MemoryScheduleStore::new()),
                 hooks: Vec::new(),
                 objects: None,
+                throttle: Arc::new(crate::memory::MemoryThrottle::new()),
             },
             queue,
             messages,

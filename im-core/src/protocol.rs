@@ -1,4 +1,4 @@
-//! The client protocol (v1 + v1.1): WebSocket frames as serde types.
+//! The client protocol (v1 + v1.1 + v1.2): WebSocket frames as serde types.
 //!
 //! Frames are JSON objects with a `type` field. Every 64-bit id is a canonical
 //! decimal string on the wire. [`ClientFrame::decode`] never panics: any input
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
 use crate::id::{ConversationId, MessageId, UserId};
-use crate::model::{Event, Message, MessageKind, Presence, Target};
+use crate::model::{ContactEvent, Event, Mentions, Message, MessageKind, Presence, Target};
 
 /// A frame sent by a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +48,14 @@ pub enum ClientFrame {
     Recall {
         /// The message.
         msg_id: MessageId,
+    },
+    /// Edit the body of one of one's text messages (v1.2); no reply, or an
+    /// `error`. Every participant's sessions get an `edited` frame.
+    Edit {
+        /// The message.
+        msg_id: MessageId,
+        /// The new body (a string, as for a text send).
+        body: serde_json::Value,
     },
     /// A typing indicator to a peer or group (v1.1, ephemeral).
     Typing {
@@ -103,6 +111,10 @@ pub struct SendRequest {
     /// it is delivered. A time in the past delivers now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deliver_at: Option<i64>,
+    /// Whom a group message mentions (v1.2): an array of member ids (at most
+    /// 50), or `"all"` (owner and admins only). Not allowed in 1:1 messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<Mentions>,
 }
 
 /// The answer to an accepted send (also the HTTP answer, without `client_msg_id`).
@@ -179,6 +191,30 @@ pub enum ServerFrame {
         /// Who types.
         from: UserId,
     },
+    /// A message was edited by its sender (v1.2).
+    Edited {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The message.
+        msg_id: MessageId,
+        /// Its seq.
+        seq: u64,
+        /// The new body.
+        body: serde_json::Value,
+        /// When, Unix ms.
+        edited_at: i64,
+        /// Who edited it.
+        by: UserId,
+    },
+    /// A contact relation of this user changed (v1.2).
+    Contact {
+        /// `requested`, `accepted`, `declined`, `cancelled` or `removed`.
+        event: ContactEvent,
+        /// Who acted.
+        from: UserId,
+        /// The other party.
+        to: UserId,
+    },
     /// This session was replaced or revoked; the server closes with 4001 (v1.1).
     Kicked {
         /// Why.
@@ -222,6 +258,26 @@ impl ServerFrame {
             } => ServerFrame::Typing {
                 conversation_id: *conversation_id,
                 from: *from,
+            },
+            Event::Edited {
+                conversation_id,
+                msg_id,
+                seq,
+                body,
+                edited_at,
+                by,
+            } => ServerFrame::Edited {
+                conversation_id: *conversation_id,
+                msg_id: *msg_id,
+                seq: *seq,
+                body: body.clone(),
+                edited_at: *edited_at,
+                by: *by,
+            },
+            Event::Contact { event, from, to } => ServerFrame::Contact {
+                event: *event,
+                from: *from,
+                to: *to,
             },
             Event::Presence(p) => ServerFrame::Presence(*p),
             Event::Kick { .. } => return None,
@@ -390,37 +446,74 @@ mod tests {
             ".{0,20}",
             any::<i64>(),
             any::<bool>(),
+            (
+                proptest::option::of(any::<i64>()),
+                proptest::option::of(mentions()),
+            ),
         )
             .prop_map(
-                |(m, c, seq, from, to, kind, body, cm, ts, recalled)| Message {
-                    msg_id: MessageId(m),
-                    conversation_id: c,
-                    seq,
-                    from: UserId(from),
-                    to,
-                    kind,
-                    body: if recalled {
-                        serde_json::Value::Null
-                    } else {
-                        body
-                    },
-                    client_msg_id: cm,
-                    ts,
-                    recalled,
+                |(m, c, seq, from, to, kind, body, cm, ts, recalled, (edited_at, mentions))| {
+                    Message {
+                        msg_id: MessageId(m),
+                        conversation_id: c,
+                        seq,
+                        from: UserId(from),
+                        to,
+                        kind,
+                        body: if recalled {
+                            serde_json::Value::Null
+                        } else {
+                            body
+                        },
+                        client_msg_id: cm,
+                        ts,
+                        recalled,
+                        edited_at,
+                        mentions,
+                    }
                 },
             )
     }
 
+    fn mentions() -> impl Strategy<Value = Mentions> {
+        prop_oneof![
+            Just(Mentions::All),
+            proptest::collection::vec(id().prop_map(UserId), 0..4).prop_map(Mentions::Users),
+        ]
+    }
+
+    fn contact_event() -> impl Strategy<Value = ContactEvent> {
+        prop_oneof![
+            Just(ContactEvent::Requested),
+            Just(ContactEvent::Accepted),
+            Just(ContactEvent::Declined),
+            Just(ContactEvent::Cancelled),
+            Just(ContactEvent::Removed),
+        ]
+    }
+
     fn client_frame() -> impl Strategy<Value = ClientFrame> {
         prop_oneof![
-            (".{1,20}", target(), kind(), body()).prop_map(|(c, to, kind, body)| {
-                ClientFrame::Send(SendRequest {
-                    client_msg_id: c,
-                    to,
-                    kind,
-                    body,
-                    deliver_at: None,
-                })
+            (
+                ".{1,20}",
+                target(),
+                kind(),
+                body(),
+                proptest::option::of(mentions())
+            )
+                .prop_map(|(c, to, kind, body, mentions)| {
+                    ClientFrame::Send(SendRequest {
+                        client_msg_id: c,
+                        to,
+                        kind,
+                        body,
+                        deliver_at: None,
+                        mentions,
+                    })
+                }),
+            (id(), body()).prop_map(|(m, body)| ClientFrame::Edit {
+                msg_id: MessageId(m),
+                body
             }),
             (conv(), any::<u64>(), proptest::option::of(any::<u32>())).prop_map(|(c, s, l)| {
                 ClientFrame::Sync {
@@ -495,6 +588,21 @@ mod tests {
                 from: UserId(f)
             }),
             ".*".prop_map(|reason| ServerFrame::Kicked { reason }),
+            (conv(), id(), any::<u64>(), body(), any::<i64>(), id()).prop_map(
+                |(c, m, seq, body, edited_at, by)| ServerFrame::Edited {
+                    conversation_id: c,
+                    msg_id: MessageId(m),
+                    seq,
+                    body,
+                    edited_at,
+                    by: UserId(by),
+                }
+            ),
+            (contact_event(), id(), id()).prop_map(|(event, f, t)| ServerFrame::Contact {
+                event,
+                from: UserId(f),
+                to: UserId(t)
+            }),
         ]
     }
 
@@ -604,6 +712,7 @@ mod tests {
                 kind: MessageKind::Text,
                 body: serde_json::json!("hi"),
                 deliver_at: None,
+                mentions: None,
             })
         );
         let ack = ServerFrame::SendAck(SendAck {

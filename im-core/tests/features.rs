@@ -30,6 +30,8 @@ async fn user(node: &Node, name: &str) -> UserId {
             username: name.into(),
             password_hash: "x".into(),
             created_at: 0,
+            avatar_url: None,
+            display_name: None,
         })
         .await
         .unwrap();
@@ -55,6 +57,7 @@ async fn try_send(node: &Node, from: UserId, to: Target, body: &str) -> im_core:
                 kind: MessageKind::Text,
                 body: serde_json::json!(body),
                 deliver_at: None,
+                mentions: None,
             },
         )
         .await
@@ -571,6 +574,7 @@ async fn group_administration_is_authorized_by_role_and_announced() {
                 kind: MessageKind::System,
                 body: serde_json::json!({"event": "owner_changed"}),
                 deliver_at: None,
+                mentions: None,
             },
         )
         .await
@@ -721,6 +725,7 @@ fn scheduled(cmid: &str, to: Target, body: &str, at: i64) -> SendRequest {
         kind: MessageKind::Text,
         body: serde_json::json!(body),
         deliver_at: Some(at),
+        mentions: None,
     }
 }
 
@@ -824,6 +829,7 @@ async fn retries_get_their_original_ack_before_any_check() {
         kind,
         body,
         deliver_at: None,
+        mentions: None,
     };
     let first = node
         .logic

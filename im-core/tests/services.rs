@@ -37,6 +37,8 @@ async fn user(node: &Node, name: &str) -> UserId {
             username: name.into(),
             password_hash: "x".into(),
             created_at: 0,
+            avatar_url: None,
+            display_name: None,
         })
         .await
         .unwrap();
@@ -54,6 +56,7 @@ fn text(cmid: &str, to: Target, body: &str) -> SendRequest {
         kind: MessageKind::Text,
         body: serde_json::json!(body),
         deliver_at: None,
+        mentions: None,
     }
 }
 
@@ -481,6 +484,14 @@ impl MessageStore for FlakyStore {
     async fn recall(&self, id: MessageId) -> im_core::Result<bool> {
         self.inner.recall(id).await
     }
+    async fn edit(
+        &self,
+        id: MessageId,
+        body: &serde_json::Value,
+        at: i64,
+    ) -> im_core::Result<bool> {
+        self.inner.edit(id, body, at).await
+    }
 }
 
 fn fast_worker(name: &str) -> WorkerConfig {
@@ -566,6 +577,8 @@ async fn a_dead_consumers_entries_are_claimed_and_finished() {
                 username: name.into(),
                 password_hash: "x".into(),
                 created_at: 0,
+                avatar_url: None,
+                display_name: None,
             })
             .await
             .unwrap();

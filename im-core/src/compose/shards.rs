@@ -225,6 +225,25 @@ impl MessageStore for ShardedMessageStore {
         }
         Err(failure.unwrap_or_else(|| Error::NotFound(format!("message {msg_id}"))))
     }
+
+    async fn edit(
+        &self,
+        msg_id: MessageId,
+        body: &serde_json::Value,
+        edited_at: i64,
+    ) -> Result<bool> {
+        // As recall: the shard that holds it answers.
+        let results = join_all(self.shards.iter().map(|s| s.edit(msg_id, body, edited_at))).await;
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok(changed) => return Ok(changed),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        Err(failure.unwrap_or_else(|| Error::NotFound(format!("message {msg_id}"))))
+    }
 }
 
 impl ShardedConversationStore {
@@ -311,6 +330,71 @@ impl ConversationStore for ShardedConversationStore {
         keyed.sort_by(|a, b| b.0.cmp(&a.0));
         keyed.truncate(limit);
         Ok(keyed.into_iter().map(|(_, e)| e).collect())
+    }
+
+    async fn read_seqs(&self, cursors: &[(UserId, ConversationId)]) -> Result<Vec<u64>> {
+        // One call per shard with its pairs, answers put back in order.
+        let mut by_shard: Vec<(Vec<usize>, Vec<(UserId, ConversationId)>)> =
+            vec![(Vec::new(), Vec::new()); self.shards.len()];
+        for (i, pair) in cursors.iter().enumerate() {
+            let s = self.map.shard_of(pair.1);
+            by_shard[s].0.push(i);
+            by_shard[s].1.push(*pair);
+        }
+        let answers = join_all(
+            by_shard
+                .iter()
+                .enumerate()
+                .map(|(s, (_, pairs))| async move {
+                    if pairs.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        self.shards[s].read_seqs(pairs).await
+                    }
+                }),
+        )
+        .await;
+        let mut out = vec![0; cursors.len()];
+        for ((at, _), answer) in by_shard.iter().zip(answers) {
+            for (i, seq) in at.iter().zip(answer?) {
+                out[*i] = seq;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn mention_seqs(
+        &self,
+        user: UserId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<u64>> {
+        let mut by_shard: Vec<(Vec<usize>, Vec<ConversationId>)> =
+            vec![(Vec::new(), Vec::new()); self.shards.len()];
+        for (i, c) in conversations.iter().enumerate() {
+            let s = self.map.shard_of(*c);
+            by_shard[s].0.push(i);
+            by_shard[s].1.push(*c);
+        }
+        let answers = join_all(
+            by_shard
+                .iter()
+                .enumerate()
+                .map(|(s, (_, convs))| async move {
+                    if convs.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        self.shards[s].mention_seqs(user, convs).await
+                    }
+                }),
+        )
+        .await;
+        let mut out = vec![0; conversations.len()];
+        for ((at, _), answer) in by_shard.iter().zip(answers) {
+            for (i, seq) in at.iter().zip(answer?) {
+                out[*i] = seq;
+            }
+        }
+        Ok(out)
     }
 }
 

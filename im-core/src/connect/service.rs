@@ -244,6 +244,12 @@ impl ConnectService {
                 .await
                 .err()
                 .map(|e| ServerFrame::error(&e, None)),
+            ClientFrame::Edit { msg_id, body } => self
+                .logic
+                .execute(ctx.user, crate::logic::Command::Edit { msg_id, body })
+                .await
+                .err()
+                .map(|e| ServerFrame::error(&e, None)),
             ClientFrame::Recall { msg_id } => self
                 .logic
                 .recall(ctx.user, msg_id)

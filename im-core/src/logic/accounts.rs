@@ -114,6 +114,8 @@ impl Logic {
             username: username.to_owned(),
             password_hash,
             created_at: now_ms(),
+            avatar_url: None,
+            display_name: None,
         };
         self.ports.users.create(&user).await?;
         Ok(user.id)

@@ -171,4 +171,8 @@ impl LogicApi for CoalescingLogic {
     ) -> Result<Vec<Presence>> {
         self.inner.subscribe_presence(subscriber, users).await
     }
+
+    async fn execute(&self, actor: UserId, command: super::Command) -> Result<super::Reply> {
+        self.inner.execute(actor, command).await
+    }
 }

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::id::{now_ms, ConversationId, MessageId, SessionId, Snowflake, UserId};
 use crate::model::{Event, EventAudience, Message, NodeId, Role, Target};
-use crate::ports::ListCursor;
+use crate::ports::{ConversationEntry, ListCursor};
 
 use super::{ConversationPage, Logic};
 
@@ -13,6 +13,47 @@ const PERSIST_GRACE: std::time::Duration = std::time::Duration::from_millis(1500
 const PERSIST_GRACE_MS: i64 = 1500;
 
 impl Logic {
+    /// v1.2 fields of a page of the list: the peer's read cursor of each 1:1
+    /// row and whether a group row mentions the user above its read cursor
+    /// (two batched store calls per page).
+    async fn fill_people(&self, user: UserId, rows: &mut [ConversationEntry]) -> Result<()> {
+        let peers: Vec<(usize, (UserId, ConversationId))> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r.conversation_id {
+                ConversationId::Direct(a, b) => {
+                    Some((i, (if a == user { b } else { a }, r.conversation_id)))
+                }
+                ConversationId::Group(_) => None,
+            })
+            .collect();
+        if !peers.is_empty() {
+            let pairs: Vec<_> = peers.iter().map(|(_, p)| *p).collect();
+            let seqs = self.ports.conversations.read_seqs(&pairs).await?;
+            for ((i, _), seq) in peers.iter().zip(seqs) {
+                if let Some(r) = rows.get_mut(*i) {
+                    r.peer_read_seq = Some(seq);
+                }
+            }
+        }
+        let groups: Vec<(usize, ConversationId)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r.conversation_id, ConversationId::Group(_)) && r.unread > 0)
+            .map(|(i, r)| (i, r.conversation_id))
+            .collect();
+        if !groups.is_empty() {
+            let convs: Vec<_> = groups.iter().map(|(_, c)| *c).collect();
+            let seqs = self.ports.conversations.mention_seqs(user, &convs).await?;
+            for ((i, _), seq) in groups.iter().zip(seqs) {
+                if let Some(r) = rows.get_mut(*i) {
+                    r.mentioned = seq > r.read_seq;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn mark_conversation_read(
         &self,
         user: UserId,
@@ -54,7 +95,7 @@ impl Logic {
     /// be on its way to the store (persisting is asynchronous), so it is
     /// waited for up to [`PERSIST_GRACE`] (the protocol promises history
     /// within a second).
-    async fn stored_message(&self, msg_id: MessageId) -> Result<Option<Message>> {
+    pub(super) async fn stored_message(&self, msg_id: MessageId) -> Result<Option<Message>> {
         if let Some(m) = self.ports.messages.get(msg_id).await? {
             return Ok(Some(m));
         }
@@ -195,6 +236,7 @@ impl Logic {
         } else {
             None
         };
+        self.fill_people(user, &mut rows).await?;
         Ok(ConversationPage {
             conversations: rows,
             next_cursor,

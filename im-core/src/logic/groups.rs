@@ -60,6 +60,12 @@ pub enum GroupCommand {
     /// Delete the group and its memberships (owner only); history stays
     /// readable by nobody, sends are `not_found`.
     Dissolve,
+    /// Whether members added from now on see the history from before they
+    /// joined (v1.2; owner or admin).
+    SetHistoryVisible {
+        /// `true`: they see it all; `false` (the default): from their join on.
+        visible: bool,
+    },
 }
 
 impl Logic {
@@ -71,6 +77,7 @@ impl Logic {
             owner: actor,
             created_at: now_ms(),
             muted_until: None,
+            history_visible: false,
         };
         self.ports.groups.create(&group).await?;
         self.ports
@@ -141,14 +148,34 @@ impl Logic {
         if self.ports.users.existing(&[user]).await?.is_empty() {
             return Err(Error::NotFound(format!("no user {user}")));
         }
+        // v1.2: nobody adds a user who blocks them (said as little as possible).
+        if self
+            .ports
+            .contacts
+            .reach(&[(actor, user)])
+            .await?
+            .first()
+            .is_some_and(|r| r.blocked)
+        {
+            return Err(Error::PermissionDenied(format!(
+                "you cannot add user {user} to a group"
+            )));
+        }
+        // v1.2 join cutoff: the member reads from here on (unless the group
+        // shows earlier history), and nothing before counts as unread.
+        let conversation = ConversationId::Group(group);
+        let joined_seq = self.ports.sequences.current(conversation).await?;
         self.ports
             .groups
-            .add_member(group, Member::new(user, Role::Member))
+            .add_member(group, Member::new(user, Role::Member).joined_at(joined_seq))
             .await?;
-        self.ports
-            .conversations
-            .join(user, ConversationId::Group(group))
-            .await?;
+        self.ports.conversations.join(user, conversation).await?;
+        if joined_seq > 0 {
+            self.ports
+                .conversations
+                .mark_read(user, conversation, joined_seq)
+                .await?;
+        }
         self.announce(
             actor,
             group,
@@ -238,6 +265,13 @@ impl Logic {
         let denied = |what: &str| Err(Error::PermissionDenied(format!("only {what}")));
         let groups = &self.ports.groups;
         let body = match command {
+            GroupCommand::SetHistoryVisible { visible } => {
+                if role == Role::Member {
+                    return denied("the owner or an admin can change who sees the history");
+                }
+                groups.set_history_visible(group, visible).await?;
+                json!({"event": "history_visibility", "actor": actor, "visible": visible})
+            }
             GroupCommand::Rename { name } => {
                 if role == Role::Member {
                     return denied("the owner or an admin can rename the group");

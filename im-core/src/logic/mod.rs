@@ -11,6 +11,7 @@ mod coalesce;
 mod conversations;
 mod events;
 mod groups;
+mod people;
 mod send;
 mod sync;
 
@@ -32,6 +33,7 @@ use crate::protocol::{SendAck, SendRequest};
 pub use accounts::{validate_password, validate_username, LOGGED_OUT};
 pub use coalesce::CoalescingLogic;
 pub use groups::GroupCommand;
+pub use people::{Command, ContactView, ReadCursor, Reply, RequestView};
 pub use send::SendJob;
 
 /// Limits and timings of the Logic layer.
@@ -90,6 +92,36 @@ pub struct LogicConfig {
     pub hash_queue: usize,
     /// Limits of attachments (used when [`LogicPorts::objects`] is set).
     pub attachments: crate::attachments::AttachmentPolicy,
+    /// How long after sending its sender may edit a text message (v1.2).
+    pub edit_window: Duration,
+    /// Who may start or continue a 1:1 conversation (v1.2).
+    pub direct_messages: DirectMessages,
+    /// Default and largest page of contacts, requests and blocks.
+    pub people_page: u32,
+    /// Shortest username prefix a search accepts.
+    pub search_min_prefix: usize,
+    /// Largest page of a search.
+    pub search_max_page: usize,
+    /// Most results one search prefix reaches over all its pages: a search
+    /// cannot list the user base.
+    pub search_max_results: usize,
+    /// Searches per user (token bucket on [`LogicPorts::throttle`]).
+    pub search_rate: crate::ports::Rate,
+    /// Most users one message may mention.
+    pub max_mentions: usize,
+    /// Most members whose read cursors one `reads` request returns.
+    pub max_group_reads: usize,
+}
+
+/// Who may send a 1:1 message to whom (v1.2 deployment policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectMessages {
+    /// Anyone not blocked by the recipient (the default).
+    #[default]
+    Anyone,
+    /// Contacts only.
+    ContactsOnly,
 }
 
 /// The number of cores (what [`LogicConfig::hash_concurrency`] defaults to).
@@ -133,6 +165,15 @@ impl Default for LogicConfig {
             hash_concurrency: default_hash_concurrency(),
             hash_queue: 32 * default_hash_concurrency(),
             attachments: crate::attachments::AttachmentPolicy::default(),
+            edit_window: Duration::from_secs(86_400),
+            direct_messages: DirectMessages::Anyone,
+            people_page: 50,
+            search_min_prefix: 2,
+            search_max_page: 20,
+            search_max_results: 100,
+            search_rate: people::default_search_rate(),
+            max_mentions: 50,
+            max_group_reads: 500,
         }
     }
 }
@@ -282,6 +323,9 @@ pub trait LogicApi: Send + Sync + 'static {
         subscriber: UserId,
         users: Vec<UserId>,
     ) -> Result<Vec<Presence>>;
+    /// Runs one v1.2 people command (profiles, search, contacts, blocks,
+    /// read cursors, edits) for `actor`.
+    async fn execute(&self, actor: UserId, command: Command) -> Result<Reply>;
 }
 
 /// The ports Logic runs on.
@@ -301,6 +345,8 @@ pub struct LogicPorts {
     pub queue: Arc<dyn MessageQueue>,
     /// Conversation lists and read cursors.
     pub conversations: Arc<dyn ConversationStore>,
+    /// Contacts, contact requests and blocks (v1.2).
+    pub contacts: Arc<dyn crate::ports::ContactStore>,
     /// Last seqs (a read cursor may not pass the last seq).
     pub sequences: Arc<dyn crate::ports::SequenceAllocator>,
     /// Scheduled sends, held until their `deliver_at`.
@@ -314,6 +360,8 @@ pub struct LogicPorts {
     /// Where attachments live (`None`: attachments are off, and image and
     /// file bodies stay unchecked objects as in protocol v1).
     pub objects: Option<Arc<dyn crate::ports::ObjectStorage>>,
+    /// Per-user rate limits of Logic's own (user search).
+    pub throttle: Arc<dyn crate::ports::Throttle>,
 }
 
 /// The Logic service.
@@ -510,5 +558,9 @@ impl LogicApi for Logic {
         users: Vec<UserId>,
     ) -> Result<Vec<Presence>> {
         self.subscribe_to_presence(subscriber, users).await
+    }
+
+    async fn execute(&self, actor: UserId, command: Command) -> Result<Reply> {
+        self.run_command(actor, command).await
     }
 }

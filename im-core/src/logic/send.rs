@@ -85,6 +85,7 @@ impl Logic {
             kind: MessageKind::System,
             body,
             deliver_at: None,
+            mentions: None,
         };
         self.enqueue(SendJob {
             sender: Sender::http(actor),
@@ -567,6 +568,8 @@ impl Logic {
                     client_msg_id: r.client_msg_id.clone(),
                     ts,
                     recalled: false,
+                    edited_at: None,
+                    mentions: None,
                 },
                 origin: job.sender.origin.clone(),
                 audience: job.system.clone().flatten(),

@@ -39,6 +39,30 @@ impl Logic {
         }
     }
 
+    /// Checks that `user` may read `conversation` (as [`Logic::authorize_read`])
+    /// and returns the seq up to which it may not (v1.2 join cutoff): a group
+    /// member added later sees messages after its `joined_seq` unless the
+    /// group shows earlier history; 0 otherwise.
+    pub async fn read_cutoff(&self, user: UserId, conversation: ConversationId) -> Result<u64> {
+        let ConversationId::Group(g) = conversation else {
+            self.authorize_read(user, conversation).await?;
+            return Ok(0);
+        };
+        match self.ports.groups.member(g, user).await? {
+            Some(m) if m.joined_seq == 0 => Ok(0),
+            Some(m) => Ok(match self.ports.groups.get(g).await? {
+                Some(group) if group.history_visible => 0,
+                _ => m.joined_seq,
+            }),
+            None => {
+                self.authorize_read(user, conversation).await?;
+                Err(Error::PermissionDenied(format!(
+                    "you are not a member of group {g}"
+                )))
+            }
+        }
+    }
+
     pub(super) async fn sync_conversation(
         &self,
         user: UserId,
@@ -46,7 +70,7 @@ impl Logic {
         after_seq: u64,
         limit: Option<u32>,
     ) -> Result<Page> {
-        self.authorize_read(user, conversation).await?;
+        let after_seq = after_seq.max(self.read_cutoff(user, conversation).await?);
         let limit = limit
             .unwrap_or(self.config.default_page)
             .clamp(1, self.config.max_page) as usize;

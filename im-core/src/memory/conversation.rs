@@ -8,7 +8,7 @@ use parking_lot::RwLock;
 
 use crate::error::Result;
 use crate::id::{ConversationId, UserId};
-use crate::model::Message;
+use crate::model::{Mentions, Message};
 use crate::ports::{ConversationEntry, ConversationStore, ListCursor};
 
 #[derive(Debug, Default)]
@@ -23,6 +23,10 @@ struct State {
     convs: HashMap<ConversationId, Conv>,
     listed: HashMap<UserId, HashSet<ConversationId>>,
     read: HashMap<(UserId, ConversationId), u64>,
+    /// Highest seq mentioning a user by id, per (user, conversation).
+    mentioned: HashMap<(UserId, ConversationId), u64>,
+    /// Highest seq of an `all` mention per conversation, and its sender.
+    mentioned_all: HashMap<ConversationId, (u64, UserId)>,
 }
 
 /// Conversation lists in memory; unread counts consider the most recent
@@ -55,11 +59,30 @@ impl ConversationStore for MemoryConversationStore {
     async fn record(&self, batch: &[Message]) -> Result<()> {
         let mut st = self.state.write();
         for m in batch {
+            let st = &mut *st;
             let c = st.convs.entry(m.conversation_id).or_default();
             if c.last.as_ref().is_none_or(|l| l.seq < m.seq) {
                 c.last = Some(m.clone());
             }
             c.senders.insert(m.seq, m.from);
+            match &m.mentions {
+                Some(Mentions::Users(users)) => {
+                    for u in users {
+                        let slot = st.mentioned.entry((*u, m.conversation_id)).or_insert(0);
+                        *slot = (*slot).max(m.seq);
+                    }
+                }
+                Some(Mentions::All) => {
+                    let slot = st
+                        .mentioned_all
+                        .entry(m.conversation_id)
+                        .or_insert((0, m.from));
+                    if m.seq > slot.0 {
+                        *slot = (m.seq, m.from);
+                    }
+                }
+                None => {}
+            }
             while c.senders.len() > self.keep_per_conversation {
                 c.senders.pop_first();
             }
@@ -145,13 +168,34 @@ impl ConversationStore for MemoryConversationStore {
                     .range(read_seq.saturating_add(1)..)
                     .filter(|(_, from)| **from != user)
                     .count() as u64;
-                ConversationEntry {
-                    conversation_id: c,
-                    last_message: last.clone(),
-                    last_seq: last.seq,
-                    read_seq,
-                    unread,
-                }
+                ConversationEntry::new(last.clone(), read_seq, unread)
+            })
+            .collect())
+    }
+
+    async fn read_seqs(&self, cursors: &[(UserId, ConversationId)]) -> Result<Vec<u64>> {
+        let st = self.state.read();
+        Ok(cursors
+            .iter()
+            .map(|k| st.read.get(k).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn mention_seqs(
+        &self,
+        user: UserId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<u64>> {
+        let st = self.state.read();
+        Ok(conversations
+            .iter()
+            .map(|c| {
+                let direct = st.mentioned.get(&(user, *c)).copied().unwrap_or(0);
+                let all = match st.mentioned_all.get(c) {
+                    Some((seq, from)) if *from != user => *seq,
+                    _ => 0,
+                };
+                direct.max(all)
             })
             .collect())
     }

@@ -3,6 +3,7 @@
 //! conversation), expire what has a TTL (dedup keys, session routes), and pass
 //! the same conformance suites as the networked backends.
 
+mod contacts;
 mod conversation;
 mod dedup;
 mod device;
@@ -17,6 +18,7 @@ mod session;
 mod store;
 mod throttle;
 
+pub use contacts::MemoryContactStore;
 pub use conversation::MemoryConversationStore;
 pub use dedup::MemoryDedupStore;
 pub use device::MemoryDeviceStore;

@@ -136,12 +136,39 @@ impl MessageStore for MemoryMessageStore {
         m.body = serde_json::Value::Null;
         Ok(true)
     }
+
+    async fn edit(
+        &self,
+        msg_id: MessageId,
+        body: &serde_json::Value,
+        edited_at: i64,
+    ) -> Result<bool> {
+        let mut inner = self.inner.write();
+        let inner = &mut *inner;
+        let (c, seq) = inner
+            .index
+            .get(&msg_id)
+            .copied()
+            .ok_or_else(|| Error::NotFound(format!("no message {msg_id}")))?;
+        let m = inner
+            .conversations
+            .get_mut(&c)
+            .and_then(|c| c.by_seq.get_mut(&seq))
+            .ok_or_else(|| Error::NotFound(format!("no message {msg_id}")))?;
+        if m.recalled {
+            return Ok(false);
+        }
+        m.body = body.clone();
+        m.edited_at = Some(edited_at);
+        Ok(true)
+    }
 }
 
 #[derive(Debug, Default)]
 struct Users {
     by_id: HashMap<UserId, User>,
-    by_name: HashMap<String, UserId>,
+    /// Ordered, so a prefix search is a range scan.
+    by_name: BTreeMap<String, UserId>,
 }
 
 /// User accounts in memory.
@@ -194,6 +221,48 @@ impl UserStore for MemoryUserStore {
             .iter()
             .filter(|id| inner.by_id.contains_key(id))
             .copied()
+            .collect())
+    }
+
+    async fn get_many(&self, ids: &[UserId]) -> Result<Vec<User>> {
+        let inner = self.inner.read();
+        Ok(ids
+            .iter()
+            .filter_map(|id| inner.by_id.get(id))
+            .cloned()
+            .collect())
+    }
+
+    async fn set_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&str>,
+        avatar_url: Option<&str>,
+    ) -> Result<()> {
+        let mut inner = self.inner.write();
+        let user = inner
+            .by_id
+            .get_mut(&id)
+            .ok_or_else(|| Error::NotFound(format!("no user {id}")))?;
+        user.display_name = display_name.map(str::to_owned);
+        user.avatar_url = avatar_url.map(str::to_owned);
+        Ok(())
+    }
+
+    async fn search(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>> {
+        let inner = self.inner.read();
+        let after = after.unwrap_or("");
+        Ok(inner
+            .by_name
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.max(after)),
+                std::ops::Bound::Unbounded,
+            ))
+            .filter(|(name, _)| name.as_str() > after)
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .filter_map(|(_, id)| inner.by_id.get(id))
+            .take(limit)
+            .cloned()
             .collect())
     }
 }
@@ -314,6 +383,13 @@ impl GroupStore for MemoryGroupStore {
             new.role = Role::Owner;
         }
         g.owner = to;
+        Ok(())
+    }
+
+    async fn set_history_visible(&self, group: GroupId, visible: bool) -> Result<()> {
+        let mut inner = self.inner.write();
+        let (g, _) = inner.get_mut(&group).ok_or_else(|| no_group(group))?;
+        g.history_visible = visible;
         Ok(())
     }
 

@@ -24,6 +24,27 @@ pub struct ConversationEntry {
     pub read_seq: u64,
     /// Messages from others with a seq above `read_seq`.
     pub unread: u64,
+    /// v1.2, 1:1 conversations: the peer's read cursor (filled by Logic,
+    /// stores leave it `None`).
+    pub peer_read_seq: Option<u64>,
+    /// v1.2: a message above `read_seq` mentions the user (filled by Logic
+    /// from [`ConversationStore::mention_seqs`]; stores leave it `false`).
+    pub mentioned: bool,
+}
+
+impl ConversationEntry {
+    /// An entry as a store lists it (the v1.2 fields Logic fills are unset).
+    pub fn new(last_message: Message, read_seq: u64, unread: u64) -> Self {
+        ConversationEntry {
+            conversation_id: last_message.conversation_id,
+            last_seq: last_message.seq,
+            last_message,
+            read_seq,
+            unread,
+            peer_read_seq: None,
+            mentioned: false,
+        }
+    }
 }
 
 /// Where a page of the conversation list continues: strictly older than this
@@ -83,6 +104,9 @@ impl ListCursor {
 /// - `list` orders by the last message's `ts` descending, then conversation id
 ///   descending, and pages with [`ListCursor`].
 /// - `unread` counts recorded messages from others with a seq above the cursor.
+/// - `mention_seqs` answers, per conversation, the highest recorded seq of a
+///   message that mentions the user by id, or `all` from someone else
+///   ([`crate::model::Mentions::includes`]); 0 when none.
 #[async_trait]
 pub trait ConversationStore: Send + Sync + 'static {
     /// Indexes persisted messages.
@@ -109,4 +133,23 @@ pub trait ConversationStore: Send + Sync + 'static {
         after: Option<ListCursor>,
         limit: usize,
     ) -> Result<Vec<ConversationEntry>>;
+
+    /// Read cursors of many (user, conversation) pairs, in order (0 when
+    /// never set). The default asks [`ConversationStore::read_seq`] per
+    /// pair; backends answer in one round trip.
+    async fn read_seqs(&self, cursors: &[(UserId, ConversationId)]) -> Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(cursors.len());
+        for (user, conversation) in cursors {
+            out.push(self.read_seq(*user, *conversation).await?);
+        }
+        Ok(out)
+    }
+
+    /// For each of `conversations`, in order, the highest recorded seq of a
+    /// message that mentions `user` (0 when none): see the contract above.
+    async fn mention_seqs(
+        &self,
+        user: UserId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<u64>>;
 }

@@ -7,6 +7,7 @@
 //! the conformance suites of `crate::testkit` (feature `testkit`).
 
 mod auth;
+mod contacts;
 mod conversation;
 mod dedup;
 mod discovery;
@@ -26,6 +27,7 @@ mod store;
 mod throttle;
 
 pub use auth::{Authenticator, Identity, IssuedToken};
+pub use contacts::{Contact, ContactRequest, ContactStore, Direction, Reach, RequestOutcome};
 pub use conversation::{ConversationEntry, ConversationStore, ListCursor};
 pub use dedup::{DedupKey, DedupStore};
 pub use discovery::{Discovery, ServiceInstance};

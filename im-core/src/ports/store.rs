@@ -35,6 +35,17 @@ pub trait MessageStore: Send + Sync + 'static {
     /// changed (`false` when already recalled). `NotFound` for an unknown id.
     /// A later `append` of the same message does not bring the body back.
     async fn recall(&self, msg_id: MessageId) -> Result<bool>;
+
+    /// Replaces the body of a stored message and sets its `edited_at`
+    /// (v1.2); returns whether it changed (`false` for a recalled message,
+    /// which keeps no body). `NotFound` for an unknown id. A later `append`
+    /// of the same message does not bring the old body back.
+    async fn edit(
+        &self,
+        msg_id: MessageId,
+        body: &serde_json::Value,
+        edited_at: i64,
+    ) -> Result<bool>;
 }
 
 /// User accounts.
@@ -54,12 +65,39 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Which of `ids` exist (one round trip), in any order.
     async fn existing(&self, ids: &[UserId]) -> Result<Vec<UserId>>;
+
+    /// The accounts of `ids` that exist, in any order (v1.2 profile lookup).
+    /// The default asks [`UserStore::get`] once per id; backends answer in
+    /// one round trip.
+    async fn get_many(&self, ids: &[UserId]) -> Result<Vec<User>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(u) = self.get(*id).await? {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets (or, with `None`, clears) the display name and avatar URL of an
+    /// account; `NotFound` for an unknown id.
+    async fn set_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&str>,
+        avatar_url: Option<&str>,
+    ) -> Result<()>;
+
+    /// Accounts whose username starts with `prefix` (byte-wise, case-sensitive),
+    /// ordered by username, strictly after `after` when set, at most `limit`.
+    async fn search(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>>;
 }
 
 /// Groups and their members.
 ///
 /// Contract: `create` stores the group and its owner as a member with role
-/// owner; adding a present member is [`crate::Error::Conflict`]; removing an
+/// owner (and `joined_seq` 0); a member keeps the `joined_seq` it was added
+/// with; adding a present member is [`crate::Error::Conflict`]; removing an
 /// absent one, or touching an unknown group, is [`crate::Error::NotFound`].
 #[async_trait]
 pub trait GroupStore: Send + Sync + 'static {
@@ -103,4 +141,8 @@ pub trait GroupStore: Send + Sync + 'static {
 
     /// Deletes a group and its memberships (messages stay); `NotFound` when unknown.
     async fn delete(&self, group: GroupId) -> Result<()>;
+
+    /// Whether members added later see earlier history (v1.2, see
+    /// [`Group::history_visible`]); `NotFound` for an unknown group.
+    async fn set_history_visible(&self, group: GroupId, visible: bool) -> Result<()>;
 }

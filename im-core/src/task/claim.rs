@@ -284,6 +284,8 @@ mod tests {
                 client_msg_id: format!("c{seq}"),
                 ts: 0,
                 recalled: false,
+                edited_at: None,
+                mentions: None,
             },
             origin: None,
             audience: None,

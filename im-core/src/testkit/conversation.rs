@@ -76,6 +76,8 @@ async fn direct_conversations_are_listed_for_both_parties(p: Pair) {
                 last_seq: 2,
                 read_seq: 0,
                 unread: 1,
+                mentioned: false,
+                peer_read_seq: None,
             }],
             "conversations: a recorded 1:1 message lists the conversation for its {who} party, \
              with the last message and the messages of the other party unread"

@@ -78,6 +78,8 @@ pub fn sample_message(conversation: ConversationId, seq: u64, body: &str) -> Mes
         client_msg_id: format!("c-{}", random_id()),
         ts: 1_700_000_000_000 + seq as i64,
         recalled: false,
+        edited_at: None,
+        mentions: None,
     }
 }
 

@@ -135,6 +135,8 @@ fn user(name: &str) -> User {
         username: name.to_owned(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
         created_at: 1_700_000_000_000,
+        avatar_url: None,
+        display_name: None,
     }
 }
 
@@ -197,6 +199,7 @@ where
         owner,
         created_at: 1_700_000_000_000,
         muted_until: None,
+        history_visible: false,
     };
     s.create(&g).await.expect("create");
     assert_eq!(s.get(g.id).await.expect("get"), Some(g.clone()));
@@ -262,6 +265,7 @@ async fn administration(s: &dyn GroupStore) {
         owner,
         created_at: 1_700_000_000_000,
         muted_until: None,
+        history_visible: false,
     };
     s.create(&g).await.expect("create");
     s.add_member(g.id, Member::new(heir, Role::Member))
