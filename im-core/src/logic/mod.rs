@@ -33,7 +33,7 @@ use crate::protocol::{SendAck, SendRequest};
 pub use accounts::{validate_password, validate_username, LOGGED_OUT};
 pub use coalesce::CoalescingLogic;
 pub use groups::GroupCommand;
-pub use people::{Command, ContactView, ReadCursor, Reply, RequestView};
+pub use people::{validate_display_name, Command, ContactView, ReadCursor, Reply, RequestView};
 pub use send::SendJob;
 
 /// Limits and timings of the Logic layer.
