@@ -156,3 +156,8 @@ async fn memory_objects_conform() {
 async fn memory_devices_conform() {
     testkit::device_suite(|| async { Arc::new(MemoryDeviceStore::new()) as _ }).await;
 }
+
+#[tokio::test]
+async fn memory_contacts_conform() {
+    testkit::contacts_suite(|| async { Arc::new(MemoryContactStore::new()) as _ }).await;
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{random_direct, random_id, sample_message};
 use crate::id::{ConversationId, GroupId, UserId};
-use crate::model::Message;
+use crate::model::{Mentions, Message};
 use crate::ports::{ConversationEntry, ConversationStore, ListCursor, MessageStore};
 
 type Pair = (Arc<dyn ConversationStore>, Arc<dyn MessageStore>);
@@ -28,6 +28,8 @@ where
     group_conversations_follow_join_and_leave(make().await).await;
     read_cursors_and_unread_counts(make().await).await;
     list_order_and_paging(make().await).await;
+    read_seqs_in_order(make().await).await;
+    mentions_are_indexed(make().await).await;
 }
 
 /// Appends then records `batch`, like the persist worker.
@@ -385,5 +387,176 @@ async fn list_order_and_paging(p: Pair) {
     assert!(
         p.0.list(me, None, 0).await.expect("list").is_empty(),
         "conversations: a limit of 0 lists nothing"
+    );
+}
+
+async fn read_seqs_in_order(p: Pair) {
+    let c = p.0.as_ref();
+    let g1 = group_conversation();
+    let g2 = group_conversation();
+    let (a, b, direct) = random_direct();
+    let me = UserId(random_id());
+    assert!(c.mark_read(me, g1, 7).await.expect("mark_read"));
+    assert!(c.mark_read(me, g2, 3).await.expect("mark_read"));
+    assert!(c.mark_read(a, direct, 9).await.expect("mark_read"));
+    p.0.join(b, g1).await.expect("join");
+    let asked = [
+        (me, g2),
+        (a, direct),
+        (b, direct),
+        (me, g1),
+        (b, g1),
+        (me, group_conversation()),
+        (me, g2),
+    ];
+    assert_eq!(
+        c.read_seqs(&asked).await.expect("read_seqs"),
+        vec![3, 9, 0, 7, 0, 0, 3],
+        "conversations: read_seqs answers every pair in order, 0 for cursors never set, \
+         repeats included"
+    );
+    assert!(
+        c.read_seqs(&[]).await.expect("read_seqs").is_empty(),
+        "conversations: read_seqs of nothing is empty"
+    );
+    let many: Vec<(UserId, ConversationId)> = (0..45)
+        .map(|i| {
+            if i % 9 == 0 {
+                (me, g1)
+            } else {
+                (UserId(random_id()), g2)
+            }
+        })
+        .collect();
+    let got = c.read_seqs(&many).await.expect("read_seqs");
+    assert_eq!(
+        got,
+        many.iter()
+            .map(|(u, _)| if *u == me { 7 } else { 0 })
+            .collect::<Vec<_>>(),
+        "conversations: read_seqs of many pairs answers each in order"
+    );
+    for (pair, seq) in asked.iter().zip([3, 9, 0, 7, 0, 0, 3]) {
+        assert_eq!(
+            c.read_seq(pair.0, pair.1).await.expect("read_seq"),
+            seq,
+            "conversations: read_seqs agrees with read_seq"
+        );
+    }
+}
+
+/// A message of `conversation` with `seq` from `from` mentioning `mentions`.
+fn mentioning(conversation: ConversationId, seq: u64, from: UserId, mentions: Mentions) -> Message {
+    let mut m = message(conversation, seq, from, 1_700_000_000_000 + seq as i64);
+    m.mentions = Some(mentions);
+    m
+}
+
+async fn mentions_are_indexed(p: Pair) {
+    let c = p.0.as_ref();
+    let (a, b, x, d) = (
+        UserId(random_id()),
+        UserId(random_id()),
+        UserId(random_id()),
+        UserId(random_id()),
+    );
+    let g1 = group_conversation();
+    let g2 = group_conversation();
+    let g3 = group_conversation();
+    let quiet = group_conversation();
+    // g1: 1 a→[b]; 2 x→all; 3 a→[x]; 4 plain; 5 b→[b, d].
+    persist(
+        &p,
+        &[
+            mentioning(g1, 1, a, Mentions::Users(vec![b])),
+            mentioning(g1, 2, x, Mentions::All),
+            mentioning(g1, 3, a, Mentions::Users(vec![x])),
+            message(g1, 4, a, 1_700_000_000_004),
+        ],
+    )
+    .await;
+    persist(&p, &[mentioning(g1, 5, b, Mentions::Users(vec![b, d]))]).await;
+    // g2: only an `all` from a.
+    persist(&p, &[mentioning(g2, 8, a, Mentions::All)]).await;
+    // g3: mentions of d recorded out of order; the highest counts.
+    persist(
+        &p,
+        &[
+            mentioning(g3, 6, a, Mentions::Users(vec![d])),
+            mentioning(g3, 2, a, Mentions::Users(vec![d])),
+        ],
+    )
+    .await;
+    persist(&p, &[mentioning(g3, 4, x, Mentions::Users(vec![d]))]).await;
+    persist(&p, &[message(quiet, 1, a, 1_700_000_000_001)]).await;
+
+    let convs = [g1, g2, g3, quiet, group_conversation(), g1];
+    let seqs = |u: UserId| async move {
+        c.mention_seqs(u, &convs)
+            .await
+            .unwrap_or_else(|e| panic!("conversations: mention_seqs failed: {e}"))
+    };
+    assert_eq!(
+        seqs(b).await,
+        vec![5, 8, 0, 0, 0, 5],
+        "conversations: mention_seqs is the highest seq mentioning the user by id or `all` \
+         from someone else, in order, 0 when none"
+    );
+    assert_eq!(
+        seqs(x).await,
+        vec![3, 8, 0, 0, 0, 3],
+        "conversations: a mention by id counts for the sender of an `all`"
+    );
+    assert_eq!(
+        seqs(a).await,
+        vec![2, 0, 0, 0, 0, 2],
+        "conversations: an `all` mentions every member but its sender"
+    );
+    assert_eq!(
+        seqs(d).await,
+        vec![5, 8, 6, 0, 0, 5],
+        "conversations: the highest mentioning seq counts, whatever the record order"
+    );
+    let nobody = UserId(random_id());
+    assert_eq!(
+        seqs(nobody).await,
+        vec![2, 8, 0, 0, 0, 2],
+        "conversations: `all` mentions users never named"
+    );
+    assert!(
+        c.mention_seqs(b, &[])
+            .await
+            .expect("mention_seqs")
+            .is_empty(),
+        "conversations: mention_seqs of no conversation is empty"
+    );
+
+    // Replays change nothing; a newer `all` moves up.
+    persist(&p, &[mentioning(g1, 1, a, Mentions::Users(vec![b]))]).await;
+    persist(&p, &[mentioning(g1, 2, x, Mentions::All)]).await;
+    assert_eq!(
+        seqs(b).await,
+        vec![5, 8, 0, 0, 0, 5],
+        "conversations: recording mentions again changes nothing"
+    );
+    persist(&p, &[mentioning(g1, 9, a, Mentions::All)]).await;
+    assert_eq!(
+        (seqs(b).await[0], seqs(x).await[0], seqs(nobody).await[0]),
+        (9, 9, 9),
+        "conversations: a newer `all` mentions everybody but its sender"
+    );
+    assert_eq!(
+        seqs(d).await[2],
+        6,
+        "conversations: mentions are per conversation"
+    );
+
+    // The list does not depend on mentions.
+    c.join(b, g1).await.expect("join");
+    let row = list_all(c, b).await;
+    assert!(
+        row.iter()
+            .all(|r| !r.mentioned && r.peer_read_seq.is_none()),
+        "conversations: stores leave mentioned and peer_read_seq unset: {row:?}"
     );
 }

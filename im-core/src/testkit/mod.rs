@@ -16,6 +16,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod contacts;
 mod conversation;
 mod dedup;
 mod device;
@@ -31,6 +32,7 @@ mod session;
 mod store;
 mod throttle;
 
+pub use contacts::contacts_suite;
 pub use conversation::conversations_suite;
 pub use dedup::dedup_suite;
 pub use device::device_suite;

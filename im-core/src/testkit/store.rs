@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{random_direct, random_id, sample_message, unique};
 use crate::error::Error;
 use crate::id::{ConversationId, GroupId, MessageId, UserId};
-use crate::model::{Group, Member, Role, User};
+use crate::model::{Group, Member, Mentions, Message, Role, User};
 use crate::ports::{GroupStore, MessageStore, UserStore};
 
 /// Runs every `MessageStore` check on fresh stores from `make`.
@@ -76,6 +76,119 @@ where
     );
 
     recall(s.as_ref(), conv, &msgs).await;
+    edits_and_mentions(s.as_ref()).await;
+}
+
+/// v1.2: `edited_at` and `mentions` round-trip; `edit` replaces the body
+/// once stored, never of a recalled message, and survives a replayed append.
+async fn edits_and_mentions(s: &dyn MessageStore) {
+    let g = ConversationId::Group(GroupId(random_id()));
+    let (u1, u2) = (UserId(random_id()), UserId(random_id()));
+    let mut msgs: Vec<Message> = (1..=5)
+        .map(|seq| sample_message(g, seq, &format!("hi @{seq} ✓")))
+        .collect();
+    msgs[0].mentions = Some(Mentions::Users(vec![u1, u2]));
+    msgs[1].mentions = Some(Mentions::All);
+    msgs[2].edited_at = Some(1_700_000_000_999);
+    msgs[2].mentions = Some(Mentions::Users(vec![u2]));
+    assert_eq!(s.append(&msgs).await.expect("append"), 5);
+    assert_eq!(
+        s.history(g, 0, 10).await.expect("history"),
+        msgs,
+        "messages: edited_at and mentions (ids and all) round-trip through history"
+    );
+    for m in &msgs {
+        assert_eq!(
+            s.get(m.msg_id).await.expect("get").as_ref(),
+            Some(m),
+            "messages: edited_at and mentions round-trip through get"
+        );
+    }
+
+    // edit
+    let target = &msgs[0];
+    let body = serde_json::json!("edited ✓");
+    assert!(
+        s.edit(target.msg_id, &body, 1_700_000_100_000)
+            .await
+            .expect("edit"),
+        "messages: editing a stored message reports a change"
+    );
+    let mut want = target.clone();
+    want.body = body.clone();
+    want.edited_at = Some(1_700_000_100_000);
+    assert_eq!(
+        s.get(target.msg_id).await.expect("get"),
+        Some(want.clone()),
+        "messages: an edit replaces the body and sets edited_at, keeping everything else"
+    );
+    assert_eq!(
+        s.history(g, 0, 1).await.expect("history"),
+        vec![want.clone()],
+        "messages: history shows the edited body"
+    );
+    assert_eq!(
+        s.get(msgs[1].msg_id).await.expect("get").as_ref(),
+        Some(&msgs[1]),
+        "messages: an edit touches one message only"
+    );
+    let body2 = serde_json::json!({"text": "again", "n": [1, 2]});
+    assert!(
+        s.edit(target.msg_id, &body2, 1_700_000_200_000)
+            .await
+            .expect("edit"),
+        "messages: a message can be edited again"
+    );
+    want.body = body2;
+    want.edited_at = Some(1_700_000_200_000);
+    assert_eq!(s.get(target.msg_id).await.expect("get"), Some(want.clone()));
+    assert_eq!(
+        s.append(std::slice::from_ref(target))
+            .await
+            .expect("append"),
+        0,
+        "messages: re-appending an edited message inserts nothing"
+    );
+    assert_eq!(
+        s.get(target.msg_id).await.expect("get"),
+        Some(want),
+        "messages: re-appending an edited message does not bring the old body back"
+    );
+    assert!(
+        matches!(
+            s.edit(MessageId(random_id()), &body, 1).await,
+            Err(Error::NotFound(_))
+        ),
+        "messages: editing an unknown message is NotFound"
+    );
+
+    // edit of a recalled message
+    let gone = &msgs[3];
+    assert!(s.recall(gone.msg_id).await.expect("recall"));
+    assert!(
+        !s.edit(gone.msg_id, &body, 1_700_000_300_000)
+            .await
+            .expect("edit"),
+        "messages: editing a recalled message reports no change"
+    );
+    let got = s.get(gone.msg_id).await.expect("get").expect("stored");
+    assert!(
+        got.recalled && got.body == serde_json::Value::Null && got.edited_at.is_none(),
+        "messages: editing a recalled message neither brings a body back nor sets edited_at: {got:?}"
+    );
+
+    // recall of an edited message
+    let edited = &msgs[2];
+    assert!(s
+        .edit(edited.msg_id, &body, 1_700_000_400_000)
+        .await
+        .expect("edit"));
+    assert!(s.recall(edited.msg_id).await.expect("recall"));
+    let got = s.get(edited.msg_id).await.expect("get").expect("stored");
+    assert!(
+        got.recalled && got.body == serde_json::Value::Null,
+        "messages: recalling an edited message drops the edited body: {got:?}"
+    );
 }
 
 /// `recall`: flags the message, drops its body for good, once.
@@ -181,6 +294,239 @@ where
     let mut want = vec![alice.id, upper.id];
     want.sort();
     assert_eq!(found, want, "users: existing returns exactly the known ids");
+
+    profiles(s.as_ref(), &alice, &upper).await;
+    search(s.as_ref()).await;
+}
+
+/// v1.2: `get_many` and `set_profile`.
+async fn profiles(s: &dyn UserStore, alice: &User, upper: &User) {
+    let ghost = UserId(random_id());
+    let mut got = s
+        .get_many(&[ghost, upper.id, alice.id, alice.id])
+        .await
+        .expect("get_many");
+    got.sort_by_key(|u| u.id);
+    got.dedup_by_key(|u| u.id);
+    let mut want = vec![alice.clone(), upper.clone()];
+    want.sort_by_key(|u| u.id);
+    assert_eq!(
+        got, want,
+        "users: get_many returns the accounts of the known ids only"
+    );
+    assert!(
+        s.get_many(&[]).await.expect("get_many").is_empty(),
+        "users: get_many of no ids is empty"
+    );
+    assert!(
+        s.get_many(&[ghost]).await.expect("get_many").is_empty(),
+        "users: get_many of unknown ids is empty"
+    );
+
+    s.set_profile(
+        alice.id,
+        Some("Alice ✓ Ünïcode"),
+        Some("https://example.com/a.png"),
+    )
+    .await
+    .expect("set_profile");
+    let mut changed = alice.clone();
+    changed.display_name = Some("Alice ✓ Ünïcode".into());
+    changed.avatar_url = Some("https://example.com/a.png".into());
+    assert_eq!(
+        s.get(alice.id).await.expect("get"),
+        Some(changed.clone()),
+        "users: set_profile's display name and avatar round-trip through get"
+    );
+    assert_eq!(
+        s.by_username(&alice.username).await.expect("by_username"),
+        Some(changed.clone()),
+        "users: the profile round-trips through by_username"
+    );
+    assert_eq!(
+        s.get_many(&[alice.id]).await.expect("get_many"),
+        vec![changed.clone()],
+        "users: the profile round-trips through get_many"
+    );
+    assert_eq!(
+        s.get(upper.id).await.expect("get"),
+        Some(upper.clone()),
+        "users: set_profile touches one account only"
+    );
+    let long_name = "é".repeat(64);
+    s.set_profile(alice.id, Some(&long_name), None)
+        .await
+        .expect("users: a 64-character display name fits");
+    changed.display_name = Some(long_name);
+    changed.avatar_url = None;
+    assert_eq!(
+        s.get(alice.id).await.expect("get"),
+        Some(changed),
+        "users: set_profile sets both fields (None clears the avatar)"
+    );
+    s.set_profile(alice.id, None, None)
+        .await
+        .expect("set_profile");
+    assert_eq!(
+        s.get(alice.id).await.expect("get"),
+        Some(alice.clone()),
+        "users: set_profile(None, None) clears the profile"
+    );
+    assert!(
+        matches!(
+            s.set_profile(ghost, Some("x"), None).await,
+            Err(Error::NotFound(_))
+        ),
+        "users: set_profile of an unknown account is NotFound"
+    );
+    assert_eq!(
+        s.get(ghost).await.expect("get"),
+        None,
+        "users: a refused set_profile creates nothing"
+    );
+}
+
+/// v1.2: `search` by username prefix.
+async fn search(s: &dyn UserStore) {
+    // A fresh prefix, so earlier accounts (and reruns on a shared server) do
+    // not match. Byte order: '%' < 'B' < '_' < 'a' < 'b' < 'c' < 'é'.
+    let p = format!("s{:x}", random_id());
+    let suffixes = ["b", "B", "a", "c", "_x", "%y", "é", "ab", "bb"];
+    let mut made = Vec::new();
+    for suffix in suffixes {
+        let mut u = user(&format!("{p}{suffix}"));
+        if suffix == "a" {
+            u.display_name = Some("Shown".into());
+            u.avatar_url = Some("/api/v1/files/x".into());
+        }
+        s.create(&u).await.expect("create");
+        if u.display_name.is_some() {
+            s.set_profile(u.id, u.display_name.as_deref(), u.avatar_url.as_deref())
+                .await
+                .expect("set_profile");
+        }
+        made.push(u);
+    }
+    // Names that must never match: a different case, a near miss.
+    s.create(&user(&format!("{}b", p.to_uppercase())))
+        .await
+        .expect("create");
+    s.create(&user(&format!("t{}", &p[1..])))
+        .await
+        .expect("create");
+    let mut sorted = made.clone();
+    sorted.sort_by(|a, b| a.username.as_bytes().cmp(b.username.as_bytes()));
+    let names = |us: &[User]| us.iter().map(|u| u.username.clone()).collect::<Vec<_>>();
+
+    let all = s.search(&p, None, 100).await.expect("search");
+    assert_eq!(
+        names(&all),
+        names(&sorted),
+        "users: search returns every username with the prefix, ordered byte-wise"
+    );
+    assert_eq!(
+        all, sorted,
+        "users: search returns whole accounts, profiles included"
+    );
+    assert_eq!(
+        names(&s.search(&format!("{p}b"), None, 100).await.expect("search")),
+        vec![format!("{p}b"), format!("{p}bb")],
+        "users: search is case-sensitive"
+    );
+    assert_eq!(
+        names(&s.search(&format!("{p}B"), None, 100).await.expect("search")),
+        vec![format!("{p}B")],
+        "users: search is case-sensitive (upper case)"
+    );
+    assert_eq!(
+        names(&s.search(&format!("{p}_"), None, 100).await.expect("search")),
+        vec![format!("{p}_x")],
+        "users: '_' in a prefix is a plain character, not a wildcard"
+    );
+    assert_eq!(
+        names(&s.search(&format!("{p}%"), None, 100).await.expect("search")),
+        vec![format!("{p}%y")],
+        "users: '%' in a prefix is a plain character, not a wildcard"
+    );
+    assert_eq!(
+        names(&s.search(&format!("{p}é"), None, 100).await.expect("search")),
+        vec![format!("{p}é")],
+        "users: a non-ASCII prefix matches"
+    );
+    assert_eq!(
+        names(&s.search(&format!("{p}a"), None, 100).await.expect("search")),
+        vec![format!("{p}a"), format!("{p}ab")],
+        "users: a username equal to the prefix matches"
+    );
+    assert!(
+        s.search(&format!("{p}zz"), None, 100)
+            .await
+            .expect("search")
+            .is_empty(),
+        "users: no match is an empty page"
+    );
+    assert!(
+        s.search(&p, None, 0).await.expect("search").is_empty(),
+        "users: a limit of 0 returns nothing"
+    );
+
+    // Paging with `after`.
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let page = s.search(&p, after.as_deref(), 4).await.expect("search");
+        assert!(page.len() <= 4, "users: search honours its limit");
+        let Some(last) = page.last() else { break };
+        after = Some(last.username.clone());
+        paged.extend(page);
+    }
+    assert_eq!(
+        names(&paged),
+        names(&sorted),
+        "users: paging with after = the last username yields every match once, in order"
+    );
+    assert_eq!(
+        names(
+            &s.search(&p, Some(&format!("{p}a")), 2)
+                .await
+                .expect("search")
+        ),
+        vec![format!("{p}ab"), format!("{p}b")],
+        "users: search returns usernames strictly after `after`"
+    );
+    assert_eq!(
+        names(
+            &s.search(&p, Some(&format!("{p}aa")), 2)
+                .await
+                .expect("search")
+        ),
+        vec![format!("{p}ab"), format!("{p}b")],
+        "users: `after` need not be a username"
+    );
+    assert_eq!(
+        names(&s.search(&p, Some(""), 1).await.expect("search")),
+        vec![sorted[0].username.clone()],
+        "users: an empty `after` is before everything"
+    );
+    assert!(
+        s.search(&p, Some(&format!("{p}é")), 10)
+            .await
+            .expect("search")
+            .is_empty(),
+        "users: after the last match, nothing"
+    );
+    assert!(
+        s.search(&p, Some("zzzz"), 10)
+            .await
+            .expect("search")
+            .is_empty(),
+        "users: an `after` beyond the prefix's range returns nothing"
+    );
+    assert_eq!(
+        names(&s.search(&p, Some("a"), 100).await.expect("search")),
+        names(&sorted),
+        "users: an `after` before the prefix's range returns every match"
+    );
 }
 
 /// Runs every `GroupStore` check on fresh stores from `make`.
@@ -251,6 +597,122 @@ where
     assert_eq!(s.role_of(ghost, owner).await.expect("role"), None);
 
     administration(s.as_ref()).await;
+    join_cutoff(s.as_ref()).await;
+}
+
+/// v1.2: `history_visible` and members' `joined_seq`.
+async fn join_cutoff(s: &dyn GroupStore) {
+    let owner = UserId(random_id());
+    let late = UserId(random_id());
+    let early = UserId(random_id());
+    let mut g = Group {
+        id: GroupId(random_id()),
+        name: "history".into(),
+        owner,
+        created_at: 1_700_000_000_000,
+        muted_until: None,
+        history_visible: true,
+    };
+    s.create(&g).await.expect("create");
+    assert_eq!(
+        s.get(g.id).await.expect("get"),
+        Some(g.clone()),
+        "groups: history_visible round-trips through create and get"
+    );
+    assert_eq!(
+        s.member(g.id, owner).await.expect("member"),
+        Some(Member::new(owner, Role::Owner)),
+        "groups: the creator joins with joined_seq 0"
+    );
+    s.set_history_visible(g.id, false)
+        .await
+        .expect("set_history_visible");
+    g.history_visible = false;
+    assert_eq!(
+        s.get(g.id).await.expect("get"),
+        Some(g.clone()),
+        "groups: set_history_visible(false) changes the flag only"
+    );
+    s.set_history_visible(g.id, false)
+        .await
+        .expect("groups: setting the same flag again is fine");
+    s.set_history_visible(g.id, true)
+        .await
+        .expect("set_history_visible");
+    g.history_visible = true;
+    assert_eq!(s.get(g.id).await.expect("get"), Some(g.clone()));
+    let ghost = GroupId(random_id());
+    assert!(
+        matches!(
+            s.set_history_visible(ghost, true).await,
+            Err(Error::NotFound(_))
+        ),
+        "groups: set_history_visible of an unknown group is NotFound"
+    );
+
+    let joined = Member::new(late, Role::Member).joined_at(42);
+    s.add_member(g.id, joined).await.expect("add");
+    s.add_member(g.id, Member::new(early, Role::Admin))
+        .await
+        .expect("add");
+    assert_eq!(
+        s.member(g.id, late).await.expect("member"),
+        Some(joined),
+        "groups: add_member keeps the joined_seq (member)"
+    );
+    let mut members = s.members(g.id).await.expect("members");
+    members.sort_by_key(|m| m.user_id);
+    let mut want = vec![
+        Member::new(owner, Role::Owner),
+        joined,
+        Member::new(early, Role::Admin),
+    ];
+    want.sort_by_key(|m| m.user_id);
+    assert_eq!(
+        members, want,
+        "groups: add_member keeps the joined_seq (members)"
+    );
+    let big = UserId(random_id());
+    let far = Member::new(big, Role::Member).joined_at(u64::MAX >> 1);
+    s.add_member(g.id, far).await.expect("add");
+    assert_eq!(
+        s.member(g.id, big).await.expect("member"),
+        Some(far),
+        "groups: a large joined_seq round-trips"
+    );
+    s.set_role(g.id, late, Role::Admin).await.expect("set_role");
+    s.mute_member(g.id, late, Some(1_900_000_000_000))
+        .await
+        .expect("mute_member");
+    assert_eq!(
+        s.member(g.id, late)
+            .await
+            .expect("member")
+            .map(|m| m.joined_seq),
+        Some(42),
+        "groups: role changes and mutes keep the joined_seq"
+    );
+    s.transfer(g.id, late).await.expect("transfer");
+    assert_eq!(
+        s.member(g.id, late)
+            .await
+            .expect("member")
+            .map(|m| (m.role, m.joined_seq)),
+        Some((Role::Owner, 42)),
+        "groups: a transfer keeps the joined_seq"
+    );
+    s.remove_member(g.id, early).await.expect("remove");
+    s.add_member(g.id, Member::new(early, Role::Member).joined_at(50))
+        .await
+        .expect("add");
+    assert_eq!(
+        s.member(g.id, early)
+            .await
+            .expect("member")
+            .map(|m| m.joined_seq),
+        Some(50),
+        "groups: joining again records the new joined_seq"
+    );
 }
 
 /// `member`, `rename`, `transfer`, `mute_group`, `mute_member` and `delete`.
