@@ -18,14 +18,23 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! The people around a conversation (protocol v1.2) are typed methods of
+//! [`ImClient`]: profiles ([`ImClient::me`], [`ImClient::lookup`],
+//! [`ImClient::search_users`]), contacts ([`ImClient::request_contact`] and
+//! the rest), blocks, read cursors and edits. Frames other than messages
+//! (`edited`, `contact`, `read`, `recalled`, errors without a send) come as
+//! [`Event`]s through [`Connection::next_event`] or [`Connection::take_events`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use im_core::id::{ConversationId, UserId};
-use im_core::model::{Message, MessageKind, Target};
+use im_core::id::{ConversationId, GroupId, MessageId, UserId};
+use im_core::logic::{ContactView, ReadCursor, RequestView};
+use im_core::model::{ContactEvent, Message, MessageKind, Profile, Target};
+use im_core::ports::{Direction, RequestOutcome};
 use im_core::protocol::{ClientFrame, SendAck, SendRequest, ServerFrame};
 use im_core::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
@@ -116,6 +125,32 @@ async fn check(res: reqwest::Response) -> Result<serde_json::Value, ClientError>
     Err(ClientError::Server { code, message })
 }
 
+/// Decodes an answer into its typed form.
+fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ClientError> {
+    serde_json::from_value(v).map_err(|e| ClientError::Ws(format!("malformed answer: {e}")))
+}
+
+/// Decodes `{"<items>": [...], "next_cursor": ...}`.
+fn page<T: serde::de::DeserializeOwned>(
+    mut v: serde_json::Value,
+    items: &str,
+) -> Result<Page<T>, ClientError> {
+    let next_cursor = v["next_cursor"].as_str().map(str::to_owned);
+    Ok(Page {
+        items: decode(v[items].take())?,
+        next_cursor,
+    })
+}
+
+/// One page of a paged list (search, contacts, requests, blocks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The page's entries.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
 fn field<T: std::str::FromStr>(v: &serde_json::Value, name: &str) -> Result<T, ClientError> {
     v[name]
         .as_str()
@@ -193,10 +228,36 @@ impl ImClient {
         username: &str,
         password: &str,
     ) -> Result<UserId, ClientError> {
+        Self::register_account(options, api, username, password, None).await
+    }
+
+    /// Registers an account with the name others see (v1.2; 1–64
+    /// characters, not only whitespace). Without one, people see the username.
+    pub async fn register_named(
+        options: &ClientOptions,
+        api: &str,
+        username: &str,
+        password: &str,
+        display_name: &str,
+    ) -> Result<UserId, ClientError> {
+        Self::register_account(options, api, username, password, Some(display_name)).await
+    }
+
+    async fn register_account(
+        options: &ClientOptions,
+        api: &str,
+        username: &str,
+        password: &str,
+        display_name: Option<&str>,
+    ) -> Result<UserId, ClientError> {
         let http = options.http_client()?;
+        let mut body = serde_json::json!({"username": username, "password": password});
+        if let Some(name) = display_name {
+            body["display_name"] = name.into();
+        }
         let v = check(
             http.post(format!("{}/api/v1/users", api.trim_end_matches('/')))
-                .json(&serde_json::json!({"username": username, "password": password}))
+                .json(&body)
                 .send()
                 .await?,
         )
@@ -261,6 +322,246 @@ impl ImClient {
         check(req.send().await?).await
     }
 
+    /// Calls the HTTP API with the bearer token and a query string (GET).
+    async fn get_query(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<serde_json::Value, ClientError> {
+        let req = self
+            .http
+            .get(format!("{}/api/v1{path}", self.api))
+            .bearer_auth(&self.token)
+            .query(query);
+        check(req.send().await?).await
+    }
+
+    /// `?limit=&cursor=` of a paged list (absent ones are left out).
+    fn paging(limit: Option<u32>, cursor: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        if let Some(c) = cursor.filter(|c| !c.is_empty()) {
+            q.push(("cursor", c.to_owned()));
+        }
+        q
+    }
+
+    /// This user's own profile (`GET /users/me`, v1.2).
+    pub async fn me(&self) -> Result<Profile, ClientError> {
+        decode(self.call(reqwest::Method::GET, "/users/me", None).await?)
+    }
+
+    /// A user's public profile (`GET /users/{id}`, v1.2); `not_found` for an
+    /// unknown user.
+    pub async fn profile(&self, user: UserId) -> Result<Profile, ClientError> {
+        decode(
+            self.call(reqwest::Method::GET, &format!("/users/{user}"), None)
+                .await?,
+        )
+    }
+
+    /// Sets this user's display name and avatar (`PUT /users/me/profile`,
+    /// v1.2). Both are replaced: `None` clears one (a cleared display name
+    /// shows the username). Answers the new profile.
+    pub async fn set_profile(
+        &self,
+        display_name: Option<&str>,
+        avatar_url: Option<&str>,
+    ) -> Result<Profile, ClientError> {
+        let body = serde_json::json!({"display_name": display_name, "avatar_url": avatar_url});
+        decode(
+            self.call(reqwest::Method::PUT, "/users/me/profile", Some(body))
+                .await?,
+        )
+    }
+
+    /// Profiles of users by id and by exact username (`POST /users/lookup`,
+    /// v1.2; together at most 200). Unknown users are left out.
+    pub async fn lookup(
+        &self,
+        user_ids: &[UserId],
+        usernames: &[&str],
+    ) -> Result<Vec<Profile>, ClientError> {
+        let body = serde_json::json!({"user_ids": user_ids, "usernames": usernames});
+        let mut v = self
+            .call(reqwest::Method::POST, "/users/lookup", Some(body))
+            .await?;
+        decode(v["users"].take())
+    }
+
+    /// Users whose username starts with `prefix` (`GET /users/search`,
+    /// v1.2): at least 2 characters, pages of at most 20, ordered by
+    /// username. Rate-limited: `resource_exhausted` when searching too often.
+    pub async fn search_users(
+        &self,
+        prefix: &str,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Profile>, ClientError> {
+        let mut q = Self::paging(limit, cursor);
+        q.push(("prefix", prefix.to_owned()));
+        page(self.get_query("/users/search", &q).await?, "users")
+    }
+
+    /// This user's contacts (`GET /contacts`, v1.2), ordered by user id.
+    pub async fn contacts(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<ContactView>, ClientError> {
+        let q = Self::paging(limit, cursor);
+        page(self.get_query("/contacts", &q).await?, "contacts")
+    }
+
+    /// Asks `user` to become contacts (`POST /contacts/requests`, v1.2),
+    /// with an optional note (at most 200 characters). `Pending` when asked
+    /// (they get a `contact` event), `Accepted` when they had asked first,
+    /// `AlreadyContacts` when nothing changed.
+    pub async fn request_contact(
+        &self,
+        user: UserId,
+        message: Option<&str>,
+    ) -> Result<RequestOutcome, ClientError> {
+        let mut body = serde_json::json!({"user_id": user});
+        if let Some(m) = message {
+            body["message"] = m.into();
+        }
+        let mut v = self
+            .call(reqwest::Method::POST, "/contacts/requests", Some(body))
+            .await?;
+        decode(v["status"].take())
+    }
+
+    /// This user's pending contact requests (`GET /contacts/requests`,
+    /// v1.2): those to it (`Incoming`) or those it made (`Outgoing`).
+    pub async fn contact_requests(
+        &self,
+        direction: Direction,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<RequestView>, ClientError> {
+        let mut q = Self::paging(limit, cursor);
+        let d = match direction {
+            Direction::Incoming => "incoming",
+            Direction::Outgoing => "outgoing",
+        };
+        q.push(("direction", d.to_owned()));
+        page(self.get_query("/contacts/requests", &q).await?, "requests")
+    }
+
+    /// Accepts `user`'s contact request (`POST
+    /// /contacts/requests/{id}/accept`, v1.2); `not_found` without one.
+    pub async fn accept_contact(&self, user: UserId) -> Result<(), ClientError> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/contacts/requests/{user}/accept"),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Declines `user`'s contact request (`POST
+    /// /contacts/requests/{id}/decline`, v1.2); `not_found` without one.
+    pub async fn decline_contact(&self, user: UserId) -> Result<(), ClientError> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/contacts/requests/{user}/decline"),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Withdraws this user's contact request to `user` (`DELETE
+    /// /contacts/requests/{id}`, v1.2); `not_found` without one.
+    pub async fn cancel_contact_request(&self, user: UserId) -> Result<(), ClientError> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/contacts/requests/{user}"),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Ends the contact relation with `user`, for both sides (`DELETE
+    /// /contacts/{id}`, v1.2); `not_found` when not contacts.
+    pub async fn remove_contact(&self, user: UserId) -> Result<(), ClientError> {
+        self.call(reqwest::Method::DELETE, &format!("/contacts/{user}"), None)
+            .await
+            .map(drop)
+    }
+
+    /// The users this user blocks (`GET /blocks`, v1.2).
+    pub async fn blocked(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Profile>, ClientError> {
+        let q = Self::paging(limit, cursor);
+        page(self.get_query("/blocks", &q).await?, "users")
+    }
+
+    /// Blocks `user` (`PUT /blocks/{id}`, v1.2; idempotent): their 1:1
+    /// messages and contact requests are refused with `permission_denied`,
+    /// and a contact relation ends. They are not told.
+    pub async fn block(&self, user: UserId) -> Result<(), ClientError> {
+        self.call(reqwest::Method::PUT, &format!("/blocks/{user}"), None)
+            .await
+            .map(drop)
+    }
+
+    /// Unblocks `user` (`DELETE /blocks/{id}`, v1.2; idempotent).
+    pub async fn unblock(&self, user: UserId) -> Result<(), ClientError> {
+        self.call(reqwest::Method::DELETE, &format!("/blocks/{user}"), None)
+            .await
+            .map(drop)
+    }
+
+    /// The participants' read cursors of a conversation (`GET
+    /// /conversations/{id}/reads`, v1.2): both parties of a 1:1, or a
+    /// group's members (at most 500).
+    pub async fn reads(&self, conversation: ConversationId) -> Result<Vec<ReadCursor>, ClientError> {
+        let mut v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/conversations/{conversation}/reads"),
+                None,
+            )
+            .await?;
+        decode(v["reads"].take())
+    }
+
+    /// Edits one of this user's text messages (`PATCH /messages/{id}`,
+    /// v1.2; within 24 h of sending). Answers the message with its new body
+    /// and `edited_at`; every participant gets an [`Event::Edited`].
+    pub async fn edit_message(&self, msg_id: MessageId, body: &str) -> Result<Message, ClientError> {
+        decode(
+            self.call(
+                reqwest::Method::PATCH,
+                &format!("/messages/{msg_id}"),
+                Some(serde_json::json!({ "body": body })),
+            )
+            .await?,
+        )
+    }
+
+    /// Whether members added to `group` from now on see the history from
+    /// before they joined (`PUT /groups/{id}/history`, v1.2; owner or admin).
+    /// By default they see only messages after their join.
+    pub async fn set_history_visible(&self, group: GroupId, visible: bool) -> Result<(), ClientError> {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/groups/{group}/history"),
+            Some(serde_json::json!({ "visible": visible })),
+        )
+        .await
+        .map(drop)
+    }
+
     async fn ws_url(&self) -> Result<String, ClientError> {
         if let Some(u) = &self.ws_url {
             return Ok(u.clone());
@@ -283,11 +584,13 @@ impl ImClient {
         let socket = open(&url, &self.token, self.tls.clone()).await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (msg_tx, msg_rx) = mpsc::channel(65_536);
+        let (event_tx, event_rx) = mpsc::channel(EVENT_BUFFER);
         let driver = Driver {
             client: self.clone(),
             url,
             cmds: cmd_rx,
             out: msg_tx,
+            events: event_tx,
             pending: HashMap::new(),
             convs: HashMap::new(),
         };
@@ -295,6 +598,7 @@ impl ImClient {
         Ok(Connection {
             cmds: cmd_tx,
             messages: msg_rx,
+            events: Some(event_rx),
             next_id: rand::random::<u64>() >> 16,
             ack_timeout: Duration::from_secs(30),
         })
@@ -325,8 +629,120 @@ async fn open(
 
 enum Cmd {
     Send(SendRequest, oneshot::Sender<Result<SendAck, ClientError>>),
+    Edit(MessageId, String),
     AppState(im_core::protocol::AppState),
     Close,
+}
+
+/// How many [`Event`]s a connection holds for its reader; past that, new
+/// ones are dropped (messages never are).
+pub const EVENT_BUFFER: usize = 4096;
+
+/// Something the server told this connection besides a message.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A message was edited by its sender (v1.2 `edited` frame).
+    Edited {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The message.
+        msg_id: MessageId,
+        /// Its seq.
+        seq: u64,
+        /// The new body.
+        body: serde_json::Value,
+        /// When, Unix ms.
+        edited_at: i64,
+        /// Who edited it (its sender).
+        by: UserId,
+    },
+    /// A contact relation of this user changed (v1.2 `contact` frame):
+    /// `from` acted on `to` (one of the two is this user).
+    Contact {
+        /// What happened.
+        event: ContactEvent,
+        /// Who acted.
+        from: UserId,
+        /// The other party.
+        to: UserId,
+    },
+    /// A participant's read cursor advanced (v1.1 `read` frame), this
+    /// user's own included (read on another device).
+    Read {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Who read.
+        user_id: UserId,
+        /// Up to which seq.
+        seq: u64,
+    },
+    /// A message was recalled (v1.1 `recalled` frame).
+    Recalled {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The message.
+        msg_id: MessageId,
+        /// Who recalled it.
+        by: UserId,
+    },
+    /// The server refused a frame that was not a send, e.g. an
+    /// [`Connection::edit`] (`error` frame without a `client_msg_id`).
+    Error {
+        /// The error code.
+        code: ErrorCode,
+        /// The message.
+        message: String,
+    },
+}
+
+impl Event {
+    /// The event a server frame carries (`None` for messages, acks, sync
+    /// answers and the frames the client handles itself).
+    fn from_frame(frame: ServerFrame) -> Option<Event> {
+        Some(match frame {
+            ServerFrame::Edited {
+                conversation_id,
+                msg_id,
+                seq,
+                body,
+                edited_at,
+                by,
+            } => Event::Edited {
+                conversation_id,
+                msg_id,
+                seq,
+                body,
+                edited_at,
+                by,
+            },
+            ServerFrame::Contact { event, from, to } => Event::Contact { event, from, to },
+            ServerFrame::Read {
+                conversation_id,
+                user_id,
+                seq,
+            } => Event::Read {
+                conversation_id,
+                user_id,
+                seq,
+            },
+            ServerFrame::Recalled {
+                conversation_id,
+                msg_id,
+                by,
+            } => Event::Recalled {
+                conversation_id,
+                msg_id,
+                by,
+            },
+            ServerFrame::Error {
+                code,
+                message,
+                client_msg_id: None,
+            } => Event::Error { code, message },
+            _ => return None,
+        })
+    }
 }
 
 /// A live connection.
@@ -334,6 +750,7 @@ enum Cmd {
 pub struct Connection {
     cmds: mpsc::Sender<Cmd>,
     messages: mpsc::Receiver<Message>,
+    events: Option<mpsc::Receiver<Event>>,
     next_id: u64,
     ack_timeout: Duration,
 }
@@ -378,6 +795,35 @@ impl Connection {
     /// delivered late rather than dropped).
     pub async fn next_message(&mut self) -> Option<Message> {
         self.messages.recv().await
+    }
+
+    /// The next [`Event`] (an edit, a contact change, a read cursor, a
+    /// recall, a refused non-send frame), in the order the server sent them.
+    /// Events are buffered apart from messages (at most [`EVENT_BUFFER`];
+    /// when the reader falls that far behind, newer ones are dropped).
+    /// `None` once the connection ended, or after [`Connection::take_events`].
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.as_mut()?.recv().await
+    }
+
+    /// Takes the event stream out of the connection, to wait for events and
+    /// messages at once (e.g. in `tokio::select!` with
+    /// [`Connection::next_message`]). `None` when already taken.
+    pub fn take_events(&mut self) -> Option<mpsc::Receiver<Event>> {
+        self.events.take()
+    }
+
+    /// Edits the body of one of this user's text messages (v1.2 `edit`
+    /// frame; within 24 h of sending). There is no answer: every
+    /// participant's sessions, this one included, get an [`Event::Edited`];
+    /// a refusal comes as an [`Event::Error`]. Sent after a reconnect when
+    /// the socket is down. See also [`ImClient::edit_message`] (HTTP, with an
+    /// answer).
+    pub async fn edit(&mut self, msg_id: MessageId, body: String) -> Result<(), ClientError> {
+        self.cmds
+            .send(Cmd::Edit(msg_id, body))
+            .await
+            .map_err(|_| ClientError::Closed)
     }
 
     /// Tells the server the app went to the background (no pushes to this
@@ -432,6 +878,7 @@ struct Driver {
     url: String,
     cmds: mpsc::Receiver<Cmd>,
     out: mpsc::Sender<Message>,
+    events: mpsc::Sender<Event>,
     pending: HashMap<String, (SendRequest, oneshot::Sender<Result<SendAck, ClientError>>)>,
     convs: HashMap<ConversationId, ConvState>,
 }
@@ -533,6 +980,10 @@ impl Driver {
                         send_frame(ws, &ClientFrame::Send(req.clone())).await?;
                         self.pending.insert(req.client_msg_id.clone(), (req, reply));
                     }
+                    Some(Cmd::Edit(msg_id, body)) => {
+                        let body = serde_json::Value::String(body);
+                        send_frame(ws, &ClientFrame::Edit { msg_id, body }).await?;
+                    }
                     Some(Cmd::AppState(state)) => {
                         send_frame(ws, &ClientFrame::AppState { state }).await?;
                         if state == im_core::protocol::AppState::Foreground {
@@ -607,6 +1058,18 @@ impl Driver {
             }
             ServerFrame::Message(m) => self.on_message(ws, m).await?,
             ServerFrame::Kicked { reason } => return Err(ClientError::Kicked(reason)),
+            other @ (ServerFrame::Edited { .. }
+            | ServerFrame::Contact { .. }
+            | ServerFrame::Read { .. }
+            | ServerFrame::Recalled { .. }
+            | ServerFrame::Error { .. }) => {
+                if let Some(event) = Event::from_frame(other) {
+                    // Never stall messages behind a reader that ignores events.
+                    if let Err(mpsc::error::TrySendError::Full(e)) = self.events.try_send(event) {
+                        tracing::debug!(event = ?e, "event buffer full; dropped");
+                    }
+                }
+            }
             ServerFrame::SyncResult {
                 conversation_id,
                 messages,
@@ -726,4 +1189,75 @@ async fn send_frame(ws: &mut Socket, f: &ClientFrame) -> Result<(), ClientError>
     ws.send(WsMessage::Text(f.encode().into()))
         .await
         .map_err(|e| ClientError::Ws(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn events_come_from_the_frames_the_client_does_not_handle_itself() {
+        let edited = ServerFrame::decode(
+            br#"{"type":"edited","conversation_id":"u:1:2","msg_id":"9","seq":3,"body":"new","edited_at":5,"by":"1"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Event::from_frame(edited),
+            Some(Event::Edited {
+                conversation_id: "u:1:2".parse().unwrap(),
+                msg_id: MessageId(9),
+                seq: 3,
+                body: serde_json::json!("new"),
+                edited_at: 5,
+                by: "1".parse().unwrap(),
+            })
+        );
+        let contact = ServerFrame::decode(
+            br#"{"type":"contact","event":"accepted","from":"2","to":"1"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            Event::from_frame(contact),
+            Some(Event::Contact {
+                event: ContactEvent::Accepted,
+                ..
+            })
+        ));
+        let refused = ServerFrame::decode(
+            br#"{"type":"error","code":"permission_denied","message":"no"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            Event::from_frame(refused),
+            Some(Event::Error {
+                code: ErrorCode::PermissionDenied,
+                ..
+            })
+        ));
+        // A send's error answers the send, not the event stream.
+        let send_error = ServerFrame::decode(
+            br#"{"type":"error","code":"unavailable","message":"later","client_msg_id":"c1"}"#,
+        )
+        .unwrap();
+        assert_eq!(Event::from_frame(send_error), None);
+        assert_eq!(Event::from_frame(ServerFrame::Pong), None);
+    }
+
+    #[test]
+    fn pages_decode_items_and_the_cursor() {
+        let v = serde_json::json!({
+            "users": [{"user_id": "7", "username": "al", "display_name": "Al"}],
+            "next_cursor": "abc"
+        });
+        let p: Page<Profile> = page(v, "users").unwrap();
+        assert_eq!(p.items.len(), 1);
+        assert_eq!(p.items[0].display_name, "Al");
+        assert_eq!(p.next_cursor.as_deref(), Some("abc"));
+        let end: Page<Profile> = page(serde_json::json!({"users": [], "next_cursor": null}), "users").unwrap();
+        assert_eq!(end.next_cursor, None);
+        let v = serde_json::json!({"requests": [{"user": {"user_id": "7", "username": "al", "display_name": "al"}, "direction": "incoming", "ts": 1}]});
+        let r: Page<RequestView> = page(v, "requests").unwrap();
+        assert_eq!(r.items[0].direction, Direction::Incoming);
+    }
 }
