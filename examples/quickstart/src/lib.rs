@@ -132,7 +132,7 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// All in memory, or (with `data`) users, groups, messages and
+    /// All in memory, or (with `data`) users, groups, contacts, messages and
     /// conversation lists in SQLite, with sequences seeded from the stored
     /// messages.
     pub async fn open(secret: &[u8], data: Option<&str>) -> Result<Storage, String> {
@@ -155,6 +155,8 @@ impl Storage {
         // Conversation lists and read cursors live next to the messages they
         // index (the persist workers record into it after each append).
         backends.logic.conversations = Arc::new(store.conversations());
+        // Contacts, requests and blocks, next to the accounts.
+        backends.logic.contacts = Arc::new(store.contacts());
         // The memory allocator would restart every conversation at 0 and
         // collide with the stored seqs: seed it from the archive. Logic reads
         // the last seqs (read cursors) from the same allocator.
