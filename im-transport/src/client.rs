@@ -347,6 +347,7 @@ impl Connection {
             kind: MessageKind::Text,
             body: serde_json::Value::String(body),
             deliver_at: None,
+            mentions: None,
         })
         .await
     }
@@ -587,6 +588,8 @@ impl Driver {
                         client_msg_id: req.client_msg_id,
                         ts: ack.ts,
                         recalled: false,
+                        edited_at: None,
+                        mentions: req.mentions,
                     };
                     let _ = reply.send(Ok(ack));
                     self.on_message(ws, own).await?;

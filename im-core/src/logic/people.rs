@@ -223,7 +223,8 @@ fn user_cursor(cursor: Option<&str>) -> Result<Option<UserId>> {
     }
 }
 
-fn validate_display_name(name: &str) -> Result<()> {
+/// Checks a display name: 1–64 characters, not only whitespace, no control characters.
+pub fn validate_display_name(name: &str) -> Result<()> {
     let n = name.chars().count();
     if n == 0
         || n > MAX_DISPLAY_NAME

@@ -15,11 +15,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::id::{now_ms, ConversationId, GroupId, MessageId, UserId};
-use crate::model::{Envelope, Message, MessageKind, Role, Target};
-use crate::ports::{Admission, DedupKey, HookVerdict, PendingSend, ScheduledSend};
+use crate::model::{Envelope, Mentions, Message, MessageKind, Role, Target};
+use crate::ports::{Admission, DedupKey, HookVerdict, PendingSend, Reach, ScheduledSend};
 use crate::protocol::{SendAck, SendRequest};
 
-use super::{Logic, Sender};
+use super::{DirectMessages, Logic, Sender};
 
 /// One queued send and where to answer it.
 #[derive(Debug)]
@@ -130,6 +130,21 @@ impl Logic {
         if r.to == Target::User(sender) {
             return Err(Error::InvalidArgument("cannot send to yourself".into()));
         }
+        match (&r.mentions, r.to) {
+            (None, _) => {}
+            (Some(_), Target::User(_)) => {
+                return Err(Error::InvalidArgument(
+                    "mentions are for group messages".into(),
+                ))
+            }
+            (Some(Mentions::Users(users)), _) if users.len() > self.config.max_mentions => {
+                return Err(Error::InvalidArgument(format!(
+                    "a message mentions at most {} users",
+                    self.config.max_mentions
+                )))
+            }
+            (Some(_), _) => {}
+        }
         let size = match (r.kind, &r.body) {
             (MessageKind::Text, serde_json::Value::String(s)) => s.len(),
             (MessageKind::Text, _) => {
@@ -207,7 +222,8 @@ impl Logic {
                 Err(e) => Err(e),
             }
         };
-        let mut memberships: HashMap<(GroupId, UserId), Result<()>> = HashMap::new();
+        let reach = self.reach_of(jobs).await;
+        let mut memberships: HashMap<(GroupId, UserId), Result<Role>> = HashMap::new();
         // Each group is read at most once per batch (existence and mute).
         let mut group_cache: HashMap<GroupId, Option<crate::model::Group>> = HashMap::new();
         let now = now_ms();
@@ -230,17 +246,67 @@ impl Logic {
             .map(|j| match j.request.to {
                 _ if j.system.is_some() => Ok(()),
                 Target::User(u) => match &existing {
-                    Ok(set) if set.contains(&u) => Ok(()),
+                    Ok(set) if set.contains(&u) => self.may_reach(&reach, j.sender.user, u),
                     Ok(_) => Err(Error::NotFound(format!("no user {u}"))),
                     Err(e) => Err(clone_err(e)),
                 },
                 Target::Group(g) => match memberships.get(&(g, j.sender.user)) {
-                    Some(Ok(())) => Ok(()),
+                    Some(Ok(Role::Member)) if j.request.mentions == Some(Mentions::All) => {
+                        Err(Error::PermissionDenied(
+                            "only the owner or an admin can mention all".into(),
+                        ))
+                    }
+                    Some(Ok(_)) => Ok(()),
                     Some(Err(e)) => Err(clone_err(e)),
                     None => Err(Error::Internal("membership not checked".into())),
                 },
             })
             .collect()
+    }
+
+    /// v1.2: how each 1:1 sender stands with its peer (blocks, contacts),
+    /// one store call per batch; only asked when the batch has 1:1 sends.
+    async fn reach_of(&self, jobs: &[SendJob]) -> Result<HashMap<(UserId, UserId), Reach>> {
+        let pairs: Vec<(UserId, UserId)> = jobs
+            .iter()
+            .filter(|j| j.system.is_none())
+            .filter_map(|j| match j.request.to {
+                Target::User(peer) => Some((j.sender.user, peer)),
+                Target::Group(_) => None,
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if pairs.is_empty() || !self.config.relation_checks {
+            return Ok(HashMap::new());
+        }
+        let found = self.ports.contacts.reach(&pairs).await?;
+        Ok(pairs.into_iter().zip(found).collect())
+    }
+
+    /// Whether `from` may send a 1:1 message to `to` (blocked: refused
+    /// without saying more; contacts only: by the deployment's policy).
+    fn may_reach(
+        &self,
+        reach: &Result<HashMap<(UserId, UserId), Reach>>,
+        from: UserId,
+        to: UserId,
+    ) -> Result<()> {
+        let r = match reach {
+            Ok(map) => map.get(&(from, to)).copied().unwrap_or_default(),
+            Err(e) => return Err(clone_err(e)),
+        };
+        if r.blocked {
+            return Err(Error::PermissionDenied(
+                "you cannot send messages to this user".into(),
+            ));
+        }
+        if self.config.direct_messages == DirectMessages::ContactsOnly && !r.contacts {
+            return Err(Error::PermissionDenied(
+                "you can send messages only to your contacts".into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn group_send_allowed(
@@ -249,7 +315,7 @@ impl Logic {
         user: UserId,
         now: i64,
         groups: &mut HashMap<GroupId, Option<crate::model::Group>>,
-    ) -> Result<()> {
+    ) -> Result<Role> {
         let member = self.ports.groups.member(g, user).await?;
         if let Some(m) = member {
             if m.is_muted(now) {
@@ -258,7 +324,7 @@ impl Logic {
                 )));
             }
             if m.role != Role::Member {
-                return Ok(());
+                return Ok(m.role);
             }
         }
         let group = match groups.get(&g) {
@@ -277,7 +343,7 @@ impl Logic {
             (Some(_), Some(group)) if group.is_muted(now) => Err(Error::PermissionDenied(format!(
                 "group {g} is muted: only the owner and admins may send"
             ))),
-            (Some(_), Some(_)) => Ok(()),
+            (Some(m), Some(_)) => Ok(m.role),
         }
     }
 
@@ -569,7 +635,7 @@ impl Logic {
                     ts,
                     recalled: false,
                     edited_at: None,
-                    mentions: None,
+                    mentions: r.mentions.clone(),
                 },
                 origin: job.sender.origin.clone(),
                 audience: job.system.clone().flatten(),

@@ -518,6 +518,26 @@ impl LogicApi for LogicGrpcClient {
             .into_inner();
         r.scheduled.into_iter().map(scheduled_from_pb).collect()
     }
+
+    async fn execute(
+        &self,
+        actor: UserId,
+        command: im_core::logic::Command,
+    ) -> Result<im_core::logic::Reply> {
+        let command_json = serde_json::to_string(&command)
+            .map_err(|e| im_core::Error::Internal(format!("encode command: {e}")))?;
+        let r = self
+            .rpc()
+            .execute(self.config.request(pb::ExecuteRequest {
+                actor: actor.0,
+                command_json,
+            }))
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        serde_json::from_str(&r.reply_json)
+            .map_err(|e| im_core::Error::Internal(format!("malformed reply from logic: {e}")))
+    }
 }
 
 struct PusherInner {

@@ -8,7 +8,8 @@ use im_core::error::{Error, Result};
 use im_core::id::{ConversationId, GroupId, MessageId, SessionId, UserId};
 use im_core::logic::{ConversationPage, GroupCommand, Sender};
 use im_core::model::{
-    Envelope, Group, Member, Message, MessageKind, NodeId, Presence, Role, SessionRoute, Target,
+    Envelope, Group, Member, Mentions, Message, MessageKind, NodeId, Presence, Role, SessionRoute,
+    Target,
 };
 use im_core::ports::{ConversationEntry, ScheduledSend};
 use im_core::protocol::{SendAck, SendRequest};
@@ -105,7 +106,20 @@ pub(crate) fn send_to_pb(sender: &Sender, r: &SendRequest) -> Result<pb::SendReq
         kind: r.kind.as_str().to_owned(),
         body_json: body_to_pb(&r.body)?,
         deliver_at: r.deliver_at,
+        mentions_json: mentions_to_pb(r.mentions.as_ref())?,
     })
+}
+
+fn mentions_to_pb(m: Option<&Mentions>) -> Result<Option<String>> {
+    m.map(|m| {
+        serde_json::to_string(m).map_err(|e| Error::Internal(format!("encode mentions: {e}")))
+    })
+    .transpose()
+}
+
+fn mentions_from_pb(json: Option<&str>) -> Result<Option<Mentions>> {
+    json.map(|j| serde_json::from_str(j).map_err(|e| bad(format!("malformed mentions: {e}"))))
+        .transpose()
 }
 
 pub(crate) fn send_from_pb(r: pb::SendRequest) -> Result<(Sender, SendRequest)> {
@@ -117,6 +131,7 @@ pub(crate) fn send_from_pb(r: pb::SendRequest) -> Result<(Sender, SendRequest)> 
             kind: kind_from_pb(&r.kind)?,
             body: body_from_pb(&r.body_json)?,
             deliver_at: r.deliver_at,
+            mentions: mentions_from_pb(r.mentions_json.as_deref())?,
         },
     ))
 }
@@ -155,6 +170,8 @@ pub(crate) fn message_to_pb(m: Message) -> Result<pb::Message> {
         client_msg_id: m.client_msg_id,
         ts: m.ts,
         recalled: m.recalled,
+        edited_at: m.edited_at,
+        mentions_json: mentions_to_pb(m.mentions.as_ref())?,
     })
 }
 
@@ -170,6 +187,8 @@ pub(crate) fn message_from_pb(m: pb::Message) -> Result<Message> {
         client_msg_id: m.client_msg_id,
         ts: m.ts,
         recalled: m.recalled,
+        edited_at: m.edited_at,
+        mentions: mentions_from_pb(m.mentions_json.as_deref())?,
     })
 }
 
@@ -201,6 +220,7 @@ pub(crate) fn member_to_pb(m: Member) -> pb::Member {
         user_id: m.user_id.0,
         role: m.role.as_str().to_owned(),
         muted_until: m.muted_until,
+        joined_seq: m.joined_seq,
     }
 }
 
@@ -211,7 +231,7 @@ fn role_from_pb(role: &str) -> Result<Role> {
 pub(crate) fn member_from_pb(m: pb::Member) -> Result<Member> {
     let mut member = Member::new(UserId(m.user_id), role_from_pb(&m.role)?);
     member.muted_until = m.muted_until;
-    Ok(member)
+    Ok(member.joined_at(m.joined_seq))
 }
 
 pub(crate) fn group_to_pb(g: Group) -> pb::Group {
@@ -221,6 +241,7 @@ pub(crate) fn group_to_pb(g: Group) -> pb::Group {
         owner: g.owner.0,
         created_at: g.created_at,
         muted_until: g.muted_until,
+        history_visible: g.history_visible,
     }
 }
 
@@ -232,6 +253,7 @@ pub(crate) fn group_from_pb(g: Option<pb::Group>) -> Result<Group> {
         owner: UserId(g.owner),
         created_at: g.created_at,
         muted_until: g.muted_until,
+        history_visible: g.history_visible,
     })
 }
 
@@ -250,6 +272,9 @@ pub(crate) fn command_to_pb(c: GroupCommand) -> pb::administer_group_request::Co
             until,
         }),
         GroupCommand::Dissolve => Command::Dissolve(pb::DissolveGroup {}),
+        GroupCommand::SetHistoryVisible { visible } => {
+            Command::SetHistoryVisible(pb::SetHistoryVisible { visible })
+        }
     }
 }
 
@@ -270,6 +295,7 @@ pub(crate) fn command_from_pb(
             until: m.until,
         },
         Command::Dissolve(_) => GroupCommand::Dissolve,
+        Command::SetHistoryVisible(h) => GroupCommand::SetHistoryVisible { visible: h.visible },
     })
 }
 
@@ -307,6 +333,8 @@ pub(crate) fn entry_to_pb(e: ConversationEntry) -> Result<pb::ConversationEntry>
         last_seq: e.last_seq,
         read_seq: e.read_seq,
         unread: e.unread,
+        peer_read_seq: e.peer_read_seq,
+        mentioned: e.mentioned,
     })
 }
 
@@ -320,6 +348,8 @@ pub(crate) fn entry_from_pb(e: pb::ConversationEntry) -> Result<ConversationEntr
         last_seq: e.last_seq,
         read_seq: e.read_seq,
         unread: e.unread,
+        peer_read_seq: e.peer_read_seq,
+        mentioned: e.mentioned,
     })
 }
 

@@ -397,4 +397,22 @@ impl LogicRpc for LogicRpcServer {
             .map_err(st)?;
         Ok(Response::new(pb::ListScheduledResponse { scheduled }))
     }
+
+    async fn execute(&self, request: Request<pb::ExecuteRequest>) -> Res<pb::ExecuteResponse> {
+        let r = request.into_inner();
+        let command: im_core::logic::Command =
+            serde_json::from_str(&r.command_json).map_err(|e| {
+                st(im_core::Error::InvalidArgument(format!(
+                    "malformed command: {e}"
+                )))
+            })?;
+        let reply = self
+            .logic
+            .execute(UserId(r.actor), command)
+            .await
+            .map_err(st)?;
+        let reply_json = serde_json::to_string(&reply)
+            .map_err(|e| st(im_core::Error::Internal(format!("encode reply: {e}"))))?;
+        Ok(Response::new(pb::ExecuteResponse { reply_json }))
+    }
 }

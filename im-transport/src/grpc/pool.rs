@@ -818,6 +818,29 @@ impl LogicApi for LogicPool {
         )
         .await
     }
+
+    async fn execute(
+        &self,
+        actor: UserId,
+        command: im_core::logic::Command,
+    ) -> Result<im_core::logic::Reply> {
+        use im_core::logic::Command as C;
+        // Reads and idempotent changes may be retried elsewhere; a contact
+        // request or answer, and an edit (its event), only if never sent.
+        let retry = match &command {
+            C::RequestContact { .. }
+            | C::RespondContact { .. }
+            | C::CancelContactRequest { .. }
+            | C::RemoveContact { .. }
+            | C::Edit { .. } => Retry::NotIdempotent,
+            _ => Retry::Idempotent,
+        };
+        self.call(retry, |c| {
+            let command = command.clone();
+            async move { c.execute(actor, command).await }
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod devices;
 pub mod errors;
 pub mod openapi;
 pub mod ops;
+pub mod people;
 pub mod routes;
 
 pub use errors::ApiError;

@@ -96,6 +96,10 @@ pub struct SendRequestDoc {
     /// `seq` 0 and held until then. A time in the past sends now.
     #[schema(required = false, example = 1767229200000_i64)]
     pub deliver_at: i64,
+    /// v1.2, group messages only: the mentioned members' ids (at most 50),
+    /// or `"all"` (owner and admins only).
+    #[schema(required = false, value_type = Object, example = json!(["1002", "1003"]))]
+    pub mentions: serde_json::Value,
 }
 
 /// A stored message (in history, `sync_result` and `message` frames).
@@ -128,6 +132,12 @@ pub struct MessageDoc {
     /// Present and true once the message was recalled (v1.1).
     #[schema(required = false)]
     pub recalled: bool,
+    /// v1.2: present once the sender edited the body; when, Unix ms.
+    #[schema(required = false, example = 1767225700000_i64)]
+    pub edited_at: i64,
+    /// v1.2: present when the message mentions members: their ids, or `"all"`.
+    #[schema(required = false, value_type = Object, example = json!(["1002"]))]
+    pub mentions: serde_json::Value,
 }
 
 /// A member's role in a group.
@@ -154,6 +164,10 @@ pub struct MemberDoc {
     /// (`9223372036854775807`: until unmuted). Extension.
     #[schema(required = false, example = 1767229200000_i64)]
     pub muted_until: i64,
+    /// v1.2: the conversation's last seq when the member was added; unless
+    /// the group's `history_visible` is set, the member sees only later messages.
+    #[schema(example = 0)]
+    pub joined_seq: u64,
 }
 
 /// A role that `PUT …/members/{user_id}/role` can set.
@@ -229,6 +243,24 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         super::devices::list_devices,
         super::devices::remove_device,
         super::devices::notification_settings,
+        super::people::me,
+        super::people::profile,
+        super::people::set_profile,
+        super::people::lookup,
+        super::people::search,
+        super::people::contacts,
+        super::people::request_contact,
+        super::people::contact_requests,
+        super::people::accept_request,
+        super::people::decline_request,
+        super::people::cancel_request,
+        super::people::remove_contact,
+        super::people::blocked,
+        super::people::block,
+        super::people::unblock,
+        super::people::reads,
+        super::people::edit_message,
+        super::people::group_history,
         serve_document,
     ),
     components(schemas(
@@ -268,6 +300,22 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         super::devices::DeviceDoc,
         super::devices::DeviceList,
         super::devices::NotifySettings,
+        super::people::ProfileDoc,
+        super::people::ProfileEdit,
+        super::people::LookupRequest,
+        super::people::ProfileList,
+        super::people::UserPage,
+        super::people::ContactDoc,
+        super::people::ContactPage,
+        super::people::NewContactRequest,
+        super::people::RequestStatus,
+        super::people::RequestDoc,
+        super::people::RequestPage,
+        super::people::ReadDoc,
+        super::people::ReadList,
+        super::people::EditBody,
+        super::people::HistoryVisibility,
+        super::routes::NewAccount,
         ErrorBody,
         ErrorDetail,
         ErrorCodeName,
@@ -282,6 +330,7 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         (name = "connect", description = "Finding a WebSocket endpoint"),
         (name = "attachments", description = "Uploads and downloads of attachments (v1.2)"),
         (name = "notifications", description = "Push tokens and notification settings (v1.2)"),
+        (name = "people", description = "Profiles, user search, contacts and blocks (v1.2)"),
         (name = "meta", description = "This document"),
     )
 )]

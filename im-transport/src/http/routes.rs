@@ -195,6 +195,7 @@ pub fn api_router(state: ApiState, config: &ApiConfig) -> Router {
         .route("/connect", get(connect))
         .merge(super::attachments::routes(state.attachments.as_deref()))
         .merge(super::devices::routes())
+        .merge(super::people::routes())
         .method_not_allowed_fallback(super::errors::method_not_allowed)
         .with_state(state);
     Router::new()
@@ -273,7 +274,7 @@ impl std::fmt::Debug for Bearer {
     }
 }
 
-fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError> {
+pub(super) fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError> {
     s.parse().map_err(|_| {
         ApiError(Error::InvalidArgument(format!(
             "malformed {what}: {}",
@@ -291,6 +292,22 @@ pub struct Credentials {
     /// At least 8 characters, at most 1,024 bytes.
     #[schema(example = "correct horse", min_length = 8)]
     pub password: String,
+}
+
+/// A new account (`POST /api/v1/users`): credentials, and (v1.2) an
+/// optional display name.
+#[derive(Deserialize, ToSchema)]
+pub struct NewAccount {
+    /// 3–32 characters: ASCII letters, digits, `_`, `.`, `-` (case-sensitive).
+    #[schema(example = "alice", min_length = 3, max_length = 32)]
+    pub username: String,
+    /// At least 8 characters, at most 1,024 bytes.
+    #[schema(example = "correct horse", min_length = 8)]
+    pub password: String,
+    /// v1.2: the name shown to others (1–64 characters); absent: the username.
+    #[serde(default)]
+    #[schema(required = false, example = "Alice Liddell")]
+    pub display_name: Option<String>,
 }
 
 /// The answer to a registration.
@@ -451,7 +468,7 @@ pub struct WsEndpoint {
     path = "/api/v1/users",
     tag = "accounts",
     operation_id = "register",
-    request_body = Credentials,
+    request_body = NewAccount,
     responses(
         (status = 201, description = "Registered", body = Registered),
         (status = 400, description = "`invalid_argument`: username or password rules, bad JSON", body = ErrorBody),
@@ -466,8 +483,11 @@ pub struct WsEndpoint {
 async fn register(
     State(s): State<ApiState>,
     parts: Parts,
-    ApiJson(c): ApiJson<Credentials>,
+    ApiJson(c): ApiJson<NewAccount>,
 ) -> Result<Response, ApiError> {
+    if let Some(name) = &c.display_name {
+        im_core::logic::validate_display_name(name)?;
+    }
     if let Some(door) = &s.front_door {
         // The username rules first: a malformed request spends no token.
         im_core::logic::validate_username(&c.username)?;
@@ -480,6 +500,19 @@ async fn register(
         door.check_register(ip, &c.username, proof).await?;
     }
     let user_id = s.logic.register(&c.username, &c.password).await?;
+    if let Some(name) = c.display_name {
+        // The account exists now; a failure here leaves it with its
+        // username as its name (the client may set it again).
+        s.logic
+            .execute(
+                user_id,
+                im_core::logic::Command::SetProfile {
+                    display_name: Some(name),
+                    avatar_url: None,
+                },
+            )
+            .await?;
+    }
     Ok((StatusCode::CREATED, Json(Registered { user_id })).into_response())
 }
 
@@ -860,7 +893,7 @@ async fn connect(
 
 /// An empty query value counts as absent; anything else must be a number
 /// (clamped to `u32`).
-fn parse_limit(v: Option<&str>) -> Result<Option<u32>, ApiError> {
+pub(super) fn parse_limit(v: Option<&str>) -> Result<Option<u32>, ApiError> {
     match v {
         None | Some("") => Ok(None),
         Some(v) => Ok(Some(
@@ -887,6 +920,13 @@ pub struct ConversationRow {
     /// Messages from others with a seq above `read_seq`.
     #[schema(example = 2)]
     pub unread: u64,
+    /// v1.2, 1:1 conversations only: the peer's read cursor (messages of
+    /// the caller up to it were read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, example = 42)]
+    pub peer_read_seq: Option<u64>,
+    /// v1.2: a message above `read_seq` mentions the caller (by id, or `all`).
+    pub mentioned: bool,
 }
 
 /// A page of the caller's conversation list.
@@ -947,6 +987,9 @@ pub struct GroupInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, example = 1767229200000_i64)]
     pub muted_until: Option<i64>,
+    /// v1.2: whether members added later see the history from before they
+    /// joined (default `false`).
+    pub history_visible: bool,
 }
 
 /// A new group name.
@@ -1040,6 +1083,8 @@ async fn conversations(
                 last_seq: e.last_seq,
                 read_seq: e.read_seq,
                 unread: e.unread,
+                peer_read_seq: e.peer_read_seq,
+                mentioned: e.mentioned,
             })
             .collect(),
         next_cursor: page.next_cursor,
@@ -1176,6 +1221,7 @@ async fn group_info(
         owner: g.owner,
         created_at: g.created_at,
         muted_until: g.muted_until,
+        history_visible: g.history_visible,
     })
     .into_response())
 }
