@@ -2,7 +2,7 @@
 //! encodings of targets, kinds and bodies, and the fixed batch shapes.
 
 use im_core::id::{ConversationId, GroupId, MessageId, UserId};
-use im_core::model::{Message, MessageKind, Target};
+use im_core::model::{Mentions, Message, MessageKind, Target};
 use im_core::Error;
 
 /// Rows per multi-row statement. A batch is cut into chunks of these sizes
@@ -108,6 +108,15 @@ pub(crate) fn encode_body(m: &Message) -> Result<String, Error> {
         .map_err(|e| Error::Internal(format!("body does not serialize: {e}")))
 }
 
+/// The stored form of mentions: their JSON text (`"all"` or an array of ids).
+pub(crate) fn encode_mentions(m: &Message) -> Result<Option<String>, Error> {
+    m.mentions
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| Error::Internal(format!("mentions do not serialize: {e}")))
+}
+
 /// Rejects messages that do not fit the columns.
 pub(crate) fn check_message(m: &Message) -> Result<(), Error> {
     if m.client_msg_id.len() > 255 {
@@ -120,7 +129,11 @@ pub(crate) fn check_message(m: &Message) -> Result<(), Error> {
 
 /// The columns of one stored message, in table order.
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "msg_id, conversation_id, seq, sender, target, kind, body, client_msg_id, ts, recalled";
+    "msg_id, conversation_id, seq, sender, target, kind, body, \
+     client_msg_id, ts, recalled, edited_at, mentions";
+
+/// How many columns [`MESSAGE_COLUMNS`] names.
+pub(crate) const MESSAGE_COLUMN_COUNT: usize = 12;
 
 /// A stored row's fields, as decoded by either engine.
 pub(crate) struct MessageRow {
@@ -134,6 +147,8 @@ pub(crate) struct MessageRow {
     pub client_msg_id: String,
     pub ts: i64,
     pub recalled: bool,
+    pub edited_at: Option<i64>,
+    pub mentions: Option<String>,
 }
 
 impl MessageRow {
@@ -157,6 +172,14 @@ impl MessageRow {
             client_msg_id: self.client_msg_id,
             ts: self.ts,
             recalled: self.recalled,
+            edited_at: self.edited_at,
+            mentions: match &self.mentions {
+                None => None,
+                Some(text) => Some(
+                    serde_json::from_str::<Mentions>(text)
+                        .map_err(|_| corrupt("mentions", text))?,
+                ),
+            },
         })
     }
 }
@@ -216,6 +239,56 @@ pub(crate) fn recorded(batch: &[Message]) -> Recorded<'_> {
     }
 }
 
+/// The mentions of a batch, as `record` indexes them.
+pub(crate) struct MentionRows {
+    /// `(conversation, user, highest seq)` of every mention by id, sorted.
+    pub users: Vec<(String, UserId, u64)>,
+    /// `(conversation, seq, sender)` of each conversation's latest `all`
+    /// mention in the batch, sorted by conversation.
+    pub all: Vec<(String, u64, UserId)>,
+}
+
+/// Collects the mentions of a batch (highest seq per key).
+pub(crate) fn mention_rows(batch: &[Message]) -> MentionRows {
+    use std::collections::BTreeMap;
+    let mut users: BTreeMap<(String, UserId), u64> = BTreeMap::new();
+    let mut all: BTreeMap<String, (u64, UserId)> = BTreeMap::new();
+    for m in batch {
+        match &m.mentions {
+            None => {}
+            Some(Mentions::Users(ids)) => {
+                for u in ids {
+                    let seq = users
+                        .entry((m.conversation_id.to_string(), *u))
+                        .or_insert(0);
+                    *seq = (*seq).max(m.seq);
+                }
+            }
+            Some(Mentions::All) => {
+                let slot = all
+                    .entry(m.conversation_id.to_string())
+                    .or_insert((m.seq, m.from));
+                if m.seq > slot.0 {
+                    *slot = (m.seq, m.from);
+                }
+            }
+        }
+    }
+    MentionRows {
+        users: users.into_iter().map(|((c, u), seq)| (c, u, seq)).collect(),
+        all: all
+            .into_iter()
+            .map(|(c, (seq, from))| (c, seq, from))
+            .collect(),
+    }
+}
+
+/// The indexes of one chunk of [`chunks`], its tail padded by repeating the
+/// last index up to the shape.
+pub(crate) fn padded(start: usize, len: usize, shape: usize) -> impl Iterator<Item = usize> {
+    (start..start + len).chain(std::iter::repeat_n(start + len - 1, shape - len))
+}
+
 /// The columns `record` writes into `conversations`, in bind order.
 pub(crate) const CONVERSATION_COLUMNS: &str = "conversation_id, last_seq, last_msg_id, last_ts";
 
@@ -243,7 +316,7 @@ pub(crate) fn list_query(cursor: bool) -> String {
     format!(
         "SELECT p.read_seq, \
            m.msg_id, m.conversation_id, m.seq, m.sender, m.target, m.kind, m.body, \
-           m.client_msg_id, m.ts, m.recalled, \
+           m.client_msg_id, m.ts, m.recalled, m.edited_at, m.mentions, \
            (SELECT COUNT(*) FROM messages u \
              WHERE u.conversation_id = p.conversation_id AND u.seq > p.read_seq \
                AND u.sender <> ?) AS unread \
@@ -306,6 +379,8 @@ mod tests {
             client_msg_id: String::new(),
             ts: 0,
             recalled: false,
+            edited_at: None,
+            mentions: None,
         };
         let batch = [msg(g, 3), msg(d, 2), msg(g, 5), msg(d, 1), msg(g, 4)];
         let r = recorded(&batch);

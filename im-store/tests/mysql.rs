@@ -1,6 +1,6 @@
 //! The MySQL stores against a real MySQL / MariaDB (`DATABASE_URL`, default
 //! `mysql://root@127.0.0.1:3306/test`): the message, user, group,
-//! conversation and device conformance suites, each in a freshly created database that is dropped at
+//! conversation, contact and device conformance suites, each in a freshly created database that is dropped at
 //! the end (even when the suite fails).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -161,7 +161,14 @@ async fn mysql_conversations_conform() {
     .await;
 }
 
-/// The archive over two servers passes the message and conversation suites.
+#[tokio::test]
+async fn mysql_contacts_conform() {
+    in_fresh_database(|s| async move {
+        testkit::contacts_suite(|| async { Arc::new(s.contacts()) as _ }).await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn mysql_devices_conform() {
     in_fresh_database(|s| async move {
@@ -170,6 +177,7 @@ async fn mysql_devices_conform() {
     .await;
 }
 
+/// The archive over two servers passes the message and conversation suites.
 #[tokio::test]
 async fn mysql_sharded_archive_conforms() {
     in_fresh_shards(|stores| async move {
@@ -363,10 +371,28 @@ async fn mysql_reshard_from_one_to_two_databases_loses_nothing() {
             }
             old.conversations().mark_read(me, *c, 2).await.unwrap();
         }
+        // v1.2: every group conversation mentions `me` (seq 3) and all (seq 4).
+        for m in batch.iter_mut() {
+            if matches!(m.conversation_id, ConversationId::Group(_)) {
+                m.mentions = match m.seq {
+                    3 => Some(im_core::model::Mentions::Users(vec![me])),
+                    4 => Some(im_core::model::Mentions::All),
+                    _ => None,
+                };
+            }
+        }
         assert_eq!(old.messages().append(&batch).await.unwrap(), 150);
         old.conversations().record(&batch).await.unwrap();
         let recalled = batch[7].msg_id;
         assert!(old.messages().recall(recalled).await.unwrap());
+        let edited = batch[8].msg_id;
+        let new_body = serde_json::json!("edited");
+        assert!(old
+            .messages()
+            .edit(edited, &new_body, 99_999)
+            .await
+            .unwrap());
+        let mentioned = old.conversations().mention_seqs(me, &convs).await.unwrap();
         let list_all = |s: MySqlShards| async move {
             let mut out = Vec::new();
             let mut after = None;
@@ -408,6 +434,18 @@ async fn mysql_reshard_from_one_to_two_databases_loses_nothing() {
         }
         let got = new.messages().get(recalled).await.unwrap().unwrap();
         assert!(got.recalled, "the recall moved with the message");
+        let got = new.messages().get(edited).await.unwrap().unwrap();
+        assert_eq!(
+            (got.body, got.edited_at),
+            (new_body.clone(), Some(99_999)),
+            "the edit moved with the message"
+        );
+        assert_eq!(
+            new.conversations().mention_seqs(me, &convs).await.unwrap(),
+            mentioned,
+            "the mention index moved with the messages"
+        );
+        assert!(mentioned.iter().filter(|s| **s == 4).count() == 6);
         assert_eq!(
             list_all(new.clone()).await,
             before,
@@ -422,6 +460,21 @@ async fn mysql_reshard_from_one_to_two_databases_loses_nothing() {
             assert!(left.is_empty(), "{c} left the old database");
         }
         assert_eq!(list_all(new.clone()).await, before);
+        assert_eq!(
+            new.conversations().mention_seqs(me, &convs).await.unwrap(),
+            mentioned,
+            "the cleanup keeps the mention index of the home shards"
+        );
+        for c in &moved {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM conversation_mentions WHERE conversation_id = ?",
+            )
+            .bind(c.to_string())
+            .fetch_one(stores[0].pool())
+            .await
+            .unwrap();
+            assert_eq!(left, 0, "{c}'s mention rows left the old database");
+        }
         assert_eq!(new.remove_strays().await.unwrap().conversations_moved, 0);
     })
     .await;

@@ -1,4 +1,4 @@
-//! The SQLite stores: the message, user, group, conversation and device
+//! The SQLite stores: the message, user, group, conversation, contact and device
 //! conformance suites on a temporary database file (WAL mode) and in memory.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -72,6 +72,14 @@ async fn sqlite_conversations_conform() {
 }
 
 #[tokio::test]
+async fn sqlite_contacts_conform() {
+    in_temp_file(|s| async move {
+        testkit::contacts_suite(|| async { Arc::new(s.contacts()) as _ }).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn sqlite_devices_conform() {
     in_temp_file(|s| async move {
         testkit::device_suite(|| async { Arc::new(s.devices()) as _ }).await;
@@ -99,6 +107,10 @@ async fn sqlite_in_memory_conforms() {
     .await;
     testkit::device_suite(|| async {
         Arc::new(SqliteStore::memory().await.unwrap().devices()) as _
+    })
+    .await;
+    testkit::contacts_suite(|| async {
+        Arc::new(SqliteStore::memory().await.unwrap().contacts()) as _
     })
     .await;
 }

@@ -955,3 +955,104 @@ async fn unreachable_servers_are_retryable_errors() {
         ErrorCode::InvalidArgument
     );
 }
+
+/// v1.2 people commands, mentions, edits and the join cutoff keep their
+/// behaviour and error codes through `Execute` and the converted types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_commands_over_grpc() {
+    use im_core::logic::{Command, Reply};
+    use im_core::model::Mentions;
+    let c = start().await;
+    let client = LogicGrpcClient::connect(
+        &format!("http://{}", c.logic_addr),
+        GrpcClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    let alice = client.register("alice", PASSWORD).await.unwrap();
+    let bob = client.register("bob", PASSWORD).await.unwrap();
+    let carol = client.register("carol", PASSWORD).await.unwrap();
+    let set = Command::SetProfile {
+        display_name: Some("Alice".into()),
+        avatar_url: None,
+    };
+    let Reply::Profile { profile } = client.execute(alice, set).await.unwrap() else {
+        panic!("a profile")
+    };
+    assert_eq!(profile.display_name, "Alice");
+    let bad = Command::Search {
+        prefix: "a".into(),
+        cursor: None,
+        limit: None,
+    };
+    assert_eq!(
+        code(client.execute(alice, bad).await),
+        ErrorCode::InvalidArgument
+    );
+    client
+        .execute(bob, Command::Block { user_id: alice })
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            client
+                .send(Sender::http(alice), text("b1", Target::User(bob), "hi"))
+                .await
+        ),
+        ErrorCode::PermissionDenied
+    );
+    // Mentions, edits and the join cutoff cross the wire.
+    let g = client.create_group(alice, "g").await.unwrap();
+    client.add_member(alice, g, bob).await.unwrap();
+    client
+        .send(Sender::http(alice), text("g0", Target::Group(g), "before"))
+        .await
+        .unwrap();
+    client.add_member(alice, g, carol).await.unwrap();
+    let ack = client
+        .send(
+            Sender::http(alice),
+            SendRequest {
+                mentions: Some(Mentions::Users(vec![carol])),
+                ..text("g1", Target::Group(g), "hi carol")
+            },
+        )
+        .await
+        .unwrap();
+    let members = client.members(alice, g).await.unwrap();
+    assert!(members
+        .iter()
+        .any(|m| m.user_id == carol && m.joined_seq > 0));
+    let edited = eventually("the message is stored and edited", || {
+        let client = &client;
+        async move {
+            match client
+                .execute(
+                    alice,
+                    Command::Edit {
+                        msg_id: ack.msg_id,
+                        body: serde_json::json!("hi, carol"),
+                    },
+                )
+                .await
+            {
+                Ok(Reply::Edited { message }) => Some(message),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    assert!(edited.edited_at.is_some());
+    let page = client
+        .sync(carol, ConversationId::Group(g), 0, None)
+        .await
+        .unwrap();
+    assert!(page
+        .messages
+        .iter()
+        .all(|m| m.body != serde_json::json!("before")));
+    let last = page.messages.last().unwrap();
+    assert_eq!(last.mentions, Some(Mentions::Users(vec![carol])));
+    assert_eq!(last.body, serde_json::json!("hi, carol"));
+    assert!(last.edited_at.is_some());
+}

@@ -24,7 +24,7 @@ pub struct AuditStats {
 }
 
 /// Wraps an `Arc<dyn MessageStore>` (memory, MySQL, SQLite or your own) and
-/// audits appends (and logs recalls). Reads pass through untouched; results
+/// audits appends (and logs recalls and edits). Reads pass through untouched; results
 /// are the wrapped store's, so the wrapper keeps its contract (and passes
 /// `message_suite`).
 pub struct AuditingMessageStore {
@@ -112,6 +112,19 @@ impl MessageStore for AuditingMessageStore {
         let changed = self.inner.recall(msg_id).await?;
         if changed {
             tracing::info!(%msg_id, "audit: recalled a message");
+        }
+        Ok(changed)
+    }
+
+    async fn edit(
+        &self,
+        msg_id: MessageId,
+        body: &serde_json::Value,
+        edited_at: i64,
+    ) -> Result<bool> {
+        let changed = self.inner.edit(msg_id, body, edited_at).await?;
+        if changed {
+            tracing::info!(%msg_id, edited_at, "audit: edited a message");
         }
         Ok(changed)
     }

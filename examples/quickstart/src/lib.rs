@@ -50,6 +50,10 @@ pub struct Settings {
     pub data: Option<String>,
     /// Serve the web chat page at `/`.
     pub web_page: bool,
+    /// Who may send 1:1 messages to whom (v1.2; default anyone).
+    pub direct_messages: im_core::logic::DirectMessages,
+    /// Check blocks on 1:1 sends (default on; off only to measure their cost).
+    pub relation_checks: bool,
     /// Limits on login, registration and WebSocket upgrades (on by default).
     pub front_door: FrontDoorConfig,
     /// Serve HTTPS and WSS with this certificate and key (reloaded when the
@@ -80,6 +84,8 @@ impl Settings {
             send_rate: 200.0,
             data: None,
             web_page: true,
+            direct_messages: im_core::logic::DirectMessages::Anyone,
+            relation_checks: true,
             front_door: FrontDoorConfig::default(),
             tls: None,
             attachments: Some(AttachmentPolicy::default()),
@@ -132,7 +138,7 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// All in memory, or (with `data`) users, groups, messages and
+    /// All in memory, or (with `data`) users, groups, contacts, messages and
     /// conversation lists in SQLite, with sequences seeded from the stored
     /// messages.
     pub async fn open(secret: &[u8], data: Option<&str>) -> Result<Storage, String> {
@@ -155,6 +161,8 @@ impl Storage {
         // Conversation lists and read cursors live next to the messages they
         // index (the persist workers record into it after each append).
         backends.logic.conversations = Arc::new(store.conversations());
+        // Contacts, requests and blocks, next to the accounts.
+        backends.logic.contacts = Arc::new(store.contacts());
         // The memory allocator would restart every conversation at 0 and
         // collide with the stored seqs: seed it from the archive. Logic reads
         // the last seqs (read cursors) from the same allocator.
@@ -196,6 +204,8 @@ impl Quickstart {
         let mut config = NodeConfig::default();
         config.connect.send_rate = rate;
         config.connect.send_burst = burst;
+        config.logic.direct_messages = settings.direct_messages;
+        config.logic.relation_checks = settings.relation_checks;
         let mut backends = storage.backends;
         // Attachments in memory, their signed URLs relative to this server;
         // or in an S3 bucket.

@@ -70,6 +70,14 @@ struct Args {
     /// (created if missing); default: everything in memory.
     #[arg(long, env = "IM_DATA", value_name = "URL")]
     data: Option<String>,
+    /// Who may send 1:1 messages to whom: anyone (default; a user's blocks
+    /// still apply) or contacts_only.
+    #[arg(long, env = "IM_DIRECT_MESSAGES", value_parser = direct_messages)]
+    direct_messages: Option<im_core::logic::DirectMessages>,
+    /// Check blocks on 1:1 sends: on (default) or off (only to measure what
+    /// the check costs; blocks are then not enforced on sends).
+    #[arg(long, env = "IM_RELATION_CHECKS", value_parser = on_off)]
+    relation_checks: Option<bool>,
     /// Limits on login, registration and WebSocket upgrades per address and
     /// account: on (default) or off (load tests from one address only).
     #[arg(long, env = "IM_FRONT_DOOR", value_parser = on_off)]
@@ -88,6 +96,14 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "IM_LOG_JSON")]
     log_json: bool,
+}
+
+fn direct_messages(s: &str) -> Result<im_core::logic::DirectMessages, String> {
+    match s.trim() {
+        "anyone" => Ok(im_core::logic::DirectMessages::Anyone),
+        "contacts_only" => Ok(im_core::logic::DirectMessages::ContactsOnly),
+        other => Err(format!("expected anyone or contacts_only, got {other:?}")),
+    }
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
@@ -219,6 +235,8 @@ async fn run(args: Args) -> Result<(), String> {
         send_rate: args.send_rate.or(file.send_rate).unwrap_or(200.0),
         data: args.data.or(file.data),
         web_page: true,
+        direct_messages: args.direct_messages.unwrap_or_default(),
+        relation_checks: args.relation_checks.unwrap_or(true),
         front_door,
         tls: TlsFiles::from_options(
             args.tls_cert.or(file.tls_cert),

@@ -111,6 +111,10 @@ pub struct LogicConfig {
     pub max_mentions: usize,
     /// Most members whose read cursors one `reads` request returns.
     pub max_group_reads: usize,
+    /// Check blocks (and [`DirectMessages::ContactsOnly`]) on 1:1 sends: one
+    /// batched [`ContactStore::reach`](crate::ports::ContactStore::reach)
+    /// per send batch. On by default; off only to measure what it costs.
+    pub relation_checks: bool,
 }
 
 /// Who may send a 1:1 message to whom (v1.2 deployment policy).
@@ -174,6 +178,7 @@ impl Default for LogicConfig {
             search_rate: people::default_search_rate(),
             max_mentions: 50,
             max_group_reads: 500,
+            relation_checks: true,
         }
     }
 }

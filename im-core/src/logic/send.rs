@@ -277,7 +277,7 @@ impl Logic {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        if pairs.is_empty() {
+        if pairs.is_empty() || !self.config.relation_checks {
             return Ok(HashMap::new());
         }
         let found = self.ports.contacts.reach(&pairs).await?;

@@ -452,6 +452,9 @@ async fn reach_answers_in_order(s: &dyn ContactStore) {
 async fn lists_page_by_user_id(s: &dyn ContactStore) {
     let me = uid();
     let mut others: Vec<UserId> = (0..11).map(|_| uid()).collect();
+    // Ids at and above 2^63 order after the others (u64 order).
+    others.push(UserId(u64::MAX - (random_id() << 1)));
+    others.push(UserId((1 << 63) | random_id() << 1));
     for (i, o) in others.iter().enumerate() {
         let ts = 100 + i as i64;
         s.request(&ask(me, *o, None, ts)).await.expect("request");
@@ -481,7 +484,9 @@ async fn lists_page_by_user_id(s: &dyn ContactStore) {
         others,
         "contacts: contacts pages by user id ascending, strictly after `after`"
     );
-    assert!(paged.iter().all(|c| c.since >= 100 && c.since < 111));
+    assert!(paged
+        .iter()
+        .all(|c| c.since >= 100 && c.since < 100 + others.len() as i64));
     let between = UserId(others[4].0 + 1);
     let want: Vec<UserId> = others.iter().copied().filter(|o| *o > between).collect();
     assert_eq!(

@@ -17,9 +17,14 @@ use im_core::Result;
 use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::Row;
 
-use super::map_err;
+use std::collections::HashMap;
+
 use super::messages::message;
-use crate::sql::{chunks, list_query, party_values, recorded, values_list, CONVERSATION_COLUMNS};
+use super::{map_err, text};
+use crate::sql::{
+    chunks, list_query, mention_rows, padded, party_values, placeholders, recorded, values_list,
+    CONVERSATION_COLUMNS,
+};
 
 /// Conversation lists and read cursors on MySQL.
 #[derive(Debug, Clone)]
@@ -56,6 +61,27 @@ fn upsert_parties(rows: usize) -> String {
     )
 }
 
+/// Raises `rows` (conversation, user) mention seqs.
+fn upsert_mentions(rows: usize) -> String {
+    format!(
+        "INSERT INTO conversation_mentions (conversation_id, user_id, seq) VALUES {} \
+         ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq))",
+        values_list(rows, 3)
+    )
+}
+
+/// Moves `rows` conversations' latest `all` mention (and its sender) up.
+/// MySQL assigns left to right: `sender` compares with the old `seq`.
+fn upsert_all_mentions(rows: usize) -> String {
+    format!(
+        "INSERT INTO conversation_all_mentions (conversation_id, seq, sender) VALUES {} \
+         ON DUPLICATE KEY UPDATE \
+           sender = IF(VALUES(seq) > seq, VALUES(sender), sender), \
+           seq = GREATEST(seq, VALUES(seq))",
+        values_list(rows, 3)
+    )
+}
+
 fn entry(r: &MySqlRow) -> Result<ConversationEntry> {
     let last = message(r)?;
     let read_seq: u64 = r
@@ -64,13 +90,11 @@ fn entry(r: &MySqlRow) -> Result<ConversationEntry> {
     let unread: i64 = r
         .try_get("unread")
         .map_err(|e| map_err("read conversation", e))?;
-    Ok(ConversationEntry {
-        conversation_id: last.conversation_id,
-        last_seq: last.seq,
+    Ok(ConversationEntry::new(
+        last,
         read_seq,
-        unread: u64::try_from(unread).unwrap_or(0),
-        last_message: last,
-    })
+        u64::try_from(unread).unwrap_or(0),
+    ))
 }
 
 #[async_trait]
@@ -103,6 +127,29 @@ impl ConversationStore for MySqlConversationStore {
             q.execute(&mut *tx)
                 .await
                 .map_err(|e| map_err("list conversations", e))?;
+        }
+        let mentions = mention_rows(batch);
+        for (start, len, shape) in chunks(mentions.users.len()) {
+            let sql = upsert_mentions(shape);
+            let mut q = sqlx::query(&sql);
+            for i in padded(start, len, shape) {
+                let (c, u, seq) = &mentions.users[i];
+                q = q.bind(c).bind(u.0).bind(*seq);
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("record mentions", e))?;
+        }
+        for (start, len, shape) in chunks(mentions.all.len()) {
+            let sql = upsert_all_mentions(shape);
+            let mut q = sqlx::query(&sql);
+            for i in padded(start, len, shape) {
+                let (c, seq, from) = &mentions.all[i];
+                q = q.bind(c).bind(*seq).bind(from.0);
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("record mentions", e))?;
         }
         tx.commit().await.map_err(|e| map_err("commit", e))
     }
@@ -216,5 +263,84 @@ impl ConversationStore for MySqlConversationStore {
             .await
             .map_err(|e| map_err("list conversations", e))?;
         rows.iter().map(entry).collect()
+    }
+
+    async fn read_seqs(&self, cursors: &[(UserId, ConversationId)]) -> Result<Vec<u64>> {
+        let keys: Vec<(u64, String)> = cursors.iter().map(|(u, c)| (u.0, c.to_string())).collect();
+        let mut found: HashMap<(u64, String), u64> = HashMap::with_capacity(keys.len());
+        for (start, len, shape) in chunks(keys.len()) {
+            let sql = format!(
+                "SELECT user_id, conversation_id, read_seq FROM user_conversations \
+                 WHERE (user_id, conversation_id) IN ({})",
+                values_list(shape, 2)
+            );
+            let mut q = sqlx::query(&sql);
+            for i in padded(start, len, shape) {
+                q = q.bind(keys[i].0).bind(&keys[i].1);
+            }
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err("read seqs", e))?;
+            for r in &rows {
+                let read = || -> std::result::Result<_, sqlx::Error> {
+                    Ok((
+                        r.try_get::<u64, _>("user_id")?,
+                        text(r, "conversation_id")?,
+                        r.try_get::<u64, _>("read_seq")?,
+                    ))
+                };
+                let (u, c, seq) = read().map_err(|e| map_err("read seqs", e))?;
+                found.insert((u, c), seq);
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn mention_seqs(
+        &self,
+        user: UserId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<u64>> {
+        let keys: Vec<String> = conversations.iter().map(|c| c.to_string()).collect();
+        let mut found: HashMap<String, u64> = HashMap::with_capacity(keys.len());
+        for (start, len, shape) in chunks(keys.len()) {
+            // Mentions by id, and the latest `all` unless the user sent it.
+            let list = placeholders(shape);
+            let sql = format!(
+                "SELECT conversation_id, seq FROM conversation_mentions \
+                 WHERE user_id = ? AND conversation_id IN ({list}) \
+                 UNION ALL \
+                 SELECT conversation_id, seq FROM conversation_all_mentions \
+                 WHERE sender <> ? AND conversation_id IN ({list})"
+            );
+            let mut q = sqlx::query(&sql).bind(user.0);
+            for i in padded(start, len, shape) {
+                q = q.bind(&keys[i]);
+            }
+            q = q.bind(user.0);
+            for i in padded(start, len, shape) {
+                q = q.bind(&keys[i]);
+            }
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err("mention seqs", e))?;
+            for r in &rows {
+                let read = || -> std::result::Result<_, sqlx::Error> {
+                    Ok((text(r, "conversation_id")?, r.try_get::<u64, _>("seq")?))
+                };
+                let (c, seq) = read().map_err(|e| map_err("mention seqs", e))?;
+                let slot = found.entry(c).or_insert(0);
+                *slot = (*slot).max(seq);
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k).copied().unwrap_or(0))
+            .collect())
     }
 }

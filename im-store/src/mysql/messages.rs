@@ -14,10 +14,10 @@ use im_core::Result;
 use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::Row;
 
-use super::{map_err, text};
+use super::{map_err, opt_text, text};
 use crate::sql::{
-    check_message, chunks, encode_body, encode_target, values_list, MessageRow, MESSAGE_COLUMNS,
-    SHAPES,
+    check_message, chunks, encode_body, encode_mentions, encode_target, values_list, MessageRow,
+    MESSAGE_COLUMNS, MESSAGE_COLUMN_COUNT, SHAPES,
 };
 
 /// The `INSERT IGNORE` of each shape, in [`SHAPES`] order.
@@ -27,13 +27,13 @@ static INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .map(|&rows| {
             format!(
                 "INSERT IGNORE INTO messages ({MESSAGE_COLUMNS}) VALUES {}",
-                values_list(rows, 10)
+                values_list(rows, MESSAGE_COLUMN_COUNT)
             )
         })
         .collect()
 });
 
-const SELECT: &str = "SELECT msg_id, conversation_id, seq, sender, target, kind, body, client_msg_id, ts, recalled FROM messages";
+const SELECT: &str = "SELECT msg_id, conversation_id, seq, sender, target, kind, body, client_msg_id, ts, recalled, edited_at, mentions FROM messages";
 
 /// The message archive on MySQL.
 #[derive(Debug, Clone)]
@@ -53,6 +53,8 @@ fn row(r: &MySqlRow) -> std::result::Result<MessageRow, sqlx::Error> {
         client_msg_id: text(r, "client_msg_id")?,
         ts: r.try_get("ts")?,
         recalled: r.try_get("recalled")?,
+        edited_at: r.try_get("edited_at")?,
+        mentions: opt_text(r, "mentions")?,
     })
 }
 
@@ -75,9 +77,11 @@ impl MessageStore for MySqlMessageStore {
             return Ok(0);
         }
         let mut bodies = Vec::with_capacity(batch.len());
+        let mut mentions = Vec::with_capacity(batch.len());
         for m in batch {
             check_message(m)?;
             bodies.push(encode_body(m)?);
+            mentions.push(encode_mentions(m)?);
         }
         let mut tx = self.pool.begin().await.map_err(|e| map_err("begin", e))?;
         let mut inserted = 0;
@@ -103,7 +107,9 @@ impl MessageStore for MySqlMessageStore {
                     .bind(&bodies[i])
                     .bind(&m.client_msg_id)
                     .bind(m.ts)
-                    .bind(m.recalled);
+                    .bind(m.recalled)
+                    .bind(m.edited_at)
+                    .bind(&mentions[i]);
             }
             inserted += q
                 .execute(&mut *tx)
@@ -173,6 +179,41 @@ impl MessageStore for MySqlMessageStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| map_err("recall", e))?;
+        match exists {
+            Some(_) => Ok(false),
+            None => Err(im_core::Error::NotFound(format!("no message {msg_id}"))),
+        }
+    }
+
+    async fn edit(
+        &self,
+        msg_id: MessageId,
+        body: &serde_json::Value,
+        edited_at: i64,
+    ) -> Result<bool> {
+        let body = serde_json::to_string(body)
+            .map_err(|e| im_core::Error::Internal(format!("body does not serialize: {e}")))?;
+        // A recalled message keeps no body: `recalled = 0` leaves it alone.
+        // A replayed append is ignored by the primary key, so the edit stays.
+        let changed = sqlx::query(
+            "UPDATE messages SET body = ?, edited_at = ? WHERE msg_id = ? AND recalled = 0",
+        )
+        .bind(&body)
+        .bind(edited_at)
+        .bind(msg_id.0)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("edit", e))?
+        .rows_affected();
+        if changed > 0 {
+            return Ok(true);
+        }
+        let exists: Option<bool> =
+            sqlx::query_scalar("SELECT recalled FROM messages WHERE msg_id = ?")
+                .bind(msg_id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("edit", e))?;
         match exists {
             Some(_) => Ok(false),
             None => Err(im_core::Error::NotFound(format!("no message {msg_id}"))),

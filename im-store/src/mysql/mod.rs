@@ -5,12 +5,16 @@
 //! applied on connect when [`MySqlConfig::run_migrations`] is set (sqlx keeps
 //! track in `_sqlx_migrations`). Tables: `users`, `` `groups` ``,
 //! `group_members`, `messages` (whose `UNIQUE (conversation_id, seq)` is
-//! also the history index), `conversations`, `user_conversations`, and for
-//! notifications `push_devices` and `notify_settings`.
+//! also the history index), `conversations`, `user_conversations`, the
+//! mention index (`conversation_mentions`, `conversation_all_mentions`), for
+//! notifications `push_devices` and `notify_settings`, and for contacts
+//! `contacts`, `contact_requests` and `blocks`.
 //!
 //! [`MySqlShards`] spreads the archive (`messages`, `conversations`,
-//! `user_conversations`) over several databases by conversation.
+//! `user_conversations` and the mention index) over several databases by
+//! conversation.
 
+mod contacts;
 mod conversations;
 mod devices;
 mod groups;
@@ -24,6 +28,7 @@ use std::time::Duration;
 use im_core::Error;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
+pub use contacts::MySqlContactStore;
 pub use conversations::MySqlConversationStore;
 pub use devices::MySqlDeviceStore;
 pub use groups::MySqlGroupStore;
@@ -58,6 +63,27 @@ pub(crate) fn text(r: &sqlx::mysql::MySqlRow, col: &str) -> Result<String, sqlx:
                 index: col.to_owned(),
                 source: Box::new(e),
             })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A nullable text column (see [`text`]).
+pub(crate) fn opt_text(
+    r: &sqlx::mysql::MySqlRow,
+    col: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    use sqlx::Row;
+    match r.try_get::<Option<String>, _>(col) {
+        Ok(s) => Ok(s),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            let b: Option<Vec<u8>> = r.try_get(col)?;
+            b.map(String::from_utf8)
+                .transpose()
+                .map_err(|e| sqlx::Error::ColumnDecode {
+                    index: col.to_owned(),
+                    source: Box::new(e),
+                })
         }
         Err(e) => Err(e),
     }
@@ -193,6 +219,12 @@ impl MySqlStore {
     /// sharded with [`MySqlShards`]).
     pub fn devices(&self) -> MySqlDeviceStore {
         MySqlDeviceStore::new(self.pool.clone())
+    }
+
+    /// Contacts, contact requests and blocks between users (like users and groups, on the primary database when the archive is
+    /// sharded with [`MySqlShards`]).
+    pub fn contacts(&self) -> MySqlContactStore {
+        MySqlContactStore::new(self.pool.clone())
     }
 
     /// Closes the pool (waits for connections in use to come back).

@@ -5,8 +5,9 @@
 //! 1. [`MySqlShards::copy_to`]: every conversation found on a shard of the old
 //!    list whose home in the new list is another database is copied there
 //!    (messages through the archive's idempotent `append`, the conversation
-//!    row through `record`, read cursors and list flags by upsert). Nothing
-//!    is deleted, so readers still on the old list see everything.
+//!    row and the mention index through `record`, read cursors and list
+//!    flags by upsert). Nothing is deleted, so readers still on the old list
+//!    see everything.
 //! 2. [`MySqlShards::remove_strays`], on the new list once every process uses
 //!    it: each shard deletes the conversations it no longer homes, after
 //!    checking that the home shard holds at least as many of its messages.
@@ -94,6 +95,16 @@ async fn copy_conversation(
         let Some(tail) = page.last() else { break };
         after = tail.seq;
         copied += dst.append(&page).await?;
+        // The mention index follows its messages (recording is idempotent
+        // and never moves the conversation's last message back).
+        let mentioning: Vec<_> = page
+            .iter()
+            .filter(|m| m.mentions.is_some())
+            .cloned()
+            .collect();
+        if !mentioning.is_empty() {
+            to.conversations().record(&mentioning).await?;
+        }
         last = Some(tail.clone());
         if page.len() < PAGE {
             break;
@@ -184,10 +195,16 @@ impl MySqlShards {
                     .begin()
                     .await
                     .map_err(|e| map_err("begin", e))?;
-                let mut deleted = [0u64; 3];
-                for (n, table) in ["messages", "user_conversations", "conversations"]
-                    .iter()
-                    .enumerate()
+                let mut deleted = [0u64; 5];
+                for (n, table) in [
+                    "messages",
+                    "user_conversations",
+                    "conversations",
+                    "conversation_mentions",
+                    "conversation_all_mentions",
+                ]
+                .iter()
+                .enumerate()
                 {
                     deleted[n] =
                         sqlx::query(&format!("DELETE FROM {table} WHERE conversation_id = ?"))

@@ -3,8 +3,9 @@
 //! [`im_core::compose::ShardMap`] (the queue's partition function).
 //!
 //! Each shard gets the whole schema (migrations are per database), but only
-//! `messages`, `conversations` and `user_conversations` fill up there; users,
-//! groups and memberships stay on the primary database.
+//! `messages`, `conversations`, `user_conversations` and the mention index fill
+//! up there; users, groups and memberships, devices, contacts and blocks stay
+//! on the primary database.
 
 use std::sync::Arc;
 

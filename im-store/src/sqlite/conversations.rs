@@ -20,7 +20,12 @@ use sqlx::Row;
 
 use super::messages::message;
 use super::{from_db, map_err, to_db};
-use crate::sql::{chunks, list_query, party_values, recorded, values_list, CONVERSATION_COLUMNS};
+use std::collections::HashMap;
+
+use crate::sql::{
+    chunks, list_query, mention_rows, padded, party_values, placeholders, recorded, values_list,
+    CONVERSATION_COLUMNS,
+};
 
 /// Conversation lists and read cursors on SQLite.
 #[derive(Debug, Clone)]
@@ -55,6 +60,26 @@ fn upsert_parties(rows: usize) -> String {
     )
 }
 
+/// Raises `rows` (conversation, user) mention seqs.
+fn upsert_mentions(rows: usize) -> String {
+    format!(
+        "INSERT INTO conversation_mentions (conversation_id, user_id, seq) VALUES {} \
+         ON CONFLICT (conversation_id, user_id) DO UPDATE SET seq = excluded.seq \
+         WHERE excluded.seq > conversation_mentions.seq",
+        values_list(rows, 3)
+    )
+}
+
+/// Moves `rows` conversations' latest `all` mention (and its sender) up.
+fn upsert_all_mentions(rows: usize) -> String {
+    format!(
+        "INSERT INTO conversation_all_mentions (conversation_id, seq, sender) VALUES {} \
+         ON CONFLICT (conversation_id) DO UPDATE SET seq = excluded.seq, sender = excluded.sender \
+         WHERE excluded.seq > conversation_all_mentions.seq",
+        values_list(rows, 3)
+    )
+}
+
 /// A seq as stored: seqs above `i64::MAX` do not fit (the message store
 /// refuses them too).
 fn seq_to_db(seq: u64) -> Result<i64> {
@@ -69,13 +94,11 @@ fn entry(r: &SqliteRow) -> Result<ConversationEntry> {
     let unread: i64 = r
         .try_get("unread")
         .map_err(|e| map_err("read conversation", e))?;
-    Ok(ConversationEntry {
-        conversation_id: last.conversation_id,
-        last_seq: last.seq,
-        read_seq: from_db(read_seq),
-        unread: u64::try_from(unread).unwrap_or(0),
-        last_message: last,
-    })
+    Ok(ConversationEntry::new(
+        last,
+        from_db(read_seq),
+        u64::try_from(unread).unwrap_or(0),
+    ))
 }
 
 #[async_trait]
@@ -112,6 +135,37 @@ impl ConversationStore for SqliteConversationStore {
             q.execute(&mut *tx)
                 .await
                 .map_err(|e| map_err("list conversations", e))?;
+        }
+        let mentions = mention_rows(batch);
+        let mut users = Vec::with_capacity(mentions.users.len());
+        for (c, u, seq) in &mentions.users {
+            users.push((c, to_db(u.0), seq_to_db(*seq)?));
+        }
+        let mut all = Vec::with_capacity(mentions.all.len());
+        for (c, seq, from) in &mentions.all {
+            all.push((c, seq_to_db(*seq)?, to_db(from.0)));
+        }
+        for (start, len, shape) in chunks(users.len()) {
+            let sql = upsert_mentions(shape);
+            let mut q = sqlx::query(&sql);
+            for i in padded(start, len, shape) {
+                let (c, u, seq) = users[i];
+                q = q.bind(c).bind(u).bind(seq);
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("record mentions", e))?;
+        }
+        for (start, len, shape) in chunks(all.len()) {
+            let sql = upsert_all_mentions(shape);
+            let mut q = sqlx::query(&sql);
+            for i in padded(start, len, shape) {
+                let (c, seq, from) = all[i];
+                q = q.bind(c).bind(seq).bind(from);
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(|e| map_err("record mentions", e))?;
         }
         tx.commit().await.map_err(|e| map_err("commit", e))
     }
@@ -197,5 +251,91 @@ impl ConversationStore for SqliteConversationStore {
             .await
             .map_err(|e| map_err("list conversations", e))?;
         rows.iter().map(entry).collect()
+    }
+
+    async fn read_seqs(&self, cursors: &[(UserId, ConversationId)]) -> Result<Vec<u64>> {
+        let keys: Vec<(i64, String)> = cursors
+            .iter()
+            .map(|(u, c)| (to_db(u.0), c.to_string()))
+            .collect();
+        let mut found: HashMap<(i64, String), u64> = HashMap::with_capacity(keys.len());
+        for (start, len, shape) in chunks(keys.len()) {
+            // SQLite wants a subquery on the right of a row-value IN.
+            let sql = format!(
+                "SELECT user_id, conversation_id, read_seq FROM user_conversations \
+                 WHERE (user_id, conversation_id) IN (VALUES {})",
+                values_list(shape, 2)
+            );
+            let mut q = sqlx::query(&sql);
+            for i in padded(start, len, shape) {
+                q = q.bind(keys[i].0).bind(&keys[i].1);
+            }
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err("read seqs", e))?;
+            for r in &rows {
+                let read = || -> std::result::Result<_, sqlx::Error> {
+                    Ok((
+                        r.try_get::<i64, _>("user_id")?,
+                        r.try_get::<String, _>("conversation_id")?,
+                        r.try_get::<i64, _>("read_seq")?,
+                    ))
+                };
+                let (u, c, seq) = read().map_err(|e| map_err("read seqs", e))?;
+                found.insert((u, c), from_db(seq));
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn mention_seqs(
+        &self,
+        user: UserId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<u64>> {
+        let keys: Vec<String> = conversations.iter().map(|c| c.to_string()).collect();
+        let mut found: HashMap<String, u64> = HashMap::with_capacity(keys.len());
+        for (start, len, shape) in chunks(keys.len()) {
+            // Mentions by id, and the latest `all` unless the user sent it.
+            let list = placeholders(shape);
+            let sql = format!(
+                "SELECT conversation_id, seq FROM conversation_mentions \
+                 WHERE user_id = ? AND conversation_id IN ({list}) \
+                 UNION ALL \
+                 SELECT conversation_id, seq FROM conversation_all_mentions \
+                 WHERE sender <> ? AND conversation_id IN ({list})"
+            );
+            let mut q = sqlx::query(&sql).bind(to_db(user.0));
+            for i in padded(start, len, shape) {
+                q = q.bind(&keys[i]);
+            }
+            q = q.bind(to_db(user.0));
+            for i in padded(start, len, shape) {
+                q = q.bind(&keys[i]);
+            }
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err("mention seqs", e))?;
+            for r in &rows {
+                let read = || -> std::result::Result<_, sqlx::Error> {
+                    Ok((
+                        r.try_get::<String, _>("conversation_id")?,
+                        r.try_get::<i64, _>("seq")?,
+                    ))
+                };
+                let (c, seq) = read().map_err(|e| map_err("mention seqs", e))?;
+                let slot = found.entry(c).or_insert(0);
+                *slot = (*slot).max(from_db(seq));
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k).copied().unwrap_or(0))
+            .collect())
     }
 }

@@ -42,7 +42,7 @@ fn no_group(group: GroupId) -> Error {
     Error::NotFound(format!("no group {group}"))
 }
 
-/// A `group_members` row with `user_id`, `role` and `muted_until`.
+/// A `group_members` row with `user_id`, `role`, `muted_until` and `joined_seq`.
 fn member_row(r: &SqliteRow) -> Result<Member> {
     let user: i64 = r
         .try_get("user_id")
@@ -51,10 +51,14 @@ fn member_row(r: &SqliteRow) -> Result<Member> {
     let muted_until: Option<i64> = r
         .try_get("muted_until")
         .map_err(|e| map_err("read member", e))?;
+    let joined_seq: i64 = r
+        .try_get("joined_seq")
+        .map_err(|e| map_err("read member", e))?;
     Ok(Member {
         user_id: UserId(from_db(user)),
         role: role(&s)?,
         muted_until,
+        joined_seq: from_db(joined_seq),
     })
 }
 
@@ -63,13 +67,15 @@ impl GroupStore for SqliteGroupStore {
     async fn create(&self, g: &Group) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(|e| map_err("begin", e))?;
         sqlx::query(
-            "INSERT INTO groups (id, name, owner, created_at, muted_until) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO groups (id, name, owner, created_at, muted_until, history_visible) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(to_db(g.id.0))
         .bind(&g.name)
         .bind(to_db(g.owner.0))
         .bind(g.created_at)
         .bind(g.muted_until)
+        .bind(g.history_visible)
         .execute(&mut *tx)
         .await
         .map_err(|e| map_err("create group", e))?;
@@ -85,7 +91,7 @@ impl GroupStore for SqliteGroupStore {
 
     async fn get(&self, id: GroupId) -> Result<Option<Group>> {
         let row =
-            sqlx::query("SELECT id, name, owner, created_at, muted_until FROM groups WHERE id = ?")
+            sqlx::query("SELECT id, name, owner, created_at, muted_until, history_visible FROM groups WHERE id = ?")
                 .bind(to_db(id.0))
                 .fetch_optional(&self.pool)
                 .await
@@ -97,6 +103,7 @@ impl GroupStore for SqliteGroupStore {
                 owner: UserId(from_db(r.try_get("owner")?)),
                 created_at: r.try_get("created_at")?,
                 muted_until: r.try_get("muted_until")?,
+                history_visible: r.try_get("history_visible")?,
             })
         })
         .transpose()
@@ -105,12 +112,14 @@ impl GroupStore for SqliteGroupStore {
 
     async fn add_member(&self, group: GroupId, member: Member) -> Result<()> {
         sqlx::query(
-            "INSERT INTO group_members (group_id, user_id, role, muted_until) VALUES (?, ?, ?, ?)",
+            "INSERT INTO group_members (group_id, user_id, role, muted_until, joined_seq) \
+             VALUES (?, ?, ?, ?, ?)",
         )
         .bind(to_db(group.0))
         .bind(to_db(member.user_id.0))
         .bind(member.role.as_str())
         .bind(member.muted_until)
+        .bind(to_db(member.joined_seq))
         .execute(&self.pool)
         .await
         .map_err(|e| match map_err("add member", e) {
@@ -182,7 +191,7 @@ impl GroupStore for SqliteGroupStore {
 
     async fn members(&self, group: GroupId) -> Result<Vec<Member>> {
         let rows = sqlx::query(
-            "SELECT user_id, role, muted_until FROM group_members WHERE group_id = ? ORDER BY user_id",
+            "SELECT user_id, role, muted_until, joined_seq FROM group_members WHERE group_id = ? ORDER BY user_id",
         )
         .bind(to_db(group.0))
         .fetch_all(&self.pool)
@@ -193,7 +202,7 @@ impl GroupStore for SqliteGroupStore {
 
     async fn member(&self, group: GroupId, user: UserId) -> Result<Option<Member>> {
         let row = sqlx::query(
-            "SELECT user_id, role, muted_until FROM group_members WHERE group_id = ? AND user_id = ?",
+            "SELECT user_id, role, muted_until, joined_seq FROM group_members WHERE group_id = ? AND user_id = ?",
         )
         .bind(to_db(group.0))
         .bind(to_db(user.0))
@@ -294,6 +303,20 @@ impl GroupStore for SqliteGroupStore {
             .execute(&self.pool)
             .await
             .map_err(|e| map_err("delete group", e))?
+            .rows_affected();
+        if n == 0 {
+            return Err(no_group(group));
+        }
+        Ok(())
+    }
+
+    async fn set_history_visible(&self, group: GroupId, visible: bool) -> Result<()> {
+        let n = sqlx::query("UPDATE groups SET history_visible = ? WHERE id = ?")
+            .bind(visible)
+            .bind(to_db(group.0))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("set history visible", e))?
             .rows_affected();
         if n == 0 {
             return Err(no_group(group));

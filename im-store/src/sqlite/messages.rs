@@ -13,10 +13,11 @@ use sqlx::Row;
 
 use super::{from_db, map_err, to_db};
 use crate::sql::{
-    check_message, chunks, encode_body, encode_target, values_list, MessageRow, MESSAGE_COLUMNS,
+    check_message, chunks, encode_body, encode_mentions, encode_target, values_list, MessageRow,
+    MESSAGE_COLUMNS, MESSAGE_COLUMN_COUNT,
 };
 
-const SELECT: &str = "SELECT msg_id, conversation_id, seq, sender, target, kind, body, client_msg_id, ts, recalled FROM messages";
+const SELECT: &str = "SELECT msg_id, conversation_id, seq, sender, target, kind, body, client_msg_id, ts, recalled, edited_at, mentions FROM messages";
 
 /// The message archive on SQLite.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub(super) fn message(r: &SqliteRow) -> Result<Message> {
             client_msg_id: r.try_get("client_msg_id")?,
             ts: r.try_get("ts")?,
             recalled: r.try_get("recalled")?,
+            edited_at: r.try_get("edited_at")?,
+            mentions: r.try_get("mentions")?,
         })
     };
     f().map_err(|e| map_err("read message", e))?.into_message()
@@ -55,6 +58,7 @@ impl MessageStore for SqliteMessageStore {
             return Ok(0);
         }
         let mut bodies = Vec::with_capacity(batch.len());
+        let mut mentions = Vec::with_capacity(batch.len());
         for m in batch {
             check_message(m)?;
             if i64::try_from(m.seq).is_err() {
@@ -64,13 +68,14 @@ impl MessageStore for SqliteMessageStore {
                 )));
             }
             bodies.push(encode_body(m)?);
+            mentions.push(encode_mentions(m)?);
         }
         let mut tx = self.pool.begin().await.map_err(|e| map_err("begin", e))?;
         let mut inserted = 0;
         for (start, len, shape) in chunks(batch.len()) {
             let sql = format!(
                 "INSERT OR IGNORE INTO messages ({MESSAGE_COLUMNS}) VALUES {}",
-                values_list(shape, 10)
+                values_list(shape, MESSAGE_COLUMN_COUNT)
             );
             let mut q = sqlx::query(&sql);
             // Pad the tail by repeating its last row: OR IGNORE drops the copies.
@@ -86,7 +91,9 @@ impl MessageStore for SqliteMessageStore {
                     .bind(&bodies[i])
                     .bind(&m.client_msg_id)
                     .bind(m.ts)
-                    .bind(m.recalled);
+                    .bind(m.recalled)
+                    .bind(m.edited_at)
+                    .bind(&mentions[i]);
             }
             inserted += q
                 .execute(&mut *tx)
@@ -155,6 +162,41 @@ impl MessageStore for SqliteMessageStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| map_err("recall", e))?;
+        match exists {
+            Some(_) => Ok(false),
+            None => Err(Error::NotFound(format!("no message {msg_id}"))),
+        }
+    }
+
+    async fn edit(
+        &self,
+        msg_id: MessageId,
+        body: &serde_json::Value,
+        edited_at: i64,
+    ) -> Result<bool> {
+        let body = serde_json::to_string(body)
+            .map_err(|e| Error::Internal(format!("body does not serialize: {e}")))?;
+        // A recalled message keeps no body: `recalled = 0` leaves it alone.
+        // A replayed append is ignored by the primary key, so the edit stays.
+        let changed = sqlx::query(
+            "UPDATE messages SET body = ?, edited_at = ? WHERE msg_id = ? AND recalled = 0",
+        )
+        .bind(&body)
+        .bind(edited_at)
+        .bind(to_db(msg_id.0))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err("edit", e))?
+        .rows_affected();
+        if changed > 0 {
+            return Ok(true);
+        }
+        let exists: Option<bool> =
+            sqlx::query_scalar("SELECT recalled FROM messages WHERE msg_id = ?")
+                .bind(to_db(msg_id.0))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err("edit", e))?;
         match exists {
             Some(_) => Ok(false),
             None => Err(Error::NotFound(format!("no message {msg_id}"))),

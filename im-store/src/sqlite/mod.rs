@@ -6,6 +6,7 @@
 //! [`SqliteStore::open`]. Ids (u64) are stored as INTEGER holding the same 64
 //! bits reinterpreted as signed, so every u64 round-trips.
 
+mod contacts;
 mod conversations;
 mod devices;
 mod groups;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use contacts::SqliteContactStore;
 pub use conversations::SqliteConversationStore;
 pub use devices::SqliteDeviceStore;
 pub use groups::SqliteGroupStore;
@@ -126,6 +128,11 @@ impl SqliteStore {
     /// The push tokens of users' devices and their notification settings.
     pub fn devices(&self) -> SqliteDeviceStore {
         SqliteDeviceStore::new(self.pool.clone())
+    }
+
+    /// Contacts, contact requests and blocks between users.
+    pub fn contacts(&self) -> SqliteContactStore {
+        SqliteContactStore::new(self.pool.clone())
     }
 
     /// Closes the pool.

@@ -10,7 +10,10 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::Row;
 
 use super::{from_db, map_err, to_db};
-use crate::sql::{chunks, placeholders};
+use crate::sql::{chunks, padded, placeholders};
+
+const SELECT: &str =
+    "SELECT id, username, password_hash, created_at, display_name, avatar_url FROM users";
 
 /// User accounts on SQLite.
 #[derive(Debug, Clone)]
@@ -25,6 +28,8 @@ fn user(r: &SqliteRow) -> Result<User> {
             username: r.try_get("username")?,
             password_hash: r.try_get("password_hash")?,
             created_at: r.try_get("created_at")?,
+            display_name: r.try_get("display_name")?,
+            avatar_url: r.try_get("avatar_url")?,
         })
     };
     f().map_err(|e| map_err("read user", e))
@@ -61,23 +66,20 @@ impl UserStore for SqliteUserStore {
     }
 
     async fn get(&self, id: UserId) -> Result<Option<User>> {
-        let row =
-            sqlx::query("SELECT id, username, password_hash, created_at FROM users WHERE id = ?")
-                .bind(to_db(id.0))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| map_err("get user", e))?;
+        let row = sqlx::query(&format!("{SELECT} WHERE id = ?"))
+            .bind(to_db(id.0))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| map_err("get user", e))?;
         row.as_ref().map(user).transpose()
     }
 
     async fn by_username(&self, username: &str) -> Result<Option<User>> {
-        let row = sqlx::query(
-            "SELECT id, username, password_hash, created_at FROM users WHERE username = ?",
-        )
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| map_err("get user", e))?;
+        let row = sqlx::query(&format!("{SELECT} WHERE username = ?"))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| map_err("get user", e))?;
         row.as_ref().map(user).transpose()
     }
 
@@ -99,5 +101,86 @@ impl UserStore for SqliteUserStore {
         found.sort_unstable();
         found.dedup();
         Ok(found)
+    }
+
+    async fn get_many(&self, ids: &[UserId]) -> Result<Vec<User>> {
+        let mut found = Vec::new();
+        for (start, len, shape) in chunks(ids.len()) {
+            // Padded with the last id, so each statement has one of few shapes.
+            let sql = format!("{SELECT} WHERE id IN ({})", placeholders(shape));
+            let mut q = sqlx::query::<sqlx::Sqlite>(&sql);
+            for i in padded(start, len, shape) {
+                q = q.bind(to_db(ids[i].0));
+            }
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err("get users", e))?;
+            for r in &rows {
+                found.push(user(r)?);
+            }
+        }
+        found.sort_unstable_by_key(|u| u.id);
+        found.dedup_by_key(|u| u.id);
+        Ok(found)
+    }
+
+    async fn set_profile(
+        &self,
+        id: UserId,
+        display_name: Option<&str>,
+        avatar_url: Option<&str>,
+    ) -> Result<()> {
+        // Matched rows count, so setting the same profile again is a match.
+        let n = sqlx::query("UPDATE users SET display_name = ?, avatar_url = ? WHERE id = ?")
+            .bind(display_name)
+            .bind(avatar_url)
+            .bind(to_db(id.0))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_err("set profile", e))?
+            .rows_affected();
+        if n == 0 {
+            return Err(Error::NotFound(format!("no user {id}")));
+        }
+        Ok(())
+    }
+
+    async fn search(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // GLOB is case-sensitive (LIKE is not, for ASCII), and TEXT compares
+        // bytewise (BINARY), so `>` and ORDER BY are byte order; a literal
+        // prefix makes GLOB a range scan of the unique index.
+        // GLOB's wildcards (`*`, `?`, `[`) match themselves inside brackets.
+        let mut pattern = String::with_capacity(prefix.len() + 4);
+        for ch in prefix.chars() {
+            match ch {
+                '*' | '?' | '[' => {
+                    pattern.push('[');
+                    pattern.push(ch);
+                    pattern.push(']');
+                }
+                _ => pattern.push(ch),
+            }
+        }
+        pattern.push('*');
+        let sql = match after {
+            Some(_) => {
+                format!("{SELECT} WHERE username GLOB ? AND username > ? ORDER BY username LIMIT ?")
+            }
+            None => format!("{SELECT} WHERE username GLOB ? ORDER BY username LIMIT ?"),
+        };
+        let mut q = sqlx::query(&sql).bind(pattern);
+        if let Some(a) = after {
+            q = q.bind(a);
+        }
+        let rows = q
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| map_err("search users", e))?;
+        rows.iter().map(user).collect()
     }
 }

@@ -1,6 +1,6 @@
 //! The Logic role: LogicRpc over Redis (send pipeline, sessions, token
-//! revocations) and MySQL (users, groups, history), registered in etcd as
-//! `logic`.
+//! revocations, throttles) and MySQL (users, groups, contacts, history),
+//! registered in etcd as `logic`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +55,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         pipeline: Arc::new(redis.send_pipeline(redis.queue())),
         queue,
         conversations: archive.conversations(),
+        // Contacts stay on the primary database, like users and groups.
+        contacts: Arc::new(mysql.contacts()),
         sequences: Arc::new(redis.sequences()),
         schedules: Arc::new(redis.schedules()),
         hooks,
@@ -64,6 +66,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         )),
         revocations: Arc::new(redis.revocations()),
         objects: infra::objects(&c)?.map(|o| o as _),
+        // Logic's own limits (user search) count in Redis, like the front door's.
+        throttle: Arc::new(redis.throttle()),
     };
     let logic = Logic::new(
         ports,
