@@ -689,29 +689,29 @@ impl Logic {
                 "a recalled message cannot be edited".into(),
             ));
         }
+        let edited = Message {
+            body: body.clone(),
+            edited_at: Some(now),
+            ..message
+        };
+        self.ports.conversations.changed(&edited).await?;
         self.publish_event(
             Event::Edited {
-                conversation_id: message.conversation_id,
+                conversation_id: edited.conversation_id,
                 msg_id,
-                seq: message.seq,
-                body: body.clone(),
+                seq: edited.seq,
+                body,
                 edited_at: now,
                 by: actor,
             },
             EventAudience::Conversation {
-                conversation_id: message.conversation_id,
+                conversation_id: edited.conversation_id,
                 except: None,
             },
             None,
         )
         .await?;
-        Ok(Reply::Edited {
-            message: Message {
-                body,
-                edited_at: Some(now),
-                ..message
-            },
-        })
+        Ok(Reply::Edited { message: edited })
     }
 }
 
