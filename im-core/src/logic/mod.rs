@@ -121,6 +121,9 @@ pub struct LogicConfig {
     /// once; changes made through another Logic instance within this time.
     /// Zero asks the store for every batch.
     pub relation_cache_ttl: Duration,
+    /// Whether new groups show their history to members added later (v1.2;
+    /// default `false`: the join cutoff). Each group can change it.
+    pub new_groups_show_history: bool,
 }
 
 /// Who may send a 1:1 message to whom (v1.2 deployment policy).
@@ -186,6 +189,7 @@ impl Default for LogicConfig {
             max_group_reads: 500,
             relation_checks: true,
             relation_cache_ttl: Duration::from_secs(2),
+            new_groups_show_history: false,
         }
     }
 }
