@@ -524,7 +524,10 @@ impl ImClient {
     /// The participants' read cursors of a conversation (`GET
     /// /conversations/{id}/reads`, v1.2): both parties of a 1:1, or a
     /// group's members (at most 500).
-    pub async fn reads(&self, conversation: ConversationId) -> Result<Vec<ReadCursor>, ClientError> {
+    pub async fn reads(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Vec<ReadCursor>, ClientError> {
         let mut v = self
             .call(
                 reqwest::Method::GET,
@@ -538,7 +541,11 @@ impl ImClient {
     /// Edits one of this user's text messages (`PATCH /messages/{id}`,
     /// v1.2; within 24 h of sending). Answers the message with its new body
     /// and `edited_at`; every participant gets an [`Event::Edited`].
-    pub async fn edit_message(&self, msg_id: MessageId, body: &str) -> Result<Message, ClientError> {
+    pub async fn edit_message(
+        &self,
+        msg_id: MessageId,
+        body: &str,
+    ) -> Result<Message, ClientError> {
         decode(
             self.call(
                 reqwest::Method::PATCH,
@@ -552,7 +559,11 @@ impl ImClient {
     /// Whether members added to `group` from now on see the history from
     /// before they joined (`PUT /groups/{id}/history`, v1.2; owner or admin).
     /// By default they see only messages after their join.
-    pub async fn set_history_visible(&self, group: GroupId, visible: bool) -> Result<(), ClientError> {
+    pub async fn set_history_visible(
+        &self,
+        group: GroupId,
+        visible: bool,
+    ) -> Result<(), ClientError> {
         self.call(
             reqwest::Method::PUT,
             &format!("/groups/{group}/history"),
@@ -1213,10 +1224,9 @@ mod tests {
                 by: "1".parse().unwrap(),
             })
         );
-        let contact = ServerFrame::decode(
-            br#"{"type":"contact","event":"accepted","from":"2","to":"1"}"#,
-        )
-        .unwrap();
+        let contact =
+            ServerFrame::decode(br#"{"type":"contact","event":"accepted","from":"2","to":"1"}"#)
+                .unwrap();
         assert!(matches!(
             Event::from_frame(contact),
             Some(Event::Contact {
@@ -1224,10 +1234,9 @@ mod tests {
                 ..
             })
         ));
-        let refused = ServerFrame::decode(
-            br#"{"type":"error","code":"permission_denied","message":"no"}"#,
-        )
-        .unwrap();
+        let refused =
+            ServerFrame::decode(br#"{"type":"error","code":"permission_denied","message":"no"}"#)
+                .unwrap();
         assert!(matches!(
             Event::from_frame(refused),
             Some(Event::Error {
@@ -1254,7 +1263,11 @@ mod tests {
         assert_eq!(p.items.len(), 1);
         assert_eq!(p.items[0].display_name, "Al");
         assert_eq!(p.next_cursor.as_deref(), Some("abc"));
-        let end: Page<Profile> = page(serde_json::json!({"users": [], "next_cursor": null}), "users").unwrap();
+        let end: Page<Profile> = page(
+            serde_json::json!({"users": [], "next_cursor": null}),
+            "users",
+        )
+        .unwrap();
         assert_eq!(end.next_cursor, None);
         let v = serde_json::json!({"requests": [{"user": {"user_id": "7", "username": "al", "display_name": "al"}, "direction": "incoming", "ts": 1}]});
         let r: Page<RequestView> = page(v, "requests").unwrap();

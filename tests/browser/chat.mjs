@@ -105,6 +105,8 @@ function png(w, h) {
   return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IDAT", zlib.deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]);
 }
 const msg = (text) => `#messages [data-testid=message]:has([data-testid=message-body]:text-is("${text}"))`;
+// A message whose body has elements inside (e.g. set-off @mentions): matched by its whole text.
+const msgWith = (text) => `#messages [data-testid=message]:has([data-testid=message-body]:has-text("${text}"))`;
 const notice = (event, text) => `#messages [data-testid=system-notice][data-event=${event}]:has-text('${text}')`;
 const snap = async (p, name) => { const f = path.join(dir, name); await p.page.screenshot({ path: f }); return f; };
 
@@ -427,7 +429,7 @@ try {
   await say(alice, after);
   const mention = `Welcome @${carol.name}, glad you are here`;
   await say(alice, mention);
-  await until(alice, `${msg(mention)} [data-testid=mention]:text-is("@${carol.name}")`, "the mention is not set off in her message");
+  await until(alice, `${msgWith(mention)} [data-testid=mention]:text-is("@${carol.name}")`, "the mention is not set off in her message");
   await until(carol, `${conv(hgroup)}:has-text("${history}")`, "carol never got the group");
   await until(carol, `${conv(hgroup)} [data-testid=mention-badge]`, "no mention badge on the group (live)");
   // After a reload the badge comes from the server's list (`mentioned`).
@@ -437,7 +439,7 @@ try {
   await snap(carol, "browser-mention.png");
   await carol.page.click(conv(hgroup));
   await sees(carol, after);
-  await until(carol, `${msg(mention)}[data-mentioned=true]`, "the message mentioning her is not marked");
+  await until(carol, `${msgWith(mention)}[data-mentioned=true]`, "the message mentioning her is not marked");
   await until(carol, notice("member_added", `${alice.display} added you`), "no notice of being added");
   if (await carol.page.locator(`#messages :text("${before}")`).count()) await fail("carol sees a group message from before she joined");
   await until(carol, `${conv(hgroup)} [data-testid=mention-badge]`, "the mention badge stays after reading", "detached");
