@@ -605,10 +605,11 @@ async fn group_administration_is_authorized_by_role_and_announced() {
     assert_eq!(m.body["user"], serde_json::json!(y.to_string()));
     wait_persisted(&node, ConversationId::Group(g), m.seq).await;
 
-    // Every change is in the history, in order.
+    // Every change is in the history, in order (as the creator sees it: a
+    // member added later reads from its join on, v1.2).
     let history = node
         .logic
-        .sync(z, ConversationId::Group(g), 0, Some(100))
+        .sync(owner, ConversationId::Group(g), 0, Some(100))
         .await
         .unwrap();
     let events: Vec<&str> = history.messages.iter().filter_map(system_event).collect();

@@ -698,6 +698,7 @@ async fn the_sender_edits_a_text_within_the_window_and_participants_see_it() {
     let b = user(&node, "bob").await;
     let (_bctx, mut bh) = node.connect.open(b, "web").await.unwrap();
     let ack = try_send(&node, a, Target::User(b), "helo").await.unwrap();
+    wait_listed(&node, b, ack.conversation_id, ack.seq).await;
     let edit = |msg_id: MessageId, body: serde_json::Value| Command::Edit { msg_id, body };
     let Reply::Edited { message } = run(&node, a, edit(ack.msg_id, serde_json::json!("hello")))
         .await

@@ -332,6 +332,10 @@ impl ConversationStore for ShardedConversationStore {
         Ok(keyed.into_iter().map(|(_, e)| e).collect())
     }
 
+    async fn changed(&self, message: &Message) -> Result<()> {
+        self.of(message.conversation_id).changed(message).await
+    }
+
     async fn read_seqs(&self, cursors: &[(UserId, ConversationId)]) -> Result<Vec<u64>> {
         // One call per shard with its pairs, answers put back in order.
         let mut by_shard: Vec<(Vec<usize>, Vec<(UserId, ConversationId)>)> =

@@ -154,6 +154,12 @@ impl Logic {
         if !self.ports.messages.recall(msg_id).await? {
             return Ok(());
         }
+        let recalled = Message {
+            body: serde_json::Value::Null,
+            recalled: true,
+            ..message.clone()
+        };
+        self.ports.conversations.changed(&recalled).await?;
         self.forget_attachment(&message).await;
         self.publish_event(
             Event::Recalled {

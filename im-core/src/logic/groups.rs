@@ -77,7 +77,7 @@ impl Logic {
             owner: actor,
             created_at: now_ms(),
             muted_until: None,
-            history_visible: false,
+            history_visible: self.config.new_groups_show_history,
         };
         self.ports.groups.create(&group).await?;
         self.ports

@@ -12,6 +12,7 @@ mod conversations;
 mod events;
 mod groups;
 mod people;
+mod reach;
 mod send;
 mod sync;
 
@@ -115,6 +116,14 @@ pub struct LogicConfig {
     /// batched [`ContactStore::reach`](crate::ports::ContactStore::reach)
     /// per send batch. On by default; off only to measure what it costs.
     pub relation_checks: bool,
+    /// How long an answer of the block/contacts check is reused for the same
+    /// (sender, peer) pair. Changes made through this instance apply at
+    /// once; changes made through another Logic instance within this time.
+    /// Zero asks the store for every batch.
+    pub relation_cache_ttl: Duration,
+    /// Whether new groups show their history to members added later (v1.2;
+    /// default `false`: the join cutoff). Each group can change it.
+    pub new_groups_show_history: bool,
 }
 
 /// Who may send a 1:1 message to whom (v1.2 deployment policy).
@@ -179,6 +188,8 @@ impl Default for LogicConfig {
             max_mentions: 50,
             max_group_reads: 500,
             relation_checks: true,
+            relation_cache_ttl: Duration::from_secs(2),
+            new_groups_show_history: false,
         }
     }
 }
@@ -378,6 +389,8 @@ pub struct Logic {
     batchers: Vec<mpsc::Sender<SendJob>>,
     /// Users known to exist (accounts are never deleted); bounded.
     known_users: parking_lot::RwLock<std::collections::HashSet<UserId>>,
+    /// Recent answers of the block/contacts check of 1:1 sends.
+    reach: reach::ReachCache,
     /// Bounds password hashing (see [`LogicConfig::hash_concurrency`]).
     hashing: accounts::HashGate,
 }
@@ -405,6 +418,7 @@ impl Logic {
             ids,
             batchers: txs,
             known_users: parking_lot::RwLock::new(std::collections::HashSet::new()),
+            reach: reach::ReachCache::default(),
             hashing,
         });
         for rx in rxs {

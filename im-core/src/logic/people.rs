@@ -254,6 +254,25 @@ fn validate_avatar_url(url: &str) -> Result<()> {
 impl Logic {
     /// Runs one people command for `actor`.
     pub(super) async fn run_command(&self, actor: UserId, command: Command) -> Result<Reply> {
+        // The send path's cached answer for a pair whose relation this
+        // command changes is dropped once it is changed (a send racing the
+        // change may still have cached the old answer before: drop after).
+        let changes = match &command {
+            Command::RequestContact { user_id, .. }
+            | Command::RespondContact { user_id, .. }
+            | Command::RemoveContact { user_id }
+            | Command::Block { user_id }
+            | Command::Unblock { user_id } => Some(*user_id),
+            _ => None,
+        };
+        let reply = self.run_one(actor, command).await;
+        if let Some(other) = changes {
+            self.reach.forget(actor, other);
+        }
+        reply
+    }
+
+    async fn run_one(&self, actor: UserId, command: Command) -> Result<Reply> {
         match command {
             Command::Profiles {
                 user_ids,
@@ -670,29 +689,29 @@ impl Logic {
                 "a recalled message cannot be edited".into(),
             ));
         }
+        let edited = Message {
+            body: body.clone(),
+            edited_at: Some(now),
+            ..message
+        };
+        self.ports.conversations.changed(&edited).await?;
         self.publish_event(
             Event::Edited {
-                conversation_id: message.conversation_id,
+                conversation_id: edited.conversation_id,
                 msg_id,
-                seq: message.seq,
-                body: body.clone(),
+                seq: edited.seq,
+                body,
                 edited_at: now,
                 by: actor,
             },
             EventAudience::Conversation {
-                conversation_id: message.conversation_id,
+                conversation_id: edited.conversation_id,
                 except: None,
             },
             None,
         )
         .await?;
-        Ok(Reply::Edited {
-            message: Message {
-                body,
-                edited_at: Some(now),
-                ..message
-            },
-        })
+        Ok(Reply::Edited { message: edited })
     }
 }
 

@@ -280,8 +280,15 @@ impl Logic {
         if pairs.is_empty() || !self.config.relation_checks {
             return Ok(HashMap::new());
         }
-        let found = self.ports.contacts.reach(&pairs).await?;
-        Ok(pairs.into_iter().zip(found).collect())
+        let ttl = self.config.relation_cache_ttl;
+        let (mut known, missing) = self.reach.split(pairs, ttl);
+        if !missing.is_empty() {
+            let found = self.ports.contacts.reach(&missing).await?;
+            let answers: Vec<_> = missing.into_iter().zip(found).collect();
+            self.reach.store(&answers, ttl);
+            known.extend(answers);
+        }
+        Ok(known)
     }
 
     /// Whether `from` may send a 1:1 message to `to` (blocked: refused

@@ -173,6 +173,16 @@ impl ConversationStore for MemoryConversationStore {
             .collect())
     }
 
+    async fn changed(&self, message: &Message) -> Result<()> {
+        let mut st = self.state.write();
+        if let Some(c) = st.convs.get_mut(&message.conversation_id) {
+            if let Some(last) = c.last.as_mut().filter(|l| l.msg_id == message.msg_id) {
+                *last = message.clone();
+            }
+        }
+        Ok(())
+    }
+
     async fn read_seqs(&self, cursors: &[(UserId, ConversationId)]) -> Result<Vec<u64>> {
         let st = self.state.read();
         Ok(cursors

@@ -145,6 +145,15 @@ pub trait ConversationStore: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// A recorded message changed after it was recorded (edited or
+    /// recalled): a backend that keeps its own copy of last messages updates
+    /// it. The default does nothing, which is right for backends that read
+    /// the last message from the archive (the SQL stores).
+    async fn changed(&self, message: &Message) -> Result<()> {
+        let _ = message;
+        Ok(())
+    }
+
     /// For each of `conversations`, in order, the highest recorded seq of a
     /// message that mentions `user` (0 when none): see the contract above.
     async fn mention_seqs(
