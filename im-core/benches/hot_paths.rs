@@ -32,6 +32,8 @@ fn frames(c: &mut Criterion) {
         client_msg_id: "c-123456".into(),
         ts: 1_795_810_125_334,
         recalled: false,
+        edited_at: None,
+        mentions: None,
     });
     let mut g = c.benchmark_group("frames");
     g.throughput(Throughput::Elements(1));

@@ -43,6 +43,8 @@ fn message(i: u64, run: u64) -> Message {
         client_msg_id: format!("b{run}-{i}"),
         ts: 1_700_000_000_000,
         recalled: false,
+        edited_at: None,
+        mentions: None,
     }
 }
 

@@ -80,6 +80,7 @@ fn text(cmid: &str, to: Target, body: &str) -> SendRequest {
         kind: MessageKind::Text,
         body: serde_json::json!(body),
         deliver_at: None,
+        mentions: None,
     }
 }
 
@@ -235,6 +236,7 @@ async fn logic_over_grpc_keeps_behaviour_and_error_codes() {
                 kind: MessageKind::Custom,
                 body: serde_json::json!({"sticker": 7}),
                 deliver_at: None,
+                mentions: None,
             },
         )
         .await

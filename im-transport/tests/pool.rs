@@ -138,6 +138,7 @@ fn text(cmid: &str, to: Target) -> SendRequest {
         kind: MessageKind::Text,
         body: serde_json::json!(cmid),
         deliver_at: None,
+        mentions: None,
     }
 }
 

@@ -101,6 +101,8 @@ async fn node_with(hook: WebhookHook) -> (Node, UserId, UserId) {
                 username: name.into(),
                 password_hash: "x".into(),
                 created_at: 0,
+                avatar_url: None,
+                display_name: None,
             })
             .await
             .unwrap();
@@ -116,6 +118,7 @@ fn text(cmid: &str, to: Target, body: &str) -> SendRequest {
         kind: MessageKind::Text,
         body: json!(body),
         deliver_at: None,
+        mentions: None,
     }
 }
 

@@ -40,6 +40,8 @@ async fn user(node: &Node, name: &str) -> UserId {
             username: name.into(),
             password_hash: "x".into(),
             created_at: 0,
+            avatar_url: None,
+            display_name: None,
         })
         .await
         .unwrap();
@@ -57,6 +59,7 @@ async fn send_many(node: &Node, from: UserId, to: Target, n: usize, tag: &str) -
                     kind: MessageKind::Text,
                     body: serde_json::json!(format!("{tag} {i}")),
                     deliver_at: None,
+                    mentions: None,
                 },
             )
         })

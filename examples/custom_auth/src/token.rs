@@ -106,6 +106,8 @@ impl HmacTokenAuthenticator {
             // Not a PHC string: no password ever matches it.
             password_hash: "!".into(),
             created_at: now_ms(),
+            avatar_url: None,
+            display_name: None,
         };
         match users.create(&account).await {
             Ok(()) => {

@@ -58,6 +58,7 @@ async fn a_node_runs_on_the_custom_parts() {
         kind: MessageKind::Text,
         body: serde_json::json!("hello"),
         deliver_at: None,
+        mentions: None,
     };
     assert!(matches!(
         node.logic.send(Sender::http(a), send("c0")).await,

@@ -90,6 +90,8 @@ async fn reshard_copies_then_cleans_up_without_losing_a_message() {
                 client_msg_id: format!("c{i}.{seq}"),
                 ts: 1_000 + i as i64,
                 recalled: false,
+                edited_at: None,
+                mentions: None,
             });
         }
     }

@@ -30,6 +30,7 @@ where
     list_order_and_paging(make().await).await;
     read_seqs_in_order(make().await).await;
     mentions_are_indexed(make().await).await;
+    lists_follow_edits_and_recalls(make().await).await;
 }
 
 /// Appends then records `batch`, like the persist worker.
@@ -558,5 +559,48 @@ async fn mentions_are_indexed(p: Pair) {
         row.iter()
             .all(|r| !r.mentioned && r.peer_read_seq.is_none()),
         "conversations: stores leave mentioned and peer_read_seq unset: {row:?}"
+    );
+}
+
+/// Logic edits (or recalls) in the archive, then tells the store with
+/// `changed`: the list shows the message as it is now.
+async fn lists_follow_edits_and_recalls(p: Pair) {
+    let (a, b, conv) = random_direct();
+    let m1 = message(conv, 1, a, 1_700_000_000_001);
+    let m2 = message(conv, 2, a, 1_700_000_000_002);
+    persist(&p, &[m1.clone(), m2.clone()]).await;
+    let body = serde_json::json!("edited ✓");
+    assert!(p
+        .1
+        .edit(m2.msg_id, &body, 1_700_000_000_100)
+        .await
+        .expect("edit"));
+    let mut edited = m2.clone();
+    edited.body = body;
+    edited.edited_at = Some(1_700_000_000_100);
+    p.0.changed(&edited).await.expect("changed");
+    p.0.changed(&m1)
+        .await
+        .expect("conversations: changed of a message that is not the last is fine");
+    let rows = list_all(p.0.as_ref(), b).await;
+    assert_eq!(
+        rows.iter().map(|r| &r.last_message).collect::<Vec<_>>(),
+        vec![&edited],
+        "conversations: after an edit (and `changed`), the list shows the edited last message"
+    );
+    assert!(p.1.recall(m2.msg_id).await.expect("recall"));
+    let recalled = p.1.get(m2.msg_id).await.expect("get").expect("stored");
+    p.0.changed(&recalled).await.expect("changed");
+    let rows = list_all(p.0.as_ref(), a).await;
+    assert_eq!(
+        rows.iter()
+            .map(|r| (
+                r.last_seq,
+                r.last_message.recalled,
+                r.last_message.body.clone()
+            ))
+            .collect::<Vec<_>>(),
+        vec![(2, true, serde_json::Value::Null)],
+        "conversations: after a recall (and `changed`), the list shows the recalled last message"
     );
 }

@@ -1565,6 +1565,7 @@ async fn the_rust_client_gets_its_scheduled_send_once_delivered() {
             kind: MessageKind::Text,
             body: json!("later"),
             deliver_at: Some(deliver_at),
+            mentions: None,
         })
         .await
         .unwrap();
