@@ -394,6 +394,7 @@ mod tests {
             kind: MessageKind::Custom,
             body: serde_json::json!({"a": [1, "x"]}),
             deliver_at: None,
+            mentions: None,
         };
         let (s, r) = send_from_pb(send_to_pb(&sender, &req).unwrap()).unwrap();
         assert_eq!((s, r), (sender.clone(), req.clone()));
@@ -427,6 +428,8 @@ mod tests {
             client_msg_id: "k".into(),
             ts: 123,
             recalled: true,
+            edited_at: None,
+            mentions: None,
         };
         assert_eq!(
             message_from_pb(message_to_pb(m.clone()).unwrap()).unwrap(),
@@ -473,6 +476,7 @@ mod tests {
             owner: UserId(4),
             created_at: 99,
             muted_until: Some(1234),
+            history_visible: false,
         };
         assert_eq!(
             group_from_pb(Some(group_to_pb(group.clone()))).unwrap(),
@@ -541,6 +545,8 @@ mod tests {
             client_msg_id: "sys".into(),
             ts: 10,
             recalled: false,
+            edited_at: None,
+            mentions: None,
         };
         let page = ConversationPage {
             conversations: vec![ConversationEntry {
@@ -549,6 +555,8 @@ mod tests {
                 last_seq: 3,
                 read_seq: 1,
                 unread: 2,
+                mentioned: false,
+                peer_read_seq: None,
             }],
             next_cursor: Some("10~g:8".into()),
         };
@@ -576,6 +584,7 @@ mod tests {
                 kind: MessageKind::Text,
                 body: serde_json::json!("hi"),
                 deliver_at: None,
+                mentions: None,
             },
         )
         .unwrap();
