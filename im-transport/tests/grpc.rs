@@ -1005,7 +1005,11 @@ async fn people_commands_over_grpc() {
     );
     // Mentions, edits and the join cutoff cross the wire.
     let g = client.create_group(alice, "g").await.unwrap();
-    client.add_member(alice, g, bob).await.unwrap();
+    // Bob blocks alice: she cannot add him to her group.
+    assert_eq!(
+        code(client.add_member(alice, g, bob).await),
+        ErrorCode::PermissionDenied
+    );
     client
         .send(Sender::http(alice), text("g0", Target::Group(g), "before"))
         .await

@@ -148,6 +148,18 @@ pub struct Logic {
     /// Logins and registrations waiting for a hashing slot (0: 32 per slot);
     /// beyond it they answer 503 with `Retry-After`.
     pub hash_queue: usize,
+    /// Who may send 1:1 messages to whom (v1.2): `anyone` (default; blocks
+    /// still apply) or `contacts_only`.
+    pub direct_messages: im_core::logic::DirectMessages,
+    /// How long the block/contacts answer of a (sender, peer) pair is reused
+    /// by this instance's send path, in ms (0: ask MySQL for every batch);
+    /// a block made through another logic instance applies within it.
+    pub relation_cache_ttl_ms: u64,
+    /// Whether new groups show their history to members added later
+    /// (default false: new members read from their join on).
+    pub new_groups_show_history: bool,
+    /// How long after sending its sender may edit a text message, in ms.
+    pub edit_window_ms: u64,
 }
 
 impl Default for Logic {
@@ -164,6 +176,10 @@ impl Default for Logic {
             webhook_fail_open: false,
             hash_concurrency: 0,
             hash_queue: 0,
+            direct_messages: im_core::logic::DirectMessages::Anyone,
+            relation_cache_ttl_ms: 2_000,
+            new_groups_show_history: false,
+            edit_window_ms: 86_400_000,
         }
     }
 }

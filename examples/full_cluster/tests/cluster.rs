@@ -1155,3 +1155,200 @@ async fn offline_recipients_are_notified_through_the_cluster() {
         format!("{}_nt_a", cluster.ns)
     );
 }
+
+/// v1.2 people rules through the real roles (api → logic over gRPC → MySQL
+/// and Redis; events through the queue, task and connect): names, a contact
+/// request told on another connect node, a block, an edit told live, the
+/// join cutoff and a mention in the conversation list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_rules_hold_through_the_cluster() {
+    let _serial = SERIAL.lock().await;
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let cluster = Cluster::start();
+    let http = reqwest::Client::new();
+    wait_cluster_ready(&http, &cluster).await;
+    let base = cluster.base();
+    let mut users = Vec::new();
+    for who in ["a", "b", "c"] {
+        let name = format!("{}_pp_{who}", cluster.ns);
+        ImClient::register(&base, &name, "password123")
+            .await
+            .unwrap();
+        users.push(ImClient::login(&base, &name, "password123").await.unwrap());
+    }
+    let call = |method: reqwest::Method, path: String, who: usize, body: Option<Value>| {
+        let mut req = http
+            .request(method, format!("{base}/api/v1{path}"))
+            .bearer_auth(&users[who].token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    use reqwest::Method;
+    let id = |i: usize| users[i].user_id.to_string();
+    let (st, p) = call(
+        Method::PUT,
+        "/users/me/profile".into(),
+        0,
+        Some(json!({"display_name": "Alice"})),
+    )
+    .await;
+    assert_eq!((st, p["display_name"].as_str()), (200, Some("Alice")));
+    let (_, p) = call(Method::GET, format!("/users/{}", id(0)), 1, None).await;
+    assert_eq!(p["display_name"], "Alice");
+
+    // b listens on connect node 2, c on node 1.
+    let mut bws = raw_ws(cluster.ws[1], &users[1].token).await;
+    let mut cws = raw_ws(cluster.ws[0], &users[2].token).await;
+    async fn frame_of(ws: &mut RawWs, kind: &str) -> Value {
+        loop {
+            let f = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("a frame within 10 s")
+                .expect("open")
+                .unwrap();
+            if let WsMessage::Text(t) = f {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == kind {
+                    return v;
+                }
+            }
+        }
+    }
+    let (st, v) = call(
+        Method::POST,
+        "/contacts/requests".into(),
+        0,
+        Some(json!({"user_id": id(1)})),
+    )
+    .await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("pending")));
+    let f = frame_of(&mut bws, "contact").await;
+    assert_eq!(
+        (f["event"].as_str(), f["from"].as_str()),
+        (Some("requested"), Some(id(0).as_str()))
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            format!("/contacts/requests/{}/accept", id(0)),
+            1,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let (_, v) = call(Method::GET, "/contacts".into(), 0, None).await;
+    assert_eq!(
+        v["contacts"][0]["user"]["user_id"].as_str(),
+        Some(id(1).as_str())
+    );
+
+    // b blocks a: a's 1:1 send is refused (the block is read from MySQL).
+    assert_eq!(
+        call(Method::PUT, format!("/blocks/{}", id(0)), 1, None)
+            .await
+            .0,
+        204
+    );
+    let (st, v) = call(
+        Method::POST,
+        "/messages".into(),
+        0,
+        Some(json!({"client_msg_id": "pp-1", "to": {"user": id(1)}, "body": "hi"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("permission_denied"))
+    );
+
+    // An edit reaches c's session on the other node.
+    let (st, ack) = call(
+        Method::POST,
+        "/messages".into(),
+        0,
+        Some(json!({"client_msg_id": "pp-2", "to": {"user": id(2)}, "body": "helo"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{ack}");
+    let msg = ack["msg_id"].as_str().unwrap().to_owned();
+    let (st, m) = call(
+        Method::PATCH,
+        format!("/messages/{msg}"),
+        0,
+        Some(json!({"body": "hello"})),
+    )
+    .await;
+    assert_eq!((st, m["body"].as_str()), (200, Some("hello")), "{m}");
+    let f = frame_of(&mut cws, "edited").await;
+    assert_eq!(f["body"], "hello");
+
+    // Join cutoff and a mention: c joins after "before", is mentioned after.
+    let gid = create_group(&http, &base, &users[0], "people", &[]).await;
+    let (st, _) = call(
+        Method::POST,
+        "/messages".into(),
+        0,
+        Some(json!({"client_msg_id": "pp-3", "to": {"group": gid}, "body": "before"})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        call(
+            Method::POST,
+            format!("/groups/{gid}/members"),
+            0,
+            Some(json!({"user_id": id(2)}))
+        )
+        .await
+        .0,
+        204
+    );
+    let (st, last) = call(Method::POST, "/messages".into(), 0, Some(json!({"client_msg_id": "pp-4", "to": {"group": gid}, "body": "@c", "mentions": [id(2)]}))).await;
+    assert_eq!(st, 200, "{last}");
+    let seq = last["seq"].as_u64().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let (_, list) = call(Method::GET, "/conversations".into(), 2, None).await;
+        let row = list["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["conversation_id"] == format!("g:{gid}") && r["last_seq"] == json!(seq))
+            .cloned();
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group is listed for c with its last message"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(row["mentioned"], true, "{row}");
+    let (_, history) = call(
+        Method::GET,
+        format!("/conversations/g:{gid}/messages?after_seq=0"),
+        2,
+        None,
+    )
+    .await;
+    let bodies: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert!(
+        bodies.contains(&"@c") && !bodies.contains(&"before"),
+        "{bodies:?}"
+    );
+}

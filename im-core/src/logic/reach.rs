@@ -16,12 +16,15 @@ use parking_lot::Mutex;
 use crate::id::UserId;
 use crate::ports::Reach;
 
+/// A (sender, peer) pair.
+pub(super) type Pair = (UserId, UserId);
+
 /// Pairs kept at most before the cache starts over.
 const MAX_PAIRS: usize = 200_000;
 
 #[derive(Debug, Default)]
 pub(super) struct ReachCache {
-    entries: Mutex<HashMap<(UserId, UserId), (Reach, Instant)>>,
+    entries: Mutex<HashMap<Pair, (Reach, Instant)>>,
 }
 
 impl ReachCache {
@@ -29,9 +32,9 @@ impl ReachCache {
     /// to ask the store for.
     pub(super) fn split(
         &self,
-        pairs: Vec<(UserId, UserId)>,
+        pairs: Vec<Pair>,
         ttl: Duration,
-    ) -> (HashMap<(UserId, UserId), Reach>, Vec<(UserId, UserId)>) {
+    ) -> (HashMap<Pair, Reach>, Vec<Pair>) {
         let mut hit = HashMap::with_capacity(pairs.len());
         let mut miss = Vec::new();
         if ttl.is_zero() {
@@ -51,7 +54,7 @@ impl ReachCache {
     }
 
     /// Remembers answers from the store.
-    pub(super) fn store(&self, answers: &[((UserId, UserId), Reach)], ttl: Duration) {
+    pub(super) fn store(&self, answers: &[(Pair, Reach)], ttl: Duration) {
         if ttl.is_zero() || answers.is_empty() {
             return;
         }

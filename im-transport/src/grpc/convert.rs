@@ -555,8 +555,8 @@ mod tests {
                 last_seq: 3,
                 read_seq: 1,
                 unread: 2,
-                peer_read_seq: None,
                 mentioned: false,
+                peer_read_seq: None,
             }],
             next_cursor: Some("10~g:8".into()),
         };

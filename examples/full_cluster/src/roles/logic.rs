@@ -85,6 +85,10 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
                 (q, _) => q,
             },
             attachments: c.attachments.limits.clone(),
+            direct_messages: c.logic.direct_messages,
+            relation_cache_ttl: Duration::from_millis(c.logic.relation_cache_ttl_ms),
+            new_groups_show_history: c.logic.new_groups_show_history,
+            edit_window: Duration::from_millis(c.logic.edit_window_ms),
             ..LogicConfig::default()
         },
     )
