@@ -563,3 +563,125 @@ async fn rust_client_orders_dedups_and_survives_reconnects() {
     assert_eq!((mine.seq, mine.from), (1, carol.user_id));
     srv.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_people_contacts_blocks_and_edits() {
+    use im_core::model::{ContactEvent, Target};
+    use im_core::ports::{Direction, RequestOutcome};
+    use im_transport::client::{ClientError, ClientOptions, Event, ImClient};
+    let srv = start().await;
+    let api = srv.base.trim_end_matches("/api/v1").to_owned();
+    let opts = ClientOptions::default();
+    ImClient::register_named(&opts, &api, "erin", "password123", "Erin Brockovich")
+        .await
+        .unwrap();
+    ImClient::register(&api, "frank", "password123")
+        .await
+        .unwrap();
+    let erin = ImClient::login(&api, "erin", "password123").await.unwrap();
+    let frank = ImClient::login(&api, "frank", "password123").await.unwrap();
+    assert_eq!(erin.me().await.unwrap().display_name, "Erin Brockovich");
+    let p = frank.set_profile(Some("Frank Castle"), None).await.unwrap();
+    assert_eq!(
+        (p.username.as_str(), p.display_name.as_str()),
+        ("frank", "Frank Castle")
+    );
+    assert_eq!(
+        erin.profile(frank.user_id).await.unwrap().display_name,
+        "Frank Castle"
+    );
+    let found = erin
+        .lookup(&[erin.user_id], &["frank", "nobody"])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2);
+    let page = erin.search_users("fr", Some(5), None).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|p| p.user_id).collect::<Vec<_>>(),
+        vec![frank.user_id]
+    );
+
+    let mut fc = frank.connect().await.unwrap();
+    let mut ec = erin.connect().await.unwrap();
+    // Contacts: a request, its event, the lists, acceptance.
+    assert_eq!(
+        erin.request_contact(frank.user_id, Some("hi"))
+            .await
+            .unwrap(),
+        RequestOutcome::Pending
+    );
+    let ev = tokio::time::timeout(Duration::from_secs(5), fc.next_event())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(ev, Event::Contact { event: ContactEvent::Requested, from, .. } if from == erin.user_id),
+        "{ev:?}"
+    );
+    let incoming = frank
+        .contact_requests(Direction::Incoming, None, None)
+        .await
+        .unwrap();
+    assert_eq!(incoming.items[0].user.user_id, erin.user_id);
+    assert_eq!(incoming.items[0].message.as_deref(), Some("hi"));
+    frank.accept_contact(erin.user_id).await.unwrap();
+    assert_eq!(
+        erin.contacts(None, None).await.unwrap().items[0]
+            .user
+            .user_id,
+        frank.user_id
+    );
+
+    // Edit over WebSocket and HTTP: both sides get `edited` events.
+    let ack = ec
+        .send(Target::User(frank.user_id), "helo".into())
+        .await
+        .unwrap();
+    ec.edit(ack.msg_id, "hello".into()).await.unwrap();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), fc.next_event())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Event::Edited {
+            msg_id, body, by, ..
+        } = ev
+        {
+            assert_eq!(
+                (msg_id, body, by),
+                (ack.msg_id, serde_json::json!("hello"), erin.user_id)
+            );
+            break;
+        }
+    }
+    let m = erin.edit_message(ack.msg_id, "hello!").await.unwrap();
+    assert_eq!(m.body, serde_json::json!("hello!"));
+    assert!(m.edited_at.is_some());
+    // Frank reads; Erin sees his cursor.
+    let reads = erin.reads(ack.conversation_id).await.unwrap();
+    assert_eq!(reads.len(), 2);
+
+    // Blocks: Frank blocks Erin; her send is refused; unblock.
+    frank.block(erin.user_id).await.unwrap();
+    assert_eq!(
+        frank.blocked(None, None).await.unwrap().items[0].user_id,
+        erin.user_id
+    );
+    let refused = ec.send(Target::User(frank.user_id), "there?".into()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::Server {
+                code: im_core::ErrorCode::PermissionDenied,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    frank.unblock(erin.user_id).await.unwrap();
+    assert!(frank.blocked(None, None).await.unwrap().items.is_empty());
+    ec.send(Target::User(frank.user_id), "back".into())
+        .await
+        .unwrap();
+    srv.shutdown.cancel();
+}
