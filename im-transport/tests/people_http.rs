@@ -5,143 +5,61 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use im_core::node::{Backends, Node, NodeConfig};
-use im_transport::http::routes::SameHostLocator;
-use im_transport::http::{ApiConfig, ApiState};
-use im_transport::server::{app, serve, AppParts};
-use im_transport::ws::{WsConfig, WsState};
+use im_core::node::Backends;
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tokio_util::sync::CancellationToken;
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-struct Server {
-    base: String,
-    ws: String,
-    http: reqwest::Client,
-    _shutdown: tokio_util::sync::DropGuard,
-    _node: Node,
-}
+use support::{recv_until, send as ws_send, Server, Via, Ws, PASSWORD, SECRET};
 
 async fn start() -> Server {
-    let node = Node::start(
-        Backends::memory(b"0123456789abcdef0123456789abcdef"),
-        NodeConfig::default(),
-    )
-    .await
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let config = ApiConfig::default();
-    let router = app(AppParts {
-        api: Some((
-            ApiState::new(
-                node.logic.clone(),
-                Arc::new(SameHostLocator::default()),
-                &config,
-            ),
-            config,
-        )),
-        ws: Some(WsState {
-            connect: node.connect.clone(),
-            config: Arc::new(WsConfig::default()),
-            shutdown: shutdown.clone(),
-            front_door: None,
-        }),
-        ready: Vec::new(),
-        metrics: None,
-        web_page: false,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, router, shutdown.clone()));
-    Server {
-        base: format!("http://{addr}/api/v1"),
-        ws: format!("ws://{addr}/ws"),
-        http: reqwest::Client::new(),
-        _shutdown: shutdown.drop_guard(),
-        _node: node,
-    }
+    support::start(Backends::memory(SECRET)).await
 }
 
-impl Server {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
+/// `Server::call` with a token.
+async fn call(
+    s: &Server,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    s.call(method, path, Some(token), body).await
+}
 
-    /// Registers (with a display name) and logs in; returns (user_id, token).
-    async fn user(&self, name: &str, display: &str) -> (String, String) {
-        let res = self
-            .http
-            .post(format!("{}/users", self.base))
-            .json(&json!({"username": name, "password": "password123", "display_name": display}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 201);
-        let v: Value = self
-            .http
-            .post(format!("{}/sessions", self.base))
-            .json(&json!({"username": name, "password": "password123"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (
-            v["user_id"].as_str().unwrap().to_owned(),
-            v["token"].as_str().unwrap().to_owned(),
+/// Registers (with a display name) and logs in; returns (user_id, token).
+async fn user(s: &Server, name: &str, display: &str) -> (String, String) {
+    let (st, _) = s
+        .post(
+            "/users",
+            None,
+            json!({"username": name, "password": PASSWORD, "display_name": display}),
         )
-    }
+        .await;
+    assert_eq!(st, 201);
+    let (st, v) = s
+        .post(
+            "/sessions",
+            None,
+            json!({"username": name, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    (
+        v["user_id"].as_str().unwrap().to_owned(),
+        v["token"].as_str().unwrap().to_owned(),
+    )
+}
 
-    async fn connect(&self, token: &str) -> Ws {
-        let mut req = self.ws.as_str().into_client_request().unwrap();
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        tokio_tungstenite::connect_async(req).await.unwrap().0
-    }
+async fn connect(s: &Server, token: &str) -> Ws {
+    s.ws_open(Via::Header(token)).await
 }
 
 /// The next frame of `type` (others are skipped), within 5 s.
 async fn frame_of(ws: &mut Ws, kind: &str) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("open")
-            .unwrap();
-        if let Message::Text(t) = m {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == kind {
-                return v;
-            }
-        }
-    }
+    recv_until(ws, Duration::from_secs(5), |v| v["type"] == kind).await
 }
 
 fn err(v: &Value) -> &str {
@@ -151,17 +69,17 @@ fn err(v: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_search_contacts_and_blocks_over_http() {
     let s = start().await;
-    let (a, at) = s.user("alice", "Alice L.").await;
-    let (b, bt) = s.user("bob", "Bob S.").await;
+    let (a, at) = user(&s, "alice", "Alice L.").await;
+    let (b, bt) = user(&s, "bob", "Bob S.").await;
     // A bad display name at registration creates no account.
-    let res = s
-        .http
-        .post(format!("{}/users", s.base))
-        .json(&json!({"username": "carol", "password": "password123", "display_name": " "}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 400);
+    let (st, _) = s
+        .post(
+            "/users",
+            None,
+            json!({"username": "carol", "password": PASSWORD, "display_name": " "}),
+        )
+        .await;
+    assert_eq!(st, 400);
     let (st, v) = s
         .call(
             Method::POST,
@@ -172,15 +90,18 @@ async fn profiles_search_contacts_and_blocks_over_http() {
         .await;
     assert_eq!((st, v["users"].as_array().unwrap().len()), (200, 0));
 
-    let (st, me) = s.call(Method::GET, "/users/me", &at, None).await;
+    let (st, me) = call(&s, Method::GET, "/users/me", &at, None).await;
     assert_eq!((st, me["display_name"].as_str()), (200, Some("Alice L.")));
-    let (st, v) = s.call(Method::GET, &format!("/users/{b}"), &at, None).await;
+    let (st, v) = call(&s, Method::GET, &format!("/users/{b}"), &at, None).await;
     assert_eq!(
         (st, v["username"].as_str(), v["display_name"].as_str()),
         (200, Some("bob"), Some("Bob S."))
     );
-    assert_eq!(s.call(Method::GET, "/users/12345", &at, None).await.0, 404);
-    assert_eq!(s.call(Method::GET, "/users/nope", &at, None).await.0, 400);
+    assert_eq!(
+        call(&s, Method::GET, "/users/12345", &at, None).await.0,
+        404
+    );
+    assert_eq!(call(&s, Method::GET, "/users/nope", &at, None).await.0, 400);
     let (st, v) = s
         .call(
             Method::PUT,
@@ -228,7 +149,7 @@ async fn profiles_search_contacts_and_blocks_over_http() {
     );
 
     // Contacts: request, the frame on bob's socket, accept, list.
-    let mut bws = s.connect(&bt).await;
+    let mut bws = connect(&s, &bt).await;
     let (st, v) = s
         .call(
             Method::POST,
@@ -288,7 +209,7 @@ async fn profiles_search_contacts_and_blocks_over_http() {
         .0,
         404
     );
-    let (_, v) = s.call(Method::GET, "/contacts", &at, None).await;
+    let (_, v) = call(&s, Method::GET, "/contacts", &at, None).await;
     assert_eq!(
         v["contacts"][0]["user"]["user_id"].as_str(),
         Some(b.as_str())
@@ -297,7 +218,7 @@ async fn profiles_search_contacts_and_blocks_over_http() {
     // Bob blocks alice: her 1:1 send and contact request are refused, the
     // contact is gone; after unblocking she can write again.
     assert_eq!(
-        s.call(Method::PUT, &format!("/blocks/{a}"), &bt, None)
+        call(&s, Method::PUT, &format!("/blocks/{a}"), &bt, None)
             .await
             .0,
         204
@@ -320,24 +241,24 @@ async fn profiles_search_contacts_and_blocks_over_http() {
         )
         .await;
     assert_eq!(st, 403);
-    let (_, v) = s.call(Method::GET, "/contacts", &at, None).await;
+    let (_, v) = call(&s, Method::GET, "/contacts", &at, None).await;
     assert_eq!(v["contacts"], json!([]));
-    let (_, v) = s.call(Method::GET, "/blocks", &bt, None).await;
+    let (_, v) = call(&s, Method::GET, "/blocks", &bt, None).await;
     assert_eq!(v["users"][0]["user_id"].as_str(), Some(a.as_str()));
     assert_eq!(
-        s.call(Method::PUT, &format!("/blocks/{b}"), &bt, None)
+        call(&s, Method::PUT, &format!("/blocks/{b}"), &bt, None)
             .await
             .0,
         400
     );
     assert_eq!(
-        s.call(Method::DELETE, &format!("/blocks/{a}"), &bt, None)
+        call(&s, Method::DELETE, &format!("/blocks/{a}"), &bt, None)
             .await
             .0,
         204
     );
     assert_eq!(
-        s.call(Method::POST, "/messages", &at, Some(send)).await.0,
+        call(&s, Method::POST, "/messages", &at, Some(send)).await.0,
         200
     );
 }
@@ -345,10 +266,10 @@ async fn profiles_search_contacts_and_blocks_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
     let s = start().await;
-    let (a, at) = s.user("alice", "Alice").await;
-    let (b, bt) = s.user("bob", "Bob").await;
-    let (c, ct) = s.user("carol", "Carol").await;
-    let mut bws = s.connect(&bt).await;
+    let (a, at) = user(&s, "alice", "Alice").await;
+    let (b, bt) = user(&s, "bob", "Bob").await;
+    let (c, ct) = user(&s, "carol", "Carol").await;
+    let mut bws = connect(&s, &bt).await;
 
     // Edit over HTTP, seen live by bob and in history.
     let (_, ack) = s
@@ -395,14 +316,12 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
         .await;
     assert_eq!((st, err(&v)), (400, "invalid_argument"));
     // Edit over WebSocket.
-    let mut aws = s.connect(&at).await;
-    aws.send(Message::Text(
-        json!({"type": "edit", "msg_id": id, "body": "hello!"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
+    let mut aws = connect(&s, &at).await;
+    ws_send(
+        &mut aws,
+        json!({"type": "edit", "msg_id": id, "body": "hello!"}),
+    )
+    .await;
     let f = frame_of(&mut bws, "edited").await;
     assert_eq!(f["body"], "hello!");
 
@@ -421,7 +340,7 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
     );
     let row = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            let (_, v) = s.call(Method::GET, "/conversations", &at, None).await;
+            let (_, v) = call(&s, Method::GET, "/conversations", &at, None).await;
             if v["conversations"][0]["peer_read_seq"] == json!(seq) {
                 return v["conversations"][0].clone();
             }
@@ -517,7 +436,7 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
         .unwrap()
         .iter()
         .any(|m| m["user_id"] == c && m["joined_seq"].as_u64().unwrap() > 0));
-    let (_, list) = s.call(Method::GET, "/conversations", &ct, None).await;
+    let (_, list) = call(&s, Method::GET, "/conversations", &ct, None).await;
     let row = list["conversations"]
         .as_array()
         .unwrap()
