@@ -104,9 +104,11 @@ impl ListCursor {
 /// - `list` orders by the last message's `ts` descending, then conversation id
 ///   descending, and pages with [`ListCursor`].
 /// - `unread` counts recorded messages from others with a seq above the cursor.
-/// - `mention_seqs` answers, per conversation, the highest recorded seq of a
-///   message that mentions the user by id, or `all` from someone else
-///   ([`crate::model::Mentions::includes`]); 0 when none.
+/// - `mention_seqs` answers, per conversation, the higher of: the highest
+///   recorded seq of a message that mentions the user by id, and the seq of
+///   the conversation's latest `all` mention when someone else sent it (only
+///   the latest `all` is kept; its sender is not mentioned by it, see
+///   [`crate::model::Mentions::includes`]); 0 when none.
 #[async_trait]
 pub trait ConversationStore: Send + Sync + 'static {
     /// Indexes persisted messages.
