@@ -80,14 +80,14 @@ async fn profiles_search_contacts_and_blocks_over_http() {
         )
         .await;
     assert_eq!(st, 400);
-    let (st, v) = s
-        .call(
-            Method::POST,
-            "/users/lookup",
-            &at,
-            Some(json!({"usernames": ["carol"]})),
-        )
-        .await;
+    let (st, v) = call(
+        &s,
+        Method::POST,
+        "/users/lookup",
+        &at,
+        Some(json!({"usernames": ["carol"]})),
+    )
+    .await;
     assert_eq!((st, v["users"].as_array().unwrap().len()), (200, 0));
 
     let (st, me) = call(&s, Method::GET, "/users/me", &at, None).await;
@@ -102,46 +102,42 @@ async fn profiles_search_contacts_and_blocks_over_http() {
         404
     );
     assert_eq!(call(&s, Method::GET, "/users/nope", &at, None).await.0, 400);
-    let (st, v) = s
-        .call(
-            Method::PUT,
-            "/users/me/profile",
-            &at,
-            Some(json!({"display_name": "Alice", "avatar_url": "https://x.test/a.png"})),
-        )
-        .await;
+    let (st, v) = call(
+        &s,
+        Method::PUT,
+        "/users/me/profile",
+        &at,
+        Some(json!({"display_name": "Alice", "avatar_url": "https://x.test/a.png"})),
+    )
+    .await;
     assert_eq!(
         (st, v["avatar_url"].as_str()),
         (200, Some("https://x.test/a.png"))
     );
-    let (st, v) = s
-        .call(
-            Method::PUT,
-            "/users/me/profile",
-            &at,
-            Some(json!({"avatar_url": "ftp://x"})),
-        )
-        .await;
+    let (st, v) = call(
+        &s,
+        Method::PUT,
+        "/users/me/profile",
+        &at,
+        Some(json!({"avatar_url": "ftp://x"})),
+    )
+    .await;
     assert_eq!((st, err(&v)), (400, "invalid_argument"));
 
-    let (st, v) = s
-        .call(Method::GET, "/users/search?prefix=bo", &at, None)
-        .await;
+    let (st, v) = call(&s, Method::GET, "/users/search?prefix=bo", &at, None).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["users"][0]["user_id"].as_str(), Some(b.as_str()));
     assert!(v["next_cursor"].is_null());
-    let (st, v) = s
-        .call(Method::GET, "/users/search?prefix=b", &at, None)
-        .await;
+    let (st, v) = call(&s, Method::GET, "/users/search?prefix=b", &at, None).await;
     assert_eq!((st, err(&v)), (400, "invalid_argument"));
-    let (st, v) = s
-        .call(
-            Method::GET,
-            "/users/search?prefix=bo&cursor=100~bob",
-            &at,
-            None,
-        )
-        .await;
+    let (st, v) = call(
+        &s,
+        Method::GET,
+        "/users/search?prefix=bo&cursor=100~bob",
+        &at,
+        None,
+    )
+    .await;
     assert_eq!(
         (st, err(&v)),
         (400, "invalid_argument"),
@@ -150,34 +146,35 @@ async fn profiles_search_contacts_and_blocks_over_http() {
 
     // Contacts: request, the frame on bob's socket, accept, list.
     let mut bws = connect(&s, &bt).await;
-    let (st, v) = s
-        .call(
-            Method::POST,
-            "/contacts/requests",
-            &at,
-            Some(json!({"user_id": b, "message": "hi"})),
-        )
-        .await;
+    let (st, v) = call(
+        &s,
+        Method::POST,
+        "/contacts/requests",
+        &at,
+        Some(json!({"user_id": b, "message": "hi"})),
+    )
+    .await;
     assert_eq!((st, v["status"].as_str()), (200, Some("pending")));
     let f = frame_of(&mut bws, "contact").await;
     assert_eq!(
         f,
         json!({"type": "contact", "event": "requested", "from": a, "to": b})
     );
-    let (st, v) = s
-        .call(
-            Method::GET,
-            "/contacts/requests?direction=incoming",
-            &bt,
-            None,
-        )
-        .await;
+    let (st, v) = call(
+        &s,
+        Method::GET,
+        "/contacts/requests?direction=incoming",
+        &bt,
+        None,
+    )
+    .await;
     assert_eq!(
         (st, v["requests"][0]["user"]["display_name"].as_str()),
         (200, Some("Alice"))
     );
     assert_eq!(
-        s.call(
+        call(
+            &s,
             Method::GET,
             "/contacts/requests?direction=sideways",
             &bt,
@@ -188,7 +185,8 @@ async fn profiles_search_contacts_and_blocks_over_http() {
         400
     );
     assert_eq!(
-        s.call(
+        call(
+            &s,
             Method::POST,
             &format!("/contacts/requests/{a}/accept"),
             &bt,
@@ -199,7 +197,8 @@ async fn profiles_search_contacts_and_blocks_over_http() {
         204
     );
     assert_eq!(
-        s.call(
+        call(
+            &s,
             Method::POST,
             &format!("/contacts/requests/{a}/accept"),
             &bt,
@@ -224,22 +223,20 @@ async fn profiles_search_contacts_and_blocks_over_http() {
         204
     );
     let send = json!({"client_msg_id": "c-1", "to": {"user": b}, "body": "hi"});
-    let (st, v) = s
-        .call(Method::POST, "/messages", &at, Some(send.clone()))
-        .await;
+    let (st, v) = call(&s, Method::POST, "/messages", &at, Some(send.clone())).await;
     assert_eq!((st, err(&v)), (403, "permission_denied"));
     assert_eq!(
         v["error"]["message"],
         "you cannot send messages to this user"
     );
-    let (st, _) = s
-        .call(
-            Method::POST,
-            "/contacts/requests",
-            &at,
-            Some(json!({"user_id": b})),
-        )
-        .await;
+    let (st, _) = call(
+        &s,
+        Method::POST,
+        "/contacts/requests",
+        &at,
+        Some(json!({"user_id": b})),
+    )
+    .await;
     assert_eq!(st, 403);
     let (_, v) = call(&s, Method::GET, "/contacts", &at, None).await;
     assert_eq!(v["contacts"], json!([]));
@@ -272,24 +269,24 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
     let mut bws = connect(&s, &bt).await;
 
     // Edit over HTTP, seen live by bob and in history.
-    let (_, ack) = s
-        .call(
-            Method::POST,
-            "/messages",
-            &at,
-            Some(json!({"client_msg_id": "e-1", "to": {"user": b}, "body": "helo"})),
-        )
-        .await;
+    let (_, ack) = call(
+        &s,
+        Method::POST,
+        "/messages",
+        &at,
+        Some(json!({"client_msg_id": "e-1", "to": {"user": b}, "body": "helo"})),
+    )
+    .await;
     let id = ack["msg_id"].as_str().unwrap().to_owned();
     let conv = ack["conversation_id"].as_str().unwrap().to_owned();
-    let (st, m) = s
-        .call(
-            Method::PATCH,
-            &format!("/messages/{id}"),
-            &at,
-            Some(json!({"body": "hello"})),
-        )
-        .await;
+    let (st, m) = call(
+        &s,
+        Method::PATCH,
+        &format!("/messages/{id}"),
+        &at,
+        Some(json!({"body": "hello"})),
+    )
+    .await;
     assert_eq!((st, m["body"].as_str()), (200, Some("hello")), "{m}");
     assert!(m["edited_at"].is_i64());
     let f = frame_of(&mut bws, "edited").await;
@@ -297,23 +294,23 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
         (f["msg_id"].as_str(), f["body"].as_str(), f["by"].as_str()),
         (Some(id.as_str()), Some("hello"), Some(a.as_str()))
     );
-    let (st, v) = s
-        .call(
-            Method::PATCH,
-            &format!("/messages/{id}"),
-            &bt,
-            Some(json!({"body": "x"})),
-        )
-        .await;
+    let (st, v) = call(
+        &s,
+        Method::PATCH,
+        &format!("/messages/{id}"),
+        &bt,
+        Some(json!({"body": "x"})),
+    )
+    .await;
     assert_eq!((st, err(&v)), (403, "permission_denied"));
-    let (st, v) = s
-        .call(
-            Method::PATCH,
-            &format!("/messages/{id}"),
-            &at,
-            Some(json!({"body": {"x": 1}})),
-        )
-        .await;
+    let (st, v) = call(
+        &s,
+        Method::PATCH,
+        &format!("/messages/{id}"),
+        &at,
+        Some(json!({"body": {"x": 1}})),
+    )
+    .await;
     assert_eq!((st, err(&v)), (400, "invalid_argument"));
     // Edit over WebSocket.
     let mut aws = connect(&s, &at).await;
@@ -328,7 +325,8 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
     // Peer read cursor in the list, and the reads route.
     let seq = ack["seq"].as_u64().unwrap();
     assert_eq!(
-        s.call(
+        call(
+            &s,
             Method::POST,
             &format!("/conversations/{conv}/read"),
             &bt,
@@ -350,24 +348,30 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
     .await
     .expect("listed with the peer's cursor");
     assert_eq!(row["mentioned"], false);
-    let (st, v) = s
-        .call(
-            Method::GET,
-            &format!("/conversations/{conv}/reads"),
-            &at,
-            None,
-        )
-        .await;
+    let (st, v) = call(
+        &s,
+        Method::GET,
+        &format!("/conversations/{conv}/reads"),
+        &at,
+        None,
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(v["reads"].as_array().unwrap().len(), 2);
 
     // Join cutoff: carol, added after two messages, sees neither.
-    let (_, g) = s
-        .call(Method::POST, "/groups", &at, Some(json!({"name": "team"})))
-        .await;
+    let (_, g) = call(
+        &s,
+        Method::POST,
+        "/groups",
+        &at,
+        Some(json!({"name": "team"})),
+    )
+    .await;
     let gid = g["group_id"].as_str().unwrap().to_owned();
     for i in 0..2 {
-        s.call(
+        call(
+            &s,
             Method::POST,
             "/messages",
             &at,
@@ -378,7 +382,8 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
         .await;
     }
     assert_eq!(
-        s.call(
+        call(
+            &s,
             Method::POST,
             &format!("/groups/{gid}/members"),
             &at,
@@ -388,21 +393,20 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
         .0,
         204
     );
-    let (st, v) = s
-        .call(Method::POST, "/messages", &at, Some(json!({"client_msg_id": "g-m", "to": {"group": gid}, "body": "@carol hi", "mentions": [c]})))
+    let (st, v) = call(&s, Method::POST, "/messages", &at, Some(json!({"client_msg_id": "g-m", "to": {"group": gid}, "body": "@carol hi", "mentions": [c]})))
         .await;
     assert_eq!(st, 200, "{v}");
     let last = v["seq"].as_u64().unwrap();
     let history = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            let (_, h) = s
-                .call(
-                    Method::GET,
-                    &format!("/conversations/g:{gid}/messages?after_seq=0"),
-                    &ct,
-                    None,
-                )
-                .await;
+            let (_, h) = call(
+                &s,
+                Method::GET,
+                &format!("/conversations/g:{gid}/messages?after_seq=0"),
+                &ct,
+                None,
+            )
+            .await;
             if h["messages"]
                 .as_array()
                 .unwrap()
@@ -428,9 +432,14 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
         "nothing from before the join: {bodies:?}"
     );
     assert!(bodies.contains(&"@carol hi"));
-    let (_, members) = s
-        .call(Method::GET, &format!("/groups/{gid}/members"), &at, None)
-        .await;
+    let (_, members) = call(
+        &s,
+        Method::GET,
+        &format!("/groups/{gid}/members"),
+        &at,
+        None,
+    )
+    .await;
     assert!(members["members"]
         .as_array()
         .unwrap()
@@ -446,17 +455,18 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
         .clone();
     assert_eq!(row["mentioned"], true);
     // A plain member cannot show the history; the owner can.
-    let (st, v) = s
-        .call(
-            Method::PUT,
-            &format!("/groups/{gid}/history"),
-            &ct,
-            Some(json!({"visible": true})),
-        )
-        .await;
+    let (st, v) = call(
+        &s,
+        Method::PUT,
+        &format!("/groups/{gid}/history"),
+        &ct,
+        Some(json!({"visible": true})),
+    )
+    .await;
     assert_eq!((st, err(&v)), (403, "permission_denied"));
     assert_eq!(
-        s.call(
+        call(
+            &s,
             Method::PUT,
             &format!("/groups/{gid}/history"),
             &at,
@@ -466,22 +476,27 @@ async fn edits_mentions_reads_and_the_join_cutoff_over_http_and_websocket() {
         .0,
         204
     );
-    let (_, info) = s
-        .call(Method::GET, &format!("/groups/{gid}"), &ct, None)
-        .await;
+    let (_, info) = call(&s, Method::GET, &format!("/groups/{gid}"), &ct, None).await;
     assert_eq!(info["history_visible"], true);
     // `all` from a plain member: refused; mentions in 1:1: refused.
-    let (st, _) = s
-        .call(Method::POST, "/messages", &ct, Some(json!({"client_msg_id": "m-all", "to": {"group": gid}, "body": "x", "mentions": "all"})))
-        .await;
+    let (st, _) = call(
+        &s,
+        Method::POST,
+        "/messages",
+        &ct,
+        Some(
+            json!({"client_msg_id": "m-all", "to": {"group": gid}, "body": "x", "mentions": "all"}),
+        ),
+    )
+    .await;
     assert_eq!(st, 403);
-    let (st, _) = s
-        .call(
-            Method::POST,
-            "/messages",
-            &ct,
-            Some(json!({"client_msg_id": "m-1", "to": {"user": a}, "body": "x", "mentions": [a]})),
-        )
-        .await;
+    let (st, _) = call(
+        &s,
+        Method::POST,
+        "/messages",
+        &ct,
+        Some(json!({"client_msg_id": "m-1", "to": {"user": a}, "body": "x", "mentions": [a]})),
+    )
+    .await;
     assert_eq!(st, 400);
 }
