@@ -23,6 +23,7 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, Stream, StreamExt};
 use im_core::auth::JwtAuthenticator;
 use im_core::id::{ConversationId, UserId};
+use im_core::logic::{GroupCommand, LogicApi};
 use im_core::model::Message as ImMessage;
 use im_core::node::{Backends, Node, NodeConfig};
 use im_core::ports::{Authenticator, MessageStore};
@@ -904,6 +905,18 @@ async fn s09_ordering_with_parallel_workers() {
         .await;
     assert_eq!(st, 201, "{g}");
     let gid = s(&g["group_id"]);
+    // Every participant checks the whole timeline from seq 1: members added
+    // below see the history from before their join (v1.2 cutoff off).
+    let owner = u[0].uid;
+    srv.node
+        .logic
+        .administer_group(
+            owner,
+            gid.parse().unwrap(),
+            GroupCommand::SetHistoryVisible { visible: true },
+        )
+        .await
+        .unwrap();
     for m in &u[1..] {
         let (st, v) = srv
             .post(
