@@ -579,10 +579,12 @@ impl NodeBuilder {
     /// Only the Logic layer's ports (to run Logic alone, e.g. behind gRPC).
     ///
     /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
     /// let ports = im_core::builder::NodeBuilder::new().logic_ports()?;
-    /// let logic = im_core::logic::Logic::new(ports, Default::default());
+    /// let logic = im_core::logic::Logic::new(ports, Default::default())?;
     /// # drop(logic);
     /// # Ok::<(), im_core::Error>(())
+    /// # }).unwrap();
     /// ```
     pub fn logic_ports(self) -> Result<LogicPorts> {
         Ok(self.build()?.logic)
@@ -749,8 +751,15 @@ mod tests {
     #[tokio::test]
     async fn tokens_signed_with_the_secret_verify_on_another_node() {
         let secret = b"a secret of at least 32 bytes....";
-        let a = NodeBuilder::new().with_secret(secret).start().await;
-        let b = NodeBuilder::new().with_secret(secret).start().await;
+        // Two nodes of one deployment: the same accounts, the same secret.
+        let users: Arc<dyn UserStore> = Arc::new(MemoryUserStore::new());
+        let node = || {
+            NodeBuilder::new()
+                .with_secret(secret)
+                .with_users(users.clone())
+                .start()
+        };
+        let (a, b) = (node().await, node().await);
         let (Ok(a), Ok(b)) = (a, b) else {
             panic!("nodes did not start")
         };
