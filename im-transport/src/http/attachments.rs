@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::errors::{ApiError, ErrorBody};
-use super::routes::{ApiJson, ApiState, Caller};
+use super::extract::{ApiJson, Caller};
+use super::router::ApiState;
 
 /// Attachments of an API: the storage, its limits, and the in-memory
 /// storage's own URL server when that is the storage.
@@ -70,7 +71,7 @@ impl Attachments {
 pub struct UploadRequest {
     /// The conversation the attachment will be sent into: `{"user": id}` or
     /// `{"group": id}`, as in a send.
-    #[schema(value_type = super::openapi::TargetDoc)]
+    #[schema(value_type = super::schema::TargetDoc)]
     pub to: Target,
     /// The file name shown to people (1-200 bytes).
     pub name: String,
@@ -80,7 +81,7 @@ pub struct UploadRequest {
     pub mime: String,
     /// `image`, `file`, `audio` or `video`; by default from `mime`.
     #[serde(default)]
-    #[schema(value_type = Option<super::openapi::KindDoc>)]
+    #[schema(value_type = Option<super::schema::KindDoc>)]
     pub kind: Option<MessageKind>,
 }
 
@@ -114,7 +115,7 @@ pub struct Upload {
     /// The object key (goes in the message body).
     pub key: String,
     /// The kind of message to send it as.
-    #[schema(value_type = super::openapi::KindDoc)]
+    #[schema(value_type = super::schema::KindDoc)]
     pub kind: MessageKind,
     /// Upload with this request, then send.
     pub upload: PresignedDoc,

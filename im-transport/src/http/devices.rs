@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::errors::{ApiError, ErrorBody};
-use super::routes::{ApiJson, ApiState, Caller};
+use super::extract::{ApiJson, Caller};
+use super::router::ApiState;
 
 /// `POST /api/v1/devices`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::errors::{ApiError, ErrorBody};
-use super::routes::{parse, parse_limit, ApiJson, ApiState, Caller};
+use super::extract::{parse, parse_limit, ApiJson, Caller};
+use super::router::ApiState;
 
 /// A user's public profile.
 #[derive(Serialize, ToSchema)]
@@ -664,7 +665,7 @@ pub async fn reads(
     params(("msg_id" = String, Path, description = "The message")),
     request_body = EditBody,
     responses(
-        (status = 200, description = "The message with its new body and `edited_at`", body = super::openapi::MessageDoc),
+        (status = 200, description = "The message with its new body and `edited_at`", body = super::schema::MessageDoc),
         (status = 400, description = "`invalid_argument`: not a text message, a body that is not a string, bad JSON", body = ErrorBody),
         (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not the sender, past the edit window, or recalled", body = ErrorBody),
