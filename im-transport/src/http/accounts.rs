@@ -9,7 +9,7 @@ use axum::Json;
 use im_core::ErrorCode;
 
 use super::dto::{Credentials, LoggedIn, NewAccount, Registered};
-use super::errors::{ApiError, ErrorBody};
+use super::errors::{ApiError, AuthErrors, BodyTooLarge, ErrorBody, Internal};
 use super::extract::{client_ip, ApiJson, Bearer};
 use super::router::ApiState;
 
@@ -29,10 +29,9 @@ pub const REGISTRATION_PROOF_HEADER: &str = "x-registration-proof";
         (status = 400, description = "`invalid_argument`: username or password rules, bad JSON", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the deployment's registration guard refused (e.g. a missing or wrong `X-Registration-Proof`)", body = ErrorBody),
         (status = 409, description = "`already_exists`: username taken", body = ErrorBody),
-        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
         (status = 429, description = "`resource_exhausted`: too many registrations from this address or in total; see `Retry-After`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down, or password hashing is at capacity (with `Retry-After`); safe to retry", body = ErrorBody),
+        BodyTooLarge, Internal,
     )
 )]
 pub(super) async fn register(
@@ -82,10 +81,9 @@ pub(super) async fn register(
         (status = 200, description = "Logged in", body = LoggedIn),
         (status = 400, description = "`invalid_argument`: bad JSON or missing field", body = ErrorBody),
         (status = 401, description = "`unauthenticated`: wrong username or password (the same answer for an unknown user)", body = ErrorBody),
-        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
         (status = 429, description = "`resource_exhausted`: too many attempts from this address, or too many failed logins for this account; see `Retry-After`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down, or password hashing is at capacity (with `Retry-After`); safe to retry", body = ErrorBody),
+        BodyTooLarge, Internal,
     )
 )]
 pub(super) async fn login(
@@ -134,9 +132,7 @@ fn logged_in(l: im_core::logic::Login) -> Response {
     security(("bearerAuth" = [])),
     responses(
         (status = 204, description = "Logged out: the token is refused from now on (no body)"),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        AuthErrors,
     )
 )]
 pub(super) async fn logout(

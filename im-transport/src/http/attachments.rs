@@ -28,7 +28,7 @@ use im_core::Error;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::errors::{ApiError, ErrorBody};
+use super::errors::{ApiError, ErrorBody, Unauthenticated};
 use super::extract::{ApiJson, Caller};
 use super::router::ApiState;
 
@@ -162,11 +162,11 @@ async fn participant(s: &ApiState, me: UserId, conversation: ConversationId) -> 
     responses(
         (status = 201, description = "Upload with `upload`, then send a message of `kind` with `body`", body = Upload),
         (status = 400, description = "`invalid_argument`: bad name, size, mime (not allowed for the kind) or target", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not a member of the group", body = ErrorBody),
         (status = 404, description = "`not_found`: attachments are not enabled on this server", body = ErrorBody),
         (status = 413, description = "`resource_exhausted`: larger than the kind allows", body = ErrorBody),
         (status = 503, description = "`unavailable`: the object storage is down; safe to retry", body = ErrorBody),
+        Unauthenticated,
     )
 )]
 pub async fn create_upload(
@@ -229,10 +229,10 @@ pub async fn create_upload(
     responses(
         (status = 200, description = "With `redirect=false`: the presigned download", body = PresignedDoc),
         (status = 302, description = "Redirect to the presigned download (`Location`)"),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not a participant of the conversation", body = ErrorBody),
         (status = 404, description = "`not_found`: no such object (never uploaded, or recalled), or attachments are off", body = ErrorBody),
         (status = 503, description = "`unavailable`: the object storage is down; safe to retry", body = ErrorBody),
+        Unauthenticated,
     )
 )]
 pub async fn download(

@@ -10,7 +10,7 @@ use im_core::id::UserId;
 use im_core::Error;
 
 use super::dto::WsEndpoint;
-use super::errors::{ApiError, ErrorBody};
+use super::errors::{ApiError, ErrorBody, Internal, Unauthenticated};
 use super::extract::Caller;
 use super::router::ApiState;
 
@@ -55,9 +55,8 @@ impl WsLocator for SameHostLocator {
     responses(
         (status = 200, description = "The WebSocket URL", body = WsEndpoint),
         (status = 400, description = "`invalid_argument`: no usable `Host` header and no configured public URL", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: no connect node available", body = ErrorBody),
+        Unauthenticated, Internal,
     )
 )]
 pub(super) async fn connect(

@@ -8,7 +8,7 @@ use im_core::id::ConversationId;
 use serde::Deserialize;
 
 use super::dto::{ConversationList, ConversationRow, ReadUpTo};
-use super::errors::{ApiError, ErrorBody};
+use super::errors::{ApiError, AuthErrors, BodyTooLarge, ErrorBody};
 use super::extract::{parse, parse_limit, ApiJson, Caller};
 use super::router::ApiState;
 
@@ -33,9 +33,7 @@ pub(super) struct ConversationsQuery {
     responses(
         (status = 200, description = "A page (possibly empty)", body = ConversationList),
         (status = 400, description = "`invalid_argument`: malformed `limit` or `cursor`", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        AuthErrors,
     )
 )]
 pub(super) async fn conversations(
@@ -77,12 +75,9 @@ pub(super) async fn conversations(
     responses(
         (status = 204, description = "Stored, or a no-op for a seq not above the stored one (no body)"),
         (status = 400, description = "`invalid_argument`: malformed conversation id, bad JSON, or a seq past the conversation's last", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the caller is not a participant", body = ErrorBody),
         (status = 404, description = "`not_found`: the group or the peer does not exist", body = ErrorBody),
-        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        BodyTooLarge, AuthErrors,
     )
 )]
 pub(super) async fn mark_read(

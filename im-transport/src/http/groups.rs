@@ -14,7 +14,9 @@ use super::dto::{
     GroupCreated, GroupInfo, GroupRename, MemberList, MuteChange, NewGroup, NewMember, RoleChange,
     Transfer,
 };
-use super::errors::{ApiError, ErrorBody};
+use super::errors::{
+    ApiError, AuthErrors, BodyTooLarge, ErrorBody, Internal, MalformedId, Unauthenticated,
+};
 use super::extract::{parse, ApiJson, Caller};
 use super::router::ApiState;
 
@@ -29,10 +31,7 @@ use super::router::ApiState;
     responses(
         (status = 201, description = "Created", body = GroupCreated),
         (status = 400, description = "`invalid_argument`: bad name or bad JSON", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
-        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        BodyTooLarge, AuthErrors,
     )
 )]
 pub(super) async fn create_group(
@@ -56,13 +55,10 @@ pub(super) async fn create_group(
     responses(
         (status = 204, description = "Added (no body)"),
         (status = 400, description = "`invalid_argument`: malformed id or bad JSON", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the caller is not the owner or an admin (including non-members)", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown group or unknown user", body = ErrorBody),
         (status = 409, description = "`already_exists`: already a member", body = ErrorBody),
-        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        BodyTooLarge, AuthErrors,
     )
 )]
 pub(super) async fn add_member(
@@ -90,12 +86,9 @@ pub(super) async fn add_member(
     ),
     responses(
         (status = 204, description = "Removed (no body)"),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not allowed, including the owner removing itself and any non-member caller", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown group, or the target is not a member", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        MalformedId, AuthErrors,
     )
 )]
 pub(super) async fn remove_member(
@@ -119,12 +112,9 @@ pub(super) async fn remove_member(
     params(("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001")),
     responses(
         (status = 200, description = "The members", body = MemberList),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the caller is not a member", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown group", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        MalformedId, AuthErrors,
     )
 )]
 pub(super) async fn list_members(
@@ -147,12 +137,9 @@ pub(super) async fn list_members(
     params(("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001")),
     responses(
         (status = 200, description = "The group", body = GroupInfo),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the caller is not a member", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown group", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        MalformedId, AuthErrors,
     )
 )]
 pub(super) async fn group_info(
@@ -195,12 +182,10 @@ async fn administer(
     responses(
         (status = 204, description = "Renamed; a `group_renamed` system message follows (no body)"),
         (status = 400, description = "`invalid_argument`: malformed id, bad name or bad JSON", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the caller is not the owner or an admin (including non-members)", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown group", body = ErrorBody),
-        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+        BodyTooLarge, Unauthenticated, Internal,
     )
 )]
 pub(super) async fn rename_group(
@@ -223,12 +208,10 @@ pub(super) async fn rename_group(
     params(("group_id" = String, Path, description = "The group's id (canonical decimal string)", example = "5001")),
     responses(
         (status = 204, description = "Dissolved after a `group_dissolved` system message to the members (no body)"),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the caller is not the owner (including non-members)", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown (or already dissolved) group", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+        MalformedId, Unauthenticated, Internal,
     )
 )]
 pub(super) async fn dissolve_group(
@@ -253,12 +236,10 @@ pub(super) async fn dissolve_group(
     responses(
         (status = 204, description = "Transferred; an `owner_changed` system message follows (no body)"),
         (status = 400, description = "`invalid_argument`: malformed id, bad JSON, or a transfer to oneself", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the caller is not the owner (including non-members)", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown group, or the new owner is not a member", body = ErrorBody),
-        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+        BodyTooLarge, Unauthenticated, Internal,
     )
 )]
 pub(super) async fn transfer_group(
@@ -284,12 +265,10 @@ pub(super) async fn transfer_group(
     responses(
         (status = 204, description = "Set; a `group_muted` or `group_unmuted` system message follows (no body)"),
         (status = 400, description = "`invalid_argument`: malformed id, bad JSON, `duration_ms` of 0", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the caller is not the owner or an admin (including non-members)", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown group", body = ErrorBody),
-        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+        BodyTooLarge, Unauthenticated, Internal,
     )
 )]
 pub(super) async fn mute_group(
@@ -319,12 +298,10 @@ pub(super) async fn mute_group(
     responses(
         (status = 204, description = "Set; a `role_changed` system message follows (no body)"),
         (status = 400, description = "`invalid_argument`: malformed id, bad JSON, an unknown role, `owner` (use a transfer), or the owner as target", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the caller is not the owner (including non-members)", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown group, or the target is not a member", body = ErrorBody),
-        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+        BodyTooLarge, Unauthenticated, Internal,
     )
 )]
 pub(super) async fn set_member_role(
@@ -360,12 +337,10 @@ pub(super) async fn set_member_role(
     responses(
         (status = 204, description = "Set; a `member_muted` or `member_unmuted` system message follows (no body)"),
         (status = 400, description = "`invalid_argument`: malformed id, bad JSON, `duration_ms` of 0", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not allowed (a plain member, an admin muting an admin or the owner, anyone muting itself, non-members)", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown group, or the target is not a member", body = ErrorBody),
-        (status = 413, description = "`resource_exhausted`: request body too large", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down", body = ErrorBody),
+        BodyTooLarge, Unauthenticated, Internal,
     )
 )]
 pub(super) async fn mute_member(

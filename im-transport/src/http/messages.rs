@@ -12,7 +12,7 @@ use im_core::{Error, ErrorCode};
 use serde::Deserialize;
 
 use super::dto::{HistoryPage, ScheduledList, ScheduledMessage, Sent};
-use super::errors::{ApiError, ErrorBody};
+use super::errors::{ApiError, AuthErrors, ErrorBody, Internal, MalformedId, Unauthenticated};
 use super::extract::{parse, parse_limit, ApiJson, Caller};
 use super::router::ApiState;
 use super::schema::SendRequestDoc;
@@ -29,13 +29,12 @@ use super::schema::SendRequestDoc;
     responses(
         (status = 200, description = "Accepted (or the original answer to a retry); a scheduled send is held with `seq` 0 and `deliver_at`", body = Sent),
         (status = 400, description = "`invalid_argument`: shape, kind or body mismatch, send to self, bad `client_msg_id`, `deliver_at` more than 30 days ahead", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not a member of the group", body = ErrorBody),
         (status = 404, description = "`not_found`: no such user or group", body = ErrorBody),
         (status = 413, description = "`resource_exhausted`: body over 16,384 bytes, or request over 64 KiB", body = ErrorBody),
         (status = 429, description = "`resource_exhausted`: per-user send rate limit", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: queue or store down; retry with the same `client_msg_id`", body = ErrorBody),
+        Unauthenticated, Internal,
     )
 )]
 pub(super) async fn send(
@@ -83,9 +82,7 @@ pub(super) async fn send(
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The caller's held sends (possibly none)", body = ScheduledList),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        AuthErrors,
     )
 )]
 pub(super) async fn list_scheduled(
@@ -110,11 +107,9 @@ pub(super) async fn list_scheduled(
     params(("msg_id" = String, Path, description = "The scheduled message's id (canonical decimal string)", example = "7262015623421952")),
     responses(
         (status = 204, description = "Cancelled: it will not be delivered (no body)"),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 404, description = "`not_found`: no such send of the caller is held (already delivered, cancelled, unknown, or someone else's)", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down; safe to retry (a retry after a cancel that went through is 404)", body = ErrorBody),
+        MalformedId, Unauthenticated, Internal,
     )
 )]
 pub(super) async fn cancel_scheduled(
@@ -149,11 +144,9 @@ pub(super) struct HistoryQuery {
     responses(
         (status = 200, description = "A page (possibly empty)", body = HistoryPage),
         (status = 400, description = "`invalid_argument`: malformed conversation id or query value", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: the caller is not a participant", body = ErrorBody),
         (status = 404, description = "`not_found`: the group or the peer does not exist", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        AuthErrors,
     )
 )]
 pub(super) async fn history(
@@ -187,12 +180,9 @@ pub(super) async fn history(
     params(("msg_id" = String, Path, description = "The message's id (canonical decimal string)", example = "7262015623421952")),
     responses(
         (status = 204, description = "Recalled, or already recalled (no body, no new event)"),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: someone else's message, or past the recall window (default 120 s from `ts`)", body = ErrorBody),
         (status = 404, description = "`not_found`: no such message in a conversation the caller can read", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        MalformedId, AuthErrors,
     )
 )]
 pub(super) async fn recall(

@@ -3,9 +3,9 @@
 //! module, served at `GET /api/v1/openapi.json` wherever the API is served.
 //!
 //! This module depends on the handlers only for their `#[utoipa::path]`s
-//! (listed in `paths(...)`); the schemas come from [`super::dto`],
-//! [`super::schema`] and the resource modules, and nothing depends on this
-//! module but the route serving the document.
+//! (listed in `paths(...)`), which bring the schemas they use ([`super::dto`],
+//! [`super::schema`], the resource modules' own bodies); nothing depends on
+//! this module but the route serving the document.
 
 use std::sync::OnceLock;
 
@@ -14,17 +14,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::dto::{
-    ConversationList, ConversationRow, Credentials, GroupCreated, GroupInfo, GroupRename,
-    HistoryPage, LoggedIn, MemberList, MuteChange, NewAccount, NewGroup, NewMember, ReadUpTo,
-    Registered, RoleChange, ScheduledList, ScheduledMessage, Sent, Transfer, UserPresence,
-    WsEndpoint,
-};
 use super::errors::{ErrorBody, ErrorCodeName, ErrorDetail};
-use super::schema::{
-    KindDoc, MemberDoc, MessageDoc, MessageKindDoc, RoleChangeDoc, RoleDoc, SendRequestDoc,
-    TargetDoc,
-};
 use super::{accounts, connect, conversations, groups, messages, presence};
 
 /// The name of the bearer-token security scheme in the document.
@@ -113,63 +103,9 @@ every 64-bit id is a canonical decimal string. See docs/protocol.md."
         super::people::group_history,
         serve_document,
     ),
-    components(schemas(
-        Credentials,
-        NewAccount,
-        Registered,
-        LoggedIn,
-        SendRequestDoc,
-        TargetDoc,
-        KindDoc,
-        Sent,
-        ScheduledList,
-        ScheduledMessage,
-        HistoryPage,
-        MessageDoc,
-        MessageKindDoc,
-        ConversationList,
-        ConversationRow,
-        ReadUpTo,
-        UserPresence,
-        NewGroup,
-        GroupCreated,
-        GroupInfo,
-        GroupRename,
-        Transfer,
-        MuteChange,
-        RoleChange,
-        RoleChangeDoc,
-        NewMember,
-        MemberList,
-        MemberDoc,
-        RoleDoc,
-        WsEndpoint,
-        super::attachments::UploadRequest,
-        super::attachments::Upload,
-        super::attachments::PresignedDoc,
-        super::devices::NewDevice,
-        super::devices::DeviceDoc,
-        super::devices::DeviceList,
-        super::devices::NotifySettings,
-        super::people::ProfileDoc,
-        super::people::ProfileEdit,
-        super::people::LookupRequest,
-        super::people::ProfileList,
-        super::people::UserPage,
-        super::people::ContactDoc,
-        super::people::ContactPage,
-        super::people::NewContactRequest,
-        super::people::RequestStatus,
-        super::people::RequestDoc,
-        super::people::RequestPage,
-        super::people::ReadDoc,
-        super::people::ReadList,
-        super::people::EditBody,
-        super::people::HistoryVisibility,
-        ErrorBody,
-        ErrorDetail,
-        ErrorCodeName,
-    )),
+    // Every schema a path uses is collected from the path (utoipa 5); the
+    // error shape is listed for the response sets of `errors`.
+    components(schemas(ErrorBody, ErrorDetail, ErrorCodeName)),
     modifiers(&BearerAuth),
     tags(
         (name = "accounts", description = "Registration, login and logout"),

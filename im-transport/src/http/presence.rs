@@ -7,7 +7,7 @@ use im_core::id::UserId;
 use im_core::Error;
 
 use super::dto::UserPresence;
-use super::errors::{ApiError, ErrorBody};
+use super::errors::{ApiError, AuthErrors, ErrorBody, MalformedId};
 use super::extract::{parse, Caller};
 use super::router::ApiState;
 
@@ -21,11 +21,8 @@ use super::router::ApiState;
     params(("user_id" = String, Path, description = "The user's id (canonical decimal string)", example = "1002")),
     responses(
         (status = 200, description = "The user's presence", body = UserPresence),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-        (status = 503, description = "`unavailable`: a dependency is down; safe to retry", body = ErrorBody),
+        MalformedId, AuthErrors,
     )
 )]
 pub(super) async fn presence(
