@@ -22,20 +22,17 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::Router;
 use im_core::connect::ConnectService;
 use im_core::frontdoor::FrontDoor;
-use im_core::id::UserId;
 use im_core::logic::LogicApi;
 use im_core::node::Node;
 use im_core::ports::DeviceStore;
-use im_core::Error;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::attachments::Attachments;
-use crate::http::{ApiConfig, ApiState, ReadyCheck, WsLocator};
+use crate::http::{ApiConfig, ApiState, ReadyCheck, SameHostLocator, WsLocator};
 use crate::server::{app, AppParts};
 use crate::ws::{WsConfig, WsState};
 
@@ -372,10 +369,10 @@ impl AppBuilder {
     pub fn build(self) -> Router {
         let locator: Arc<dyn WsLocator> = match self.locator {
             Some(l) => l,
-            None => Arc::new(HostLocator {
+            None => Arc::new(SameHostLocator {
                 public_url: self.public_ws_url,
                 secure: self.secure,
-                path: format!("{}/ws", self.mount),
+                mount: self.mount,
             }),
         };
         let api = self.logic.map(|logic| {
@@ -404,28 +401,6 @@ impl AppBuilder {
             metrics: Some(self.metrics.unwrap_or_else(crate::http::install_metrics)),
             web_page: self.web_page,
         })
-    }
-}
-
-/// `GET /api/v1/connect` for a node serving `/ws` next to the API: a fixed
-/// URL, or one built from the request's `Host` and the mount path.
-struct HostLocator {
-    public_url: Option<String>,
-    secure: bool,
-    path: String,
-}
-
-#[async_trait]
-impl WsLocator for HostLocator {
-    async fn locate(&self, _user: UserId, host: Option<&str>) -> Result<String, Error> {
-        if let Some(u) = &self.public_url {
-            return Ok(u.clone());
-        }
-        let host = host
-            .filter(|h| !h.is_empty() && h.len() < 256 && !h.contains(['/', ' ', '?', '#']))
-            .ok_or_else(|| Error::InvalidArgument("missing Host header".into()))?;
-        let scheme = if self.secure { "wss" } else { "ws" };
-        Ok(format!("{scheme}://{host}{}", self.path))
     }
 }
 

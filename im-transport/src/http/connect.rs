@@ -29,6 +29,9 @@ pub struct SameHostLocator {
     pub public_url: Option<String>,
     /// The server speaks TLS: URLs built from `Host` are `wss://`, not `ws://`.
     pub secure: bool,
+    /// Where the app is nested in a larger one (e.g. `/chat`; empty at the
+    /// root): URLs built from `Host` end in `<mount>/ws`.
+    pub mount: String,
 }
 
 #[async_trait]
@@ -41,7 +44,7 @@ impl WsLocator for SameHostLocator {
             .filter(|h| !h.is_empty() && h.len() < 256 && !h.contains(['/', ' ', '?', '#']))
             .ok_or_else(|| Error::InvalidArgument("missing Host header".into()))?;
         let scheme = if self.secure { "wss" } else { "ws" };
-        Ok(format!("{scheme}://{host}/ws"))
+        Ok(format!("{scheme}://{host}{}/ws", self.mount))
     }
 }
 
