@@ -14,28 +14,36 @@
 //! `user_conversations` and the mention index) over several databases by
 //! conversation.
 
-mod contacts;
-mod conversations;
-mod devices;
-mod groups;
-mod messages;
 mod reshard;
 mod shards;
-mod users;
 
 use std::time::Duration;
 
 use im_core::Error;
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::MySqlPoolOptions;
+use sqlx::MySql;
 
-pub use contacts::MySqlContactStore;
-pub use conversations::MySqlConversationStore;
-pub use devices::MySqlDeviceStore;
-pub use groups::MySqlGroupStore;
-pub use messages::MySqlMessageStore;
+use crate::sql::{
+    SqlContactStore, SqlConversationStore, SqlDeviceStore, SqlGroupStore, SqlMessageStore,
+    SqlStore, SqlUserStore,
+};
+
 pub use reshard::ReshardReport;
+pub(crate) use shards::redact;
 pub use shards::MySqlShards;
-pub use users::MySqlUserStore;
+
+/// Contacts, requests and blocks on MySQL (see [`SqlContactStore`]).
+pub type MySqlContactStore = SqlContactStore<MySql>;
+/// Conversation lists and read cursors on MySQL (see [`SqlConversationStore`]).
+pub type MySqlConversationStore = SqlConversationStore<MySql>;
+/// Push tokens and notification settings on MySQL (see [`SqlDeviceStore`]).
+pub type MySqlDeviceStore = SqlDeviceStore<MySql>;
+/// Groups and their members on MySQL (see [`SqlGroupStore`]).
+pub type MySqlGroupStore = SqlGroupStore<MySql>;
+/// The message archive on MySQL (see [`SqlMessageStore`]).
+pub type MySqlMessageStore = SqlMessageStore<MySql>;
+/// User accounts on MySQL (see [`SqlUserStore`]).
+pub type MySqlUserStore = SqlUserStore<MySql>;
 
 /// The default database URL (`DATABASE_URL` overrides it in [`MySqlConfig::from_env`]).
 pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -119,13 +127,13 @@ impl MySqlConfig {
     }
 }
 
-/// A pool of MySQL connections shared by the stores built from it (cheap to clone).
-#[derive(Debug, Clone)]
-pub struct MySqlStore {
-    pool: MySqlPool,
-}
+/// A pool of MySQL connections shared by the stores built from it (cheap
+/// to clone): the shared [`SqlStore`] on MySQL, with its accessors
+/// (`users()`, `groups()`, `messages()`, `conversations()`, `devices()`,
+/// `contacts()`, `pool()`, `close()`).
+pub type MySqlStore = SqlStore<MySql>;
 
-impl MySqlStore {
+impl SqlStore<MySql> {
     /// Connects (and migrates when configured); [`Error::Unavailable`] when
     /// the server cannot be reached.
     pub async fn connect(config: &MySqlConfig) -> Result<MySqlStore, Error> {
@@ -135,7 +143,7 @@ impl MySqlStore {
             .connect(&config.url)
             .await
             .map_err(|e| map_err("connect", e))?;
-        let store = MySqlStore { pool };
+        let store = MySqlStore::from_pool(pool);
         if config.run_migrations {
             store.migrate().await?;
         }
@@ -145,11 +153,6 @@ impl MySqlStore {
     /// Connects to `url` with the default configuration (migrating).
     pub async fn from_url(url: &str) -> Result<MySqlStore, Error> {
         MySqlStore::connect(&MySqlConfig::new(url)).await
-    }
-
-    /// Wraps an existing pool (no migration).
-    pub fn from_pool(pool: MySqlPool) -> MySqlStore {
-        MySqlStore { pool }
     }
 
     /// Applies the embedded migrations that are not applied yet.
@@ -177,58 +180,11 @@ impl MySqlStore {
                 "mysql: another process kept the migration lock for {MIGRATION_LOCK_WAIT_SECS} s"
             )));
         }
-        let result = MIGRATOR.run(&mut *conn).await;
+        let result = crate::sql::run_migrations::<MySql>(&MIGRATOR, &mut *conn).await;
         // Released by closing the connection too, should this fail.
         let _ = sqlx::query("SELECT RELEASE_LOCK(CONCAT('im-migrate:', DATABASE()))")
             .execute(&mut *conn)
             .await;
-        result.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => map_err("migrate", e),
-            other => Error::backend("mysql migration failed", other),
-        })
-    }
-
-    /// The pool.
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-
-    /// The message archive.
-    pub fn messages(&self) -> MySqlMessageStore {
-        MySqlMessageStore::new(self.pool.clone())
-    }
-
-    /// The user accounts.
-    pub fn users(&self) -> MySqlUserStore {
-        MySqlUserStore::new(self.pool.clone())
-    }
-
-    /// The groups and their members.
-    pub fn groups(&self) -> MySqlGroupStore {
-        MySqlGroupStore::new(self.pool.clone())
-    }
-
-    /// The conversation lists and read cursors (reading the last messages and
-    /// unread counts from this database's message archive).
-    pub fn conversations(&self) -> MySqlConversationStore {
-        MySqlConversationStore::new(self.pool.clone())
-    }
-
-    /// The push tokens of users' devices and their notification settings
-    /// (like users and groups, on the primary database when the archive is
-    /// sharded with [`MySqlShards`]).
-    pub fn devices(&self) -> MySqlDeviceStore {
-        MySqlDeviceStore::new(self.pool.clone())
-    }
-
-    /// Contacts, contact requests and blocks between users (like users and groups, on the primary database when the archive is
-    /// sharded with [`MySqlShards`]).
-    pub fn contacts(&self) -> MySqlContactStore {
-        MySqlContactStore::new(self.pool.clone())
-    }
-
-    /// Closes the pool (waits for connections in use to come back).
-    pub async fn close(&self) {
-        self.pool.close().await;
+        result
     }
 }
