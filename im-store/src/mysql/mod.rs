@@ -2,7 +2,7 @@
 //! database): the message archive, user accounts and groups, on one pool.
 //!
 //! The schema lives in `migrations/mysql/*.sql`, embedded in the binary and
-//! applied on connect when [`MySqlConfig::run_migrations`] is set (sqlx keeps
+//! applied on connect when `MySqlConfig::run_migrations` is set (sqlx keeps
 //! track in `_sqlx_migrations`). Tables: `users`, `` `groups` ``,
 //! `group_members`, `messages` (whose `UNIQUE (conversation_id, seq)` is
 //! also the history index), `conversations`, `user_conversations`, the
@@ -17,33 +17,25 @@
 mod reshard;
 mod shards;
 
-use std::time::Duration;
-
 use im_core::Error;
-use sqlx::mysql::MySqlPoolOptions;
 use sqlx::MySql;
 
-use crate::sql::{
-    SqlContactStore, SqlConversationStore, SqlDeviceStore, SqlGroupStore, SqlMessageStore,
-    SqlStore, SqlUserStore,
-};
+use crate::sql::{engine_stores, SqlConfig, SqlStore};
 
 pub use reshard::ReshardReport;
 pub(crate) use shards::redact;
 pub use shards::MySqlShards;
 
-/// Contacts, requests and blocks on MySQL (see [`SqlContactStore`]).
-pub type MySqlContactStore = SqlContactStore<MySql>;
-/// Conversation lists and read cursors on MySQL (see [`SqlConversationStore`]).
-pub type MySqlConversationStore = SqlConversationStore<MySql>;
-/// Push tokens and notification settings on MySQL (see [`SqlDeviceStore`]).
-pub type MySqlDeviceStore = SqlDeviceStore<MySql>;
-/// Groups and their members on MySQL (see [`SqlGroupStore`]).
-pub type MySqlGroupStore = SqlGroupStore<MySql>;
-/// The message archive on MySQL (see [`SqlMessageStore`]).
-pub type MySqlMessageStore = SqlMessageStore<MySql>;
-/// User accounts on MySQL (see [`SqlUserStore`]).
-pub type MySqlUserStore = SqlUserStore<MySql>;
+engine_stores!(
+    "MySQL",
+    MySql,
+    MySqlUserStore,
+    MySqlGroupStore,
+    MySqlMessageStore,
+    MySqlConversationStore,
+    MySqlContactStore,
+    MySqlDeviceStore
+);
 
 /// The default database URL (`DATABASE_URL` overrides it in [`MySqlConfig::from_env`]).
 pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -97,35 +89,8 @@ pub(crate) fn opt_text(
     }
 }
 
-/// How to reach MySQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MySqlConfig {
-    /// A `mysql://user:password@host:port/database` URL.
-    pub url: String,
-    /// Pool size (default 10).
-    pub max_connections: u32,
-    /// How long a query waits for a free connection (default 5 s).
-    pub acquire_timeout: Duration,
-    /// Apply the embedded migrations on connect (default true).
-    pub run_migrations: bool,
-}
-
-impl MySqlConfig {
-    /// The defaults with another URL.
-    pub fn new(url: impl Into<String>) -> Self {
-        MySqlConfig {
-            url: url.into(),
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-            run_migrations: true,
-        }
-    }
-
-    /// The defaults with the URL of `DATABASE_URL` (or [`DEFAULT_MYSQL_URL`]).
-    pub fn from_env() -> Self {
-        MySqlConfig::new(std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.into()))
-    }
-}
+/// How to reach MySQL: [`MySqlConfig::from_env`] reads `DATABASE_URL`.
+pub type MySqlConfig = SqlConfig;
 
 /// A pool of MySQL connections shared by the stores built from it (cheap
 /// to clone): the shared [`SqlStore`] on MySQL, with its accessors
@@ -137,13 +102,7 @@ impl SqlStore<MySql> {
     /// Connects (and migrates when configured); [`Error::Unavailable`] when
     /// the server cannot be reached.
     pub async fn connect(config: &MySqlConfig) -> Result<MySqlStore, Error> {
-        let pool = MySqlPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(config.acquire_timeout)
-            .connect(&config.url)
-            .await
-            .map_err(|e| map_err("connect", e))?;
-        let store = MySqlStore::from_pool(pool);
+        let store = MySqlStore::from_pool(config.pool().await?);
         if config.run_migrations {
             store.migrate().await?;
         }

@@ -4,37 +4,29 @@
 //! stores of [`crate::sql`] on the PostgreSQL dialect.
 //!
 //! The schema lives in `migrations/postgres/*.sql`, embedded in the binary
-//! and applied on connect when [`PgConfig::run_migrations`] is set (sqlx
+//! and applied on connect when `PgConfig::run_migrations` is set (sqlx
 //! keeps track in `_sqlx_migrations`), under a session advisory lock so
 //! several processes may start at once. Ids and seqs (u64) are `BIGINT`
 //! holding the same 64 bits read as signed, like SQLite; texts that are
 //! compared or ordered use the `"C"` collation (byte order).
 
-use std::time::Duration;
-
 use im_core::Error;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::Postgres;
 
-use crate::sql::{
-    SqlContactStore, SqlConversationStore, SqlDeviceStore, SqlGroupStore, SqlMessageStore,
-    SqlStore, SqlUserStore,
-};
+use crate::sql::{engine_stores, SqlConfig, SqlStore};
 
-/// Contacts, requests and blocks on PostgreSQL (see [`SqlContactStore`]).
-pub type PgContactStore = SqlContactStore<Postgres>;
-/// Conversation lists and read cursors on PostgreSQL (see [`SqlConversationStore`]).
-pub type PgConversationStore = SqlConversationStore<Postgres>;
-/// Push tokens and notification settings on PostgreSQL (see [`SqlDeviceStore`]).
-pub type PgDeviceStore = SqlDeviceStore<Postgres>;
-/// Groups and their members on PostgreSQL (see [`SqlGroupStore`]).
-pub type PgGroupStore = SqlGroupStore<Postgres>;
-/// The message archive on PostgreSQL (see [`SqlMessageStore`]).
-pub type PgMessageStore = SqlMessageStore<Postgres>;
-/// User accounts on PostgreSQL (see [`SqlUserStore`]).
-pub type PgUserStore = SqlUserStore<Postgres>;
+engine_stores!(
+    "PostgreSQL",
+    Postgres,
+    PgUserStore,
+    PgGroupStore,
+    PgMessageStore,
+    PgConversationStore,
+    PgContactStore,
+    PgDeviceStore
+);
 
-/// The default database URL (`POSTGRES_URL` overrides it in [`PgConfig::from_env`]).
+/// The default database URL (`POSTGRES_URL` overrides it in [`config_from_env`]).
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// How long [`PgStore::migrate`] waits for another process's migration.
@@ -47,34 +39,13 @@ fn map_err(what: &str, e: sqlx::Error) -> Error {
     crate::sql::map_err("postgres", what, e)
 }
 
-/// How to reach PostgreSQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgConfig {
-    /// A `postgres://user:password@host:port/database` URL.
-    pub url: String,
-    /// Pool size (default 10).
-    pub max_connections: u32,
-    /// How long a query waits for a free connection (default 5 s).
-    pub acquire_timeout: Duration,
-    /// Apply the embedded migrations on connect (default true).
-    pub run_migrations: bool,
-}
+/// How to reach PostgreSQL (the shared [`SqlConfig`]; [`config_from_env`]
+/// reads `POSTGRES_URL`).
+pub type PgConfig = SqlConfig;
 
-impl PgConfig {
-    /// The defaults with another URL.
-    pub fn new(url: impl Into<String>) -> Self {
-        PgConfig {
-            url: url.into(),
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-            run_migrations: true,
-        }
-    }
-
-    /// The defaults with the URL of `POSTGRES_URL` (or [`DEFAULT_POSTGRES_URL`]).
-    pub fn from_env() -> Self {
-        PgConfig::new(std::env::var("POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into()))
-    }
+/// The defaults with the URL of `POSTGRES_URL` (or [`DEFAULT_POSTGRES_URL`]).
+pub fn config_from_env() -> PgConfig {
+    PgConfig::new(std::env::var("POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into()))
 }
 
 /// A pool of PostgreSQL connections shared by the stores built from it
@@ -92,13 +63,7 @@ impl SqlStore<Postgres> {
 
     /// Connects (and migrates when configured).
     pub async fn connect_with(config: &PgConfig) -> Result<PgStore, Error> {
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(config.acquire_timeout)
-            .connect(&config.url)
-            .await
-            .map_err(|e| map_err("connect", e))?;
-        let store = PgStore::from_pool(pool);
+        let store = PgStore::from_pool(config.pool().await?);
         if config.run_migrations {
             store.migrate().await?;
         }

@@ -312,84 +312,11 @@ macro_rules! bind_all {
     }};
 }
 
-impl Engine for sqlx::MySql {
-    const DIALECT: Dialect = Dialect::MySql;
-
-    fn execute<'a>(
-        conn: &'a mut Self::Connection,
-        sql: &'a str,
-        args: Vec<Arg<'a>>,
-    ) -> Fetched<'a, u64> {
-        Box::pin(async move {
-            let q = bind_all!(
-                sqlx::query::<sqlx::MySql>(sql),
-                args,
-                std::convert::identity
-            );
-            Ok(q.execute(conn).await?.rows_affected())
-        })
-    }
-
-    fn fetch_all<'a>(
-        conn: &'a mut Self::Connection,
-        sql: &'a str,
-        args: Vec<Arg<'a>>,
-    ) -> Fetched<'a, Vec<Self::Row>> {
-        Box::pin(async move {
-            bind_all!(
-                sqlx::query::<sqlx::MySql>(sql),
-                args,
-                std::convert::identity
-            )
-            .fetch_all(conn)
-            .await
-        })
-    }
-
-    fn fetch_optional<'a>(
-        conn: &'a mut Self::Connection,
-        sql: &'a str,
-        args: Vec<Arg<'a>>,
-    ) -> Fetched<'a, Option<Self::Row>> {
-        Box::pin(async move {
-            bind_all!(
-                sqlx::query::<sqlx::MySql>(sql),
-                args,
-                std::convert::identity
-            )
-            .fetch_optional(conn)
-            .await
-        })
-    }
-
-    fn u64(row: &Self::Row, col: &str) -> Result<u64, sqlx::Error> {
-        sqlx::Row::try_get(row, col)
-    }
-
-    fn i64(row: &Self::Row, col: &str) -> Result<i64, sqlx::Error> {
-        sqlx::Row::try_get(row, col)
-    }
-
-    fn opt_i64(row: &Self::Row, col: &str) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::Row::try_get(row, col)
-    }
-
-    fn bool(row: &Self::Row, col: &str) -> Result<bool, sqlx::Error> {
-        sqlx::Row::try_get(row, col)
-    }
-
-    fn text(row: &Self::Row, col: &str) -> Result<String, sqlx::Error> {
-        crate::mysql::text(row, col)
-    }
-
-    fn opt_text(row: &Self::Row, col: &str) -> Result<Option<String>, sqlx::Error> {
-        crate::mysql::opt_text(row, col)
-    }
-}
-
-/// SQLite and PostgreSQL: signed ids, plain text columns.
-macro_rules! signed_engine {
-    ($db:ty, $dialect:expr, $prepare:expr, $int:expr) => {
+/// Implements [`Engine`] for `$db`: `$prepare` rewrites a statement, `$conv`
+/// turns a u64 into what is bound, and the decoders read columns.
+macro_rules! engine {
+    ($db:ty, $dialect:expr, prepare: $prepare:expr, bind_u64: $conv:path,
+     u64: $u64:expr, int: $int:expr, text: $text:expr, opt_text: $opt_text:expr) => {
         impl Engine for $db {
             const DIALECT: Dialect = $dialect;
 
@@ -400,7 +327,7 @@ macro_rules! signed_engine {
             ) -> Fetched<'a, u64> {
                 Box::pin(async move {
                     let sql: std::borrow::Cow<'a, str> = $prepare(sql);
-                    let q = bind_all!(sqlx::query::<$db>(&sql), args, to_signed);
+                    let q = bind_all!(sqlx::query::<$db>(&sql), args, $conv);
                     Ok(q.execute(conn).await?.rows_affected())
                 })
             }
@@ -412,7 +339,7 @@ macro_rules! signed_engine {
             ) -> Fetched<'a, Vec<Self::Row>> {
                 Box::pin(async move {
                     let sql: std::borrow::Cow<'a, str> = $prepare(sql);
-                    bind_all!(sqlx::query::<$db>(&sql), args, to_signed)
+                    bind_all!(sqlx::query::<$db>(&sql), args, $conv)
                         .fetch_all(conn)
                         .await
                 })
@@ -425,14 +352,14 @@ macro_rules! signed_engine {
             ) -> Fetched<'a, Option<Self::Row>> {
                 Box::pin(async move {
                     let sql: std::borrow::Cow<'a, str> = $prepare(sql);
-                    bind_all!(sqlx::query::<$db>(&sql), args, to_signed)
+                    bind_all!(sqlx::query::<$db>(&sql), args, $conv)
                         .fetch_optional(conn)
                         .await
                 })
             }
 
             fn u64(row: &Self::Row, col: &str) -> Result<u64, sqlx::Error> {
-                $int(row, col).map(from_signed)
+                $u64(row, col)
             }
 
             fn i64(row: &Self::Row, col: &str) -> Result<i64, sqlx::Error> {
@@ -440,50 +367,90 @@ macro_rules! signed_engine {
             }
 
             fn opt_i64(row: &Self::Row, col: &str) -> Result<Option<i64>, sqlx::Error> {
-                sqlx::Row::try_get(row, col)
+                get(row, col)
             }
 
             fn bool(row: &Self::Row, col: &str) -> Result<bool, sqlx::Error> {
-                sqlx::Row::try_get(row, col)
+                get(row, col)
             }
 
             fn text(row: &Self::Row, col: &str) -> Result<String, sqlx::Error> {
-                sqlx::Row::try_get(row, col)
+                $text(row, col)
             }
 
             fn opt_text(row: &Self::Row, col: &str) -> Result<Option<String>, sqlx::Error> {
-                sqlx::Row::try_get(row, col)
+                $opt_text(row, col)
             }
         }
     };
 }
 
-signed_engine!(
-    sqlx::Sqlite,
-    Dialect::Sqlite,
-    std::borrow::Cow::Borrowed,
-    sqlite_int
-);
-
-/// An integer column of SQLite.
-fn sqlite_int(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<i64, sqlx::Error> {
-    sqlx::Row::try_get(row, col)
+/// A column as `T`.
+fn get<'r, R, T>(row: &'r R, col: &str) -> Result<T, sqlx::Error>
+where
+    R: sqlx::Row,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    row.try_get(col)
 }
 
-signed_engine!(sqlx::Postgres, Dialect::Postgres, pg_sql, pg_int);
+// MySQL: ids are BIGINT UNSIGNED; binary-collated text comes back as bytes.
+engine!(
+    sqlx::MySql,
+    Dialect::MySql,
+    prepare: std::borrow::Cow::Borrowed,
+    bind_u64: std::convert::identity,
+    u64: get,
+    int: get,
+    text: crate::mysql::text,
+    opt_text: crate::mysql::opt_text
+);
+
+// SQLite: ids are INTEGER holding the u64's bits.
+engine!(
+    sqlx::Sqlite,
+    Dialect::Sqlite,
+    prepare: std::borrow::Cow::Borrowed,
+    bind_u64: to_signed,
+    u64: sqlite_u64,
+    int: get,
+    text: get,
+    opt_text: get
+);
+
+// PostgreSQL: ids are BIGINT holding the u64's bits; `$n` placeholders.
+engine!(
+    sqlx::Postgres,
+    Dialect::Postgres,
+    prepare: pg_sql,
+    bind_u64: to_signed,
+    u64: pg_u64,
+    int: pg_int,
+    text: get,
+    opt_text: get
+);
+
+/// An id column of SQLite.
+fn sqlite_u64(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<u64, sqlx::Error> {
+    get::<_, i64>(row, col).map(from_signed)
+}
 
 /// PostgreSQL's form of a statement: numbered placeholders.
 fn pg_sql(sql: &str) -> std::borrow::Cow<'static, str> {
     std::borrow::Cow::Owned(numbered(sql))
 }
 
+/// An id column of PostgreSQL.
+fn pg_u64(row: &sqlx::postgres::PgRow, col: &str) -> Result<u64, sqlx::Error> {
+    pg_int(row, col).map(from_signed)
+}
+
 /// An integer column of PostgreSQL: `BIGINT`, or `INTEGER` (an untyped
 /// literal such as `SELECT 0 AS kind`).
 fn pg_int(row: &sqlx::postgres::PgRow, col: &str) -> Result<i64, sqlx::Error> {
-    match sqlx::Row::try_get::<i64, _>(row, col) {
-        Err(sqlx::Error::ColumnDecode { .. }) => {
-            sqlx::Row::try_get::<i32, _>(row, col).map(i64::from)
-        }
+    match get::<_, i64>(row, col) {
+        Err(sqlx::Error::ColumnDecode { .. }) => get::<_, i32>(row, col).map(i64::from),
         other => other,
     }
 }

@@ -32,8 +32,9 @@ pub use devices::SqlDeviceStore;
 pub use engine::{Arg, Dialect, Engine};
 pub use groups::SqlGroupStore;
 pub use messages::SqlMessageStore;
+pub(crate) use store::engine_stores;
 pub(crate) use store::run_migrations;
-pub use store::SqlStore;
+pub use store::{SqlConfig, SqlStore};
 pub use users::SqlUserStore;
 
 use im_core::id::{ConversationId, GroupId, MessageId, UserId};

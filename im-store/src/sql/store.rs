@@ -1,5 +1,8 @@
 //! [`SqlStore`]: a pool of one engine and the stores built from it.
 
+use std::time::Duration;
+
+use sqlx::pool::PoolOptions;
 use sqlx::Pool;
 
 use super::{
@@ -96,3 +99,70 @@ where
         other => im_core::Error::backend(format!("{} migration failed", E::DIALECT.name()), other),
     })
 }
+
+/// How to reach a SQL database (`MySqlConfig` and `PgConfig` are this type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlConfig {
+    /// The database URL (`mysql://user:password@host:port/database`,
+    /// `postgres://…`).
+    pub url: String,
+    /// Pool size (default 10).
+    pub max_connections: u32,
+    /// How long a query waits for a free connection (default 5 s).
+    pub acquire_timeout: Duration,
+    /// Apply the embedded migrations on connect (default true).
+    pub run_migrations: bool,
+}
+
+impl SqlConfig {
+    /// The defaults with another URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        SqlConfig {
+            url: url.into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            run_migrations: true,
+        }
+    }
+
+    /// The defaults with the URL of `DATABASE_URL` (or
+    /// [`crate::mysql::DEFAULT_MYSQL_URL`]).
+    pub fn from_env() -> Self {
+        SqlConfig::new(
+            std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| crate::mysql::DEFAULT_MYSQL_URL.into()),
+        )
+    }
+
+    /// A pool of `E` with these settings ([`im_core::Error::Unavailable`]
+    /// when the server cannot be reached).
+    pub(crate) async fn pool<E: Engine>(&self) -> Result<Pool<E>, im_core::Error> {
+        PoolOptions::<E>::new()
+            .max_connections(self.max_connections.max(1))
+            .acquire_timeout(self.acquire_timeout)
+            .connect(&self.url)
+            .await
+            .map_err(|e| super::map_err(E::DIALECT.name(), "connect", e))
+    }
+}
+
+/// Declares the store types of one engine: `$prefix` + `UserStore` and the
+/// rest as aliases of the shared stores on `$db`.
+macro_rules! engine_stores {
+    ($engine:literal, $db:ty, $users:ident, $groups:ident, $messages:ident,
+     $conversations:ident, $contacts:ident, $devices:ident) => {
+        #[doc = concat!("User accounts on ", $engine, " (see [`crate::sql::SqlUserStore`]).")]
+        pub type $users = $crate::sql::SqlUserStore<$db>;
+        #[doc = concat!("Groups and their members on ", $engine, " (see [`crate::sql::SqlGroupStore`]).")]
+        pub type $groups = $crate::sql::SqlGroupStore<$db>;
+        #[doc = concat!("The message archive on ", $engine, " (see [`crate::sql::SqlMessageStore`]).")]
+        pub type $messages = $crate::sql::SqlMessageStore<$db>;
+        #[doc = concat!("Conversation lists and read cursors on ", $engine, " (see [`crate::sql::SqlConversationStore`]).")]
+        pub type $conversations = $crate::sql::SqlConversationStore<$db>;
+        #[doc = concat!("Contacts, requests and blocks on ", $engine, " (see [`crate::sql::SqlContactStore`]).")]
+        pub type $contacts = $crate::sql::SqlContactStore<$db>;
+        #[doc = concat!("Push tokens and notification settings on ", $engine, " (see [`crate::sql::SqlDeviceStore`]).")]
+        pub type $devices = $crate::sql::SqlDeviceStore<$db>;
+    };
+}
+pub(crate) use engine_stores;

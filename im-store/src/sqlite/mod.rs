@@ -13,23 +13,18 @@ use im_core::Error;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Sqlite;
 
-use crate::sql::{
-    SqlContactStore, SqlConversationStore, SqlDeviceStore, SqlGroupStore, SqlMessageStore,
-    SqlStore, SqlUserStore,
-};
+use crate::sql::{engine_stores, SqlStore};
 
-/// Contacts, requests and blocks on SQLite (see [`SqlContactStore`]).
-pub type SqliteContactStore = SqlContactStore<Sqlite>;
-/// Conversation lists and read cursors on SQLite (see [`SqlConversationStore`]).
-pub type SqliteConversationStore = SqlConversationStore<Sqlite>;
-/// Push tokens and notification settings on SQLite (see [`SqlDeviceStore`]).
-pub type SqliteDeviceStore = SqlDeviceStore<Sqlite>;
-/// Groups and their members on SQLite (see [`SqlGroupStore`]).
-pub type SqliteGroupStore = SqlGroupStore<Sqlite>;
-/// The message archive on SQLite (see [`SqlMessageStore`]).
-pub type SqliteMessageStore = SqlMessageStore<Sqlite>;
-/// User accounts on SQLite (see [`SqlUserStore`]).
-pub type SqliteUserStore = SqlUserStore<Sqlite>;
+engine_stores!(
+    "SQLite",
+    Sqlite,
+    SqliteUserStore,
+    SqliteGroupStore,
+    SqliteMessageStore,
+    SqliteConversationStore,
+    SqliteContactStore,
+    SqliteDeviceStore
+);
 
 /// The embedded SQLite migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
