@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 
 use futures::FutureExt;
 use im_core::id::{ConversationId, UserId};
@@ -17,27 +16,13 @@ use im_store::postgres::PgStore;
 use im_store::sql::{AnyStore, Dialect};
 use sqlx::Connection;
 
+#[macro_use]
+mod common;
+use common::with_database;
+
 fn url() -> String {
     std::env::var("POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// `url` with its database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 async fn admin() -> sqlx::PgConnection {
@@ -92,59 +77,14 @@ where
     .await;
 }
 
-#[tokio::test]
-async fn postgres_messages_conform() {
-    in_fresh_database(|s| async move {
-        testkit::message_suite(|| async { Arc::new(s.messages()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn postgres_users_conform() {
-    in_fresh_database(|s| async move {
-        testkit::user_suite(|| async { Arc::new(s.users()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn postgres_groups_conform() {
-    in_fresh_database(|s| async move {
-        testkit::group_suite(|| async { Arc::new(s.groups()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn postgres_conversations_conform() {
-    in_fresh_database(|s| async move {
-        testkit::conversations_suite(|| async {
-            (
-                Arc::new(s.conversations()) as _,
-                Arc::new(s.messages()) as _,
-            )
-        })
-        .await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn postgres_contacts_conform() {
-    in_fresh_database(|s| async move {
-        testkit::contacts_suite(|| async { Arc::new(s.contacts()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn postgres_devices_conform() {
-    in_fresh_database(|s| async move {
-        testkit::device_suite(|| async { Arc::new(s.devices()) as _ }).await;
-    })
-    .await;
-}
+sql_conformance!(
+    in_fresh_database: postgres_messages_conform,
+    postgres_users_conform,
+    postgres_groups_conform,
+    postgres_conversations_conform,
+    postgres_contacts_conform,
+    postgres_devices_conform
+);
 
 /// Large batches cross every chunk shape (and the unpadded upsert tails);
 /// replays and migrations are idempotent.
