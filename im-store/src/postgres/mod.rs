@@ -4,7 +4,7 @@
 //! stores of [`crate::sql`] on the PostgreSQL dialect.
 //!
 //! The schema lives in `migrations/postgres/*.sql`, embedded in the binary
-//! and applied on connect when `PgConfig::run_migrations` is set (sqlx
+//! and applied on connect when [`SqlConfig::run_migrations`] is set (sqlx
 //! keeps track in `_sqlx_migrations`), under a session advisory lock so
 //! several processes may start at once. Ids and seqs (u64) are `BIGINT`
 //! holding the same 64 bits read as signed, like SQLite; texts that are
@@ -39,13 +39,10 @@ fn map_err(what: &str, e: sqlx::Error) -> Error {
     crate::sql::map_err("postgres", what, e)
 }
 
-/// How to reach PostgreSQL (the shared [`SqlConfig`]; [`config_from_env`]
-/// reads `POSTGRES_URL`).
-pub type PgConfig = SqlConfig;
-
-/// The defaults with the URL of `POSTGRES_URL` (or [`DEFAULT_POSTGRES_URL`]).
-pub fn config_from_env() -> PgConfig {
-    PgConfig::new(std::env::var("POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into()))
+/// How to reach PostgreSQL: the defaults of the shared [`SqlConfig`] with
+/// the URL of `POSTGRES_URL` (or [`DEFAULT_POSTGRES_URL`]).
+pub fn config_from_env() -> SqlConfig {
+    SqlConfig::new(std::env::var("POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into()))
 }
 
 /// A pool of PostgreSQL connections shared by the stores built from it
@@ -58,11 +55,11 @@ impl SqlStore<Postgres> {
     /// Connects to `url` with the default configuration and migrates;
     /// [`Error::Unavailable`] when the server cannot be reached.
     pub async fn connect(url: &str) -> Result<PgStore, Error> {
-        PgStore::connect_with(&PgConfig::new(url)).await
+        PgStore::connect_with(&SqlConfig::new(url)).await
     }
 
     /// Connects (and migrates when configured).
-    pub async fn connect_with(config: &PgConfig) -> Result<PgStore, Error> {
+    pub async fn connect_with(config: &SqlConfig) -> Result<PgStore, Error> {
         let store = PgStore::from_pool(config.pool().await?);
         if config.run_migrations {
             store.migrate().await?;

@@ -100,7 +100,9 @@ where
     })
 }
 
-/// How to reach a SQL database (`MySqlConfig` and `PgConfig` are this type).
+/// How to reach a SQL database: pool settings and whether to migrate on
+/// connect (`im_store::mysql::MySqlConfig` is this type; PostgreSQL takes it
+/// in `PgStore::connect_with`, see `im_store::postgres::config_from_env`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlConfig {
     /// The database URL (`mysql://user:password@host:port/database`,
