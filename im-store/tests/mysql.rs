@@ -6,13 +6,16 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 
 use futures::FutureExt;
 use im_core::ports::MessageStore;
 use im_core::testkit;
 use im_store::mysql::{MySqlConfig, MySqlShards, MySqlStore};
 use sqlx::Connection;
+
+#[macro_use]
+mod common;
+use common::with_database;
 
 fn url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
@@ -22,24 +25,6 @@ fn url() -> String {
 fn shard1_url() -> String {
     std::env::var("DATABASE_SHARD1_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3307/test".into())
-}
-
-/// `url` with its database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 async fn admin() -> sqlx::MySqlConnection {
@@ -123,59 +108,14 @@ where
     in_fresh_databases(&[url(), shard1_url()], test).await;
 }
 
-#[tokio::test]
-async fn mysql_messages_conform() {
-    in_fresh_database(|s| async move {
-        testkit::message_suite(|| async { Arc::new(s.messages()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn mysql_users_conform() {
-    in_fresh_database(|s| async move {
-        testkit::user_suite(|| async { Arc::new(s.users()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn mysql_groups_conform() {
-    in_fresh_database(|s| async move {
-        testkit::group_suite(|| async { Arc::new(s.groups()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn mysql_conversations_conform() {
-    in_fresh_database(|s| async move {
-        testkit::conversations_suite(|| async {
-            (
-                Arc::new(s.conversations()) as _,
-                Arc::new(s.messages()) as _,
-            )
-        })
-        .await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn mysql_contacts_conform() {
-    in_fresh_database(|s| async move {
-        testkit::contacts_suite(|| async { Arc::new(s.contacts()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn mysql_devices_conform() {
-    in_fresh_database(|s| async move {
-        testkit::device_suite(|| async { Arc::new(s.devices()) as _ }).await;
-    })
-    .await;
-}
+sql_conformance!(
+    in_fresh_database: mysql_messages_conform,
+    mysql_users_conform,
+    mysql_groups_conform,
+    mysql_conversations_conform,
+    mysql_contacts_conform,
+    mysql_devices_conform
+);
 
 /// The archive over two servers passes the message and conversation suites.
 #[tokio::test]

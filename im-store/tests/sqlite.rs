@@ -12,6 +12,9 @@ use im_core::ports::MessageStore;
 use im_core::testkit;
 use im_store::sqlite::SqliteStore;
 
+#[macro_use]
+mod common;
+
 /// Runs `test` on a store in a fresh temporary file, then deletes the file.
 async fn in_temp_file<F, Fut>(test: F)
 where
@@ -33,59 +36,14 @@ where
     }
 }
 
-#[tokio::test]
-async fn sqlite_messages_conform() {
-    in_temp_file(|s| async move {
-        testkit::message_suite(|| async { Arc::new(s.messages()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn sqlite_users_conform() {
-    in_temp_file(|s| async move {
-        testkit::user_suite(|| async { Arc::new(s.users()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn sqlite_groups_conform() {
-    in_temp_file(|s| async move {
-        testkit::group_suite(|| async { Arc::new(s.groups()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn sqlite_conversations_conform() {
-    in_temp_file(|s| async move {
-        testkit::conversations_suite(|| async {
-            (
-                Arc::new(s.conversations()) as _,
-                Arc::new(s.messages()) as _,
-            )
-        })
-        .await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn sqlite_contacts_conform() {
-    in_temp_file(|s| async move {
-        testkit::contacts_suite(|| async { Arc::new(s.contacts()) as _ }).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn sqlite_devices_conform() {
-    in_temp_file(|s| async move {
-        testkit::device_suite(|| async { Arc::new(s.devices()) as _ }).await;
-    })
-    .await;
-}
+sql_conformance!(
+    in_temp_file: sqlite_messages_conform,
+    sqlite_users_conform,
+    sqlite_groups_conform,
+    sqlite_conversations_conform,
+    sqlite_contacts_conform,
+    sqlite_devices_conform
+);
 
 #[tokio::test]
 async fn sqlite_in_memory_conforms() {

@@ -2,7 +2,7 @@
 //! database): the message archive, user accounts and groups, on one pool.
 //!
 //! The schema lives in `migrations/mysql/*.sql`, embedded in the binary and
-//! applied on connect when [`MySqlConfig::run_migrations`] is set (sqlx keeps
+//! applied on connect when `MySqlConfig::run_migrations` is set (sqlx keeps
 //! track in `_sqlx_migrations`). Tables: `users`, `` `groups` ``,
 //! `group_members`, `messages` (whose `UNIQUE (conversation_id, seq)` is
 //! also the history index), `conversations`, `user_conversations`, the
@@ -14,28 +14,28 @@
 //! `user_conversations` and the mention index) over several databases by
 //! conversation.
 
-mod contacts;
-mod conversations;
-mod devices;
-mod groups;
-mod messages;
 mod reshard;
 mod shards;
-mod users;
-
-use std::time::Duration;
 
 use im_core::Error;
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::MySql;
 
-pub use contacts::MySqlContactStore;
-pub use conversations::MySqlConversationStore;
-pub use devices::MySqlDeviceStore;
-pub use groups::MySqlGroupStore;
-pub use messages::MySqlMessageStore;
+use crate::sql::{engine_stores, SqlConfig, SqlStore};
+
 pub use reshard::ReshardReport;
+pub(crate) use shards::redact;
 pub use shards::MySqlShards;
-pub use users::MySqlUserStore;
+
+engine_stores!(
+    "MySQL",
+    MySql,
+    MySqlUserStore,
+    MySqlGroupStore,
+    MySqlMessageStore,
+    MySqlConversationStore,
+    MySqlContactStore,
+    MySqlDeviceStore
+);
 
 /// The default database URL (`DATABASE_URL` overrides it in [`MySqlConfig::from_env`]).
 pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -89,53 +89,20 @@ pub(crate) fn opt_text(
     }
 }
 
-/// How to reach MySQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MySqlConfig {
-    /// A `mysql://user:password@host:port/database` URL.
-    pub url: String,
-    /// Pool size (default 10).
-    pub max_connections: u32,
-    /// How long a query waits for a free connection (default 5 s).
-    pub acquire_timeout: Duration,
-    /// Apply the embedded migrations on connect (default true).
-    pub run_migrations: bool,
-}
+/// How to reach MySQL: [`MySqlConfig::from_env`] reads `DATABASE_URL`.
+pub type MySqlConfig = SqlConfig;
 
-impl MySqlConfig {
-    /// The defaults with another URL.
-    pub fn new(url: impl Into<String>) -> Self {
-        MySqlConfig {
-            url: url.into(),
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-            run_migrations: true,
-        }
-    }
+/// A pool of MySQL connections shared by the stores built from it (cheap
+/// to clone): the shared [`SqlStore`] on MySQL, with its accessors
+/// (`users()`, `groups()`, `messages()`, `conversations()`, `devices()`,
+/// `contacts()`, `pool()`, `close()`).
+pub type MySqlStore = SqlStore<MySql>;
 
-    /// The defaults with the URL of `DATABASE_URL` (or [`DEFAULT_MYSQL_URL`]).
-    pub fn from_env() -> Self {
-        MySqlConfig::new(std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.into()))
-    }
-}
-
-/// A pool of MySQL connections shared by the stores built from it (cheap to clone).
-#[derive(Debug, Clone)]
-pub struct MySqlStore {
-    pool: MySqlPool,
-}
-
-impl MySqlStore {
+impl SqlStore<MySql> {
     /// Connects (and migrates when configured); [`Error::Unavailable`] when
     /// the server cannot be reached.
     pub async fn connect(config: &MySqlConfig) -> Result<MySqlStore, Error> {
-        let pool = MySqlPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(config.acquire_timeout)
-            .connect(&config.url)
-            .await
-            .map_err(|e| map_err("connect", e))?;
-        let store = MySqlStore { pool };
+        let store = MySqlStore::from_pool(config.pool().await?);
         if config.run_migrations {
             store.migrate().await?;
         }
@@ -145,11 +112,6 @@ impl MySqlStore {
     /// Connects to `url` with the default configuration (migrating).
     pub async fn from_url(url: &str) -> Result<MySqlStore, Error> {
         MySqlStore::connect(&MySqlConfig::new(url)).await
-    }
-
-    /// Wraps an existing pool (no migration).
-    pub fn from_pool(pool: MySqlPool) -> MySqlStore {
-        MySqlStore { pool }
     }
 
     /// Applies the embedded migrations that are not applied yet.
@@ -177,58 +139,11 @@ impl MySqlStore {
                 "mysql: another process kept the migration lock for {MIGRATION_LOCK_WAIT_SECS} s"
             )));
         }
-        let result = MIGRATOR.run(&mut *conn).await;
+        let result = crate::sql::run_migrations::<MySql>(&MIGRATOR, &mut *conn).await;
         // Released by closing the connection too, should this fail.
         let _ = sqlx::query("SELECT RELEASE_LOCK(CONCAT('im-migrate:', DATABASE()))")
             .execute(&mut *conn)
             .await;
-        result.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => map_err("migrate", e),
-            other => Error::backend("mysql migration failed", other),
-        })
-    }
-
-    /// The pool.
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-
-    /// The message archive.
-    pub fn messages(&self) -> MySqlMessageStore {
-        MySqlMessageStore::new(self.pool.clone())
-    }
-
-    /// The user accounts.
-    pub fn users(&self) -> MySqlUserStore {
-        MySqlUserStore::new(self.pool.clone())
-    }
-
-    /// The groups and their members.
-    pub fn groups(&self) -> MySqlGroupStore {
-        MySqlGroupStore::new(self.pool.clone())
-    }
-
-    /// The conversation lists and read cursors (reading the last messages and
-    /// unread counts from this database's message archive).
-    pub fn conversations(&self) -> MySqlConversationStore {
-        MySqlConversationStore::new(self.pool.clone())
-    }
-
-    /// The push tokens of users' devices and their notification settings
-    /// (like users and groups, on the primary database when the archive is
-    /// sharded with [`MySqlShards`]).
-    pub fn devices(&self) -> MySqlDeviceStore {
-        MySqlDeviceStore::new(self.pool.clone())
-    }
-
-    /// Contacts, contact requests and blocks between users (like users and groups, on the primary database when the archive is
-    /// sharded with [`MySqlShards`]).
-    pub fn contacts(&self) -> MySqlContactStore {
-        MySqlContactStore::new(self.pool.clone())
-    }
-
-    /// Closes the pool (waits for connections in use to come back).
-    pub async fn close(&self) {
-        self.pool.close().await;
+        result
     }
 }

@@ -1,5 +1,41 @@
-//! What the MySQL and SQLite stores share: error mapping, the column
-//! encodings of targets, kinds and bodies, and the fixed batch shapes.
+//! One SQL core, three dialects: the stores of users, groups, messages,
+//! conversation lists, contacts and devices written once over an [`Engine`]
+//! (MySQL / MariaDB, SQLite or PostgreSQL), and [`AnyStore`], which picks the
+//! engine from a URL.
+//!
+//! - `engine`: the [`Dialect`] (the SQL fragments that differ) and the
+//!   sealed [`Engine`] trait (binding, placeholders, column decoding).
+//! - the stores: [`SqlUserStore`], [`SqlGroupStore`], [`SqlMessageStore`],
+//!   [`SqlConversationStore`], [`SqlContactStore`], [`SqlDeviceStore`], all
+//!   generic over the engine; `im_store::mysql::MySqlUserStore` and the like
+//!   are these types on one engine.
+//! - [`SqlStore`]: a pool of one engine and its store accessors (the
+//!   engines' modules add connecting and migrating).
+//! - here: error mapping, the column encodings of targets, kinds and bodies,
+//!   and the fixed batch shapes.
+
+mod any;
+mod contacts;
+mod conversations;
+pub(crate) mod db;
+mod devices;
+mod engine;
+mod groups;
+mod messages;
+mod store;
+mod users;
+
+pub use any::{connect_sql, AnyStore};
+pub use contacts::SqlContactStore;
+pub use conversations::SqlConversationStore;
+pub use devices::SqlDeviceStore;
+pub use engine::{Arg, Dialect, Engine};
+pub use groups::SqlGroupStore;
+pub use messages::SqlMessageStore;
+pub(crate) use store::engine_stores;
+pub(crate) use store::run_migrations;
+pub use store::{SqlConfig, SqlStore};
+pub use users::SqlUserStore;
 
 use im_core::id::{ConversationId, GroupId, MessageId, UserId};
 use im_core::model::{Mentions, Message, MessageKind, Target};
@@ -9,7 +45,8 @@ use im_core::Error;
 /// and a short tail is padded (by repeating its last row, which `INSERT
 /// IGNORE` / `IN (…)` absorb), so each statement has one of five shapes and
 /// sqlx caches at most five prepared statements per query per connection.
-/// 500 rows × 10 columns stays far under MySQL's 65,535 placeholders.
+/// 500 rows × 12 columns stays far under the 65,535 placeholders of MySQL
+/// and PostgreSQL (and SQLite's 32,766).
 pub(crate) const SHAPES: [usize; 5] = [500, 100, 20, 5, 1];
 
 /// Cuts `n` items into `(start, len, shape)` chunks: full chunks of 500, 100
@@ -34,6 +71,18 @@ pub(crate) fn chunks(n: usize) -> Vec<(usize, usize, usize)> {
             .find(|&s| s >= left)
             .unwrap_or(SHAPES[2]);
         out.push((start, left, shape));
+    }
+    out
+}
+
+/// [`chunks`] for a multi-row upsert on `d`: unpadded where an upsert may
+/// not list one key twice (PostgreSQL), so the tail keeps its own shape.
+pub(crate) fn upsert_chunks(d: Dialect, n: usize) -> Vec<(usize, usize, usize)> {
+    let mut out = chunks(n);
+    if !d.pads_upserts() {
+        for c in &mut out {
+            c.2 = c.1;
+        }
     }
     out
 }
@@ -77,6 +126,16 @@ pub(crate) fn map_err(engine: &str, what: &str, e: sqlx::Error) -> Error {
                 Some("5" | "6" | "517" | "262") => {
                     Error::unavailable(format!("{engine} busy ({what})"), e)
                 }
+                // PostgreSQL: deadlock, serialization failure, too many
+                // connections, admin / crash shutdown, cannot connect now,
+                // read-only (a standby).
+                Some("40P01" | "40001" | "53300" | "57P01" | "57P02" | "57P03" | "25006") => {
+                    Error::unavailable(format!("{engine} unavailable ({what})"), e)
+                }
+                // PostgreSQL: lock not available, statement timeout.
+                Some("55P03" | "57014") => Error::Timeout(format!("{engine} {what}: {db}")),
+                // PostgreSQL: a value too long for its column.
+                Some("22001") => Error::InvalidArgument(format!("{what}: a value is too long")),
                 _ => Error::backend(format!("{engine} {what} failed"), e),
             },
         },
@@ -293,12 +352,12 @@ pub(crate) fn padded(start: usize, len: usize, shape: usize) -> impl Iterator<It
 pub(crate) const CONVERSATION_COLUMNS: &str = "conversation_id, last_seq, last_msg_id, last_ts";
 
 /// `rows` rows of `(user_id, conversation_id)` listed with no read cursor:
-/// `(?, ?, 0, 1), …` for `(user_id, conversation_id, read_seq, listed)`.
+/// `(?, ?, 0, TRUE), …` for `(user_id, conversation_id, read_seq, listed)`.
 pub(crate) fn party_values(rows: usize) -> String {
-    vec!["(?, ?, 0, 1)"; rows].join(",")
+    vec!["(?, ?, 0, TRUE)"; rows].join(",")
 }
 
-/// The conversation-list query (both engines): one user's listed
+/// The conversation-list query (every engine): one user's listed
 /// conversations that have a recorded message, newest last message first,
 /// with that message (by `(conversation_id, seq)`, so a recall shows) and the
 /// count of messages from others above the user's read cursor. The page is
@@ -324,7 +383,7 @@ pub(crate) fn list_query(cursor: bool) -> String {
            SELECT c.conversation_id, c.last_seq, c.last_ts, uc.read_seq \
            FROM user_conversations uc \
            JOIN conversations c ON c.conversation_id = uc.conversation_id \
-           WHERE uc.user_id = ? AND uc.listed = 1 {after} \
+           WHERE uc.user_id = ? AND uc.listed = TRUE {after} \
            ORDER BY c.last_ts DESC, c.conversation_id DESC \
            LIMIT ? \
          ) p \
@@ -398,7 +457,7 @@ mod tests {
                 (UserId(2), "u:1:2".to_owned())
             ]
         );
-        assert_eq!(party_values(2), "(?, ?, 0, 1),(?, ?, 0, 1)");
+        assert_eq!(party_values(2), "(?, ?, 0, TRUE),(?, ?, 0, TRUE)");
     }
 
     #[test]
