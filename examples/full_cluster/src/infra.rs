@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use im_core::id::{ConversationId, GroupId};
-use im_core::ports::SequenceAllocator;
+use im_core::ports::{ConversationStore, MessageStore, SequenceAllocator};
 use im_discovery::etcd::{EtcdConfig, EtcdDiscovery};
 use im_store::mysql::{MySqlConfig, MySqlShards, MySqlStore};
+use im_store::postgres::PgStore;
 use im_store::redis::{RedisConfig, RedisConn};
+use im_store::sql::{AnyStore, Dialect, SqlConfig};
 use im_transport::grpc::GrpcClientConfig;
 use im_transport::http::{install_metrics, ReadyCheck};
 use im_transport::server::{app, serve, AppParts};
@@ -121,18 +123,76 @@ pub async fn front_door(
     )))
 }
 
-/// Connects to MySQL (applying migrations).
+/// Connects to MySQL (applying migrations): the reshard tool's primary.
 pub async fn mysql(c: &Config) -> Result<MySqlStore, String> {
     let mut cfg = MySqlConfig::new(&c.cluster.database_url);
     cfg.max_connections = c.cluster.mysql_pool;
     MySqlStore::connect(&cfg)
         .await
-        .map_err(|e| format!("MySQL at {}: {e}", c.cluster.database_url))
+        .map_err(|e| format!("MySQL at {}: {e}", redact(&c.cluster.database_url)))
 }
 
-/// The message archive: on the primary database, or spread over
+/// Connects to the primary database (applying migrations): MySQL / MariaDB
+/// (`mysql://`, `mariadb://`) or PostgreSQL (`postgres://`); users, groups,
+/// contacts and devices live there, and the archive unless it is sharded.
+pub async fn database(c: &Config) -> Result<AnyStore, String> {
+    let url = &c.cluster.database_url;
+    match AnyStore::dialect_of(url) {
+        Some(Dialect::MySql) => Ok(AnyStore::MySql(mysql(c).await?)),
+        Some(Dialect::Postgres) => {
+            let mut cfg = SqlConfig::new(url);
+            cfg.max_connections = c.cluster.mysql_pool;
+            PgStore::connect_with(&cfg)
+                .await
+                .map(AnyStore::Postgres)
+                .map_err(|e| format!("PostgreSQL at {}: {e}", redact(url)))
+        }
+        _ => Err(format!(
+            "cluster.database_url {:?}: expected mysql://, mariadb:// or postgres:// \
+             (every process shares it, so SQLite cannot serve a cluster)",
+            redact(url)
+        )),
+    }
+}
+
+fn redact(url: &str) -> String {
+    im_store::mysql::redact(url)
+}
+
+/// The message archive and conversation lists, on the primary database or
+/// (MySQL only) spread over `cluster.database_shard_urls`.
+pub struct Archive {
+    /// The messages.
+    pub messages: Arc<dyn MessageStore>,
+    /// Conversation lists and read cursors.
+    pub conversations: Arc<dyn ConversationStore>,
+    /// The MySQL shards, when the archive is sharded.
+    pub shards: Option<MySqlShards>,
+}
+
+/// The archive over `primary` (see [`Archive`]).
+pub async fn archive(c: &Config, primary: &AnyStore) -> Result<Archive, String> {
+    match primary {
+        AnyStore::MySql(m) => {
+            let shards = mysql_archive(c, m).await?;
+            Ok(Archive {
+                messages: shards.messages(),
+                conversations: shards.conversations(),
+                shards: (!c.cluster.database_shard_urls.is_empty()).then_some(shards),
+            })
+        }
+        other if c.cluster.database_shard_urls.is_empty() => Ok(Archive {
+            messages: other.messages(),
+            conversations: other.conversations(),
+            shards: None,
+        }),
+        _ => Err("cluster.database_shard_urls: the archive shards on MySQL / MariaDB only".into()),
+    }
+}
+
+/// The MySQL archive: on the primary database, or spread over
 /// `cluster.database_shard_urls` (each connected and migrated).
-pub async fn archive(c: &Config, primary: &MySqlStore) -> Result<MySqlShards, String> {
+pub async fn mysql_archive(c: &Config, primary: &MySqlStore) -> Result<MySqlShards, String> {
     if c.cluster.database_shard_urls.is_empty() {
         return MySqlShards::from_stores(vec![primary.clone()], c.cluster.partitions)
             .map_err(|e| e.to_string());
@@ -226,40 +286,50 @@ impl ReadyCheck for RedisReady {
     }
 }
 
-/// Readiness of MySQL: `SELECT 1`.
-pub struct MySqlReady(pub MySqlStore, pub String);
+/// Readiness of a SQL database: `SELECT 1`.
+pub struct SqlReady(pub AnyStore, pub String);
 
-impl MySqlReady {
+impl SqlReady {
     /// The primary database.
-    pub fn primary(store: &MySqlStore) -> Arc<dyn ReadyCheck> {
-        Arc::new(MySqlReady(store.clone(), "mysql".into()))
+    pub fn primary(store: &AnyStore) -> Arc<dyn ReadyCheck> {
+        let name = match store.dialect() {
+            Dialect::Postgres => "postgres",
+            _ => "mysql",
+        };
+        Arc::new(SqlReady(store.clone(), name.into()))
     }
 
-    /// The archive shards, when they are not just the primary.
-    pub fn shards(c: &Config, shards: &MySqlShards) -> Vec<Arc<dyn ReadyCheck>> {
-        if c.cluster.database_shard_urls.is_empty() {
+    /// The archive shards, when the archive is sharded.
+    pub fn shards(archive: &Archive) -> Vec<Arc<dyn ReadyCheck>> {
+        let Some(shards) = &archive.shards else {
             return Vec::new();
-        }
+        };
         shards
             .stores()
             .iter()
             .enumerate()
-            .map(|(i, s)| Arc::new(MySqlReady(s.clone(), format!("mysql-shard-{i}"))) as _)
+            .map(|(i, s)| {
+                Arc::new(SqlReady(
+                    AnyStore::MySql(s.clone()),
+                    format!("mysql-shard-{i}"),
+                )) as _
+            })
             .collect()
     }
 }
 
 #[async_trait]
-impl ReadyCheck for MySqlReady {
+impl ReadyCheck for SqlReady {
     fn name(&self) -> &str {
         &self.1
     }
     async fn check(&self) -> Result<(), String> {
-        sqlx::query("SELECT 1")
-            .execute(self.0.pool())
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let done = match &self.0 {
+            AnyStore::MySql(s) => sqlx::query("SELECT 1").execute(s.pool()).await.map(|_| ()),
+            AnyStore::Postgres(s) => sqlx::query("SELECT 1").execute(s.pool()).await.map(|_| ()),
+            AnyStore::Sqlite(s) => sqlx::query("SELECT 1").execute(s.pool()).await.map(|_| ()),
+        };
+        done.map_err(|e| e.to_string())
     }
 }
 

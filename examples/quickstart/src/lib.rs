@@ -3,9 +3,9 @@
 //! and the tests start exactly the same thing.
 //!
 //! Storage: by default every port is in memory. With
-//! [`Settings::data`] = `sqlite://path/to/im.db` users, groups, messages and
-//! conversation lists (read cursors) live in SQLite (durable across
-//! restarts) while the queue, sessions, sequences and dedup stay in memory;
+//! [`Settings::data`] = `sqlite://path/to/im.db` (or a `postgres://` or
+//! `mysql://` URL) users, groups, messages and conversation lists (read
+//! cursors) live in that database (durable across restarts) while the queue, sessions, sequences and dedup stay in memory;
 //! sequences are seeded from the stored messages by
 //! [`SeededSequenceAllocator`].
 
@@ -21,7 +21,7 @@ use im_core::ports::{DeviceStore, Platform};
 use im_core::task::notify::{NotifyConfig, NotifyDispatcher};
 use im_core::task::{ByPlatform, OfflineNotifier, UnreadBadge};
 use im_store::s3::{S3Config, S3ObjectStorage};
-use im_store::sqlite::SqliteStore;
+use im_store::sql::{AnyStore, Dialect};
 use im_transport::app::AppBuilder;
 use im_transport::http::attachments::Attachments;
 use im_transport::http::ApiConfig;
@@ -41,7 +41,7 @@ pub struct Settings {
     /// Sends per second allowed per user (0 = unlimited).
     pub send_rate: f64,
     /// Where users, groups, messages and conversation lists live: `None` for
-    /// memory, or a `sqlite:` URL.
+    /// memory, or a `sqlite:`, `postgres://` or `mysql://` URL.
     pub data: Option<String>,
     /// Serve the web chat page at `/`.
     pub web_page: bool,
@@ -92,9 +92,22 @@ impl Settings {
     }
 }
 
-/// Normalizes a `--data` URL for [`SqliteStore::open`]: only `sqlite:` URLs
-/// are accepted, and a file database without a `mode` gets `mode=rwc`
-/// (create the file if missing).
+/// Normalizes a `--data` URL: `postgres://`, `postgresql://`, `mysql://`
+/// and `mariadb://` URLs pass as they are; a `sqlite:` file database without
+/// a `mode` gets `mode=rwc` (create the file if missing).
+pub fn data_url(data: &str) -> Result<String, String> {
+    let data = data.trim();
+    match AnyStore::dialect_of(data) {
+        Some(Dialect::Sqlite) => sqlite_url(data),
+        Some(_) => Ok(data.to_owned()),
+        None => Err(format!(
+            "unsupported --data URL {data:?}: expected sqlite://path/to/im.db, \
+             postgres://… or mysql://…"
+        )),
+    }
+}
+
+/// [`data_url`] for a `sqlite:` URL.
 pub fn sqlite_url(data: &str) -> Result<String, String> {
     let data = data.trim();
     if !data.starts_with("sqlite:") {
@@ -124,41 +137,38 @@ pub fn sqlite_url(data: &str) -> Result<String, String> {
     })
 }
 
-/// The node's builder with its storage set, and the SQLite database behind
+/// The node's builder with its storage set, and the SQL database behind
 /// some of its ports.
 pub struct Storage {
     /// The node's ports so far (everything else is in memory).
     pub builder: NodeBuilder,
     /// The database holding users, groups and messages (with `--data`).
-    pub sqlite: Option<SqliteStore>,
+    pub db: Option<AnyStore>,
 }
 
 impl Storage {
     /// All in memory, or (with `data`) users, groups, contacts, messages and
-    /// conversation lists in SQLite, with sequences seeded from the stored
-    /// messages.
+    /// conversation lists in SQLite, PostgreSQL or MySQL, with sequences
+    /// seeded from the stored messages.
     pub async fn open(secret: &[u8], data: Option<&str>) -> Result<Storage, String> {
         let builder = NodeBuilder::new().with_secret(secret);
         let Some(data) = data else {
-            return Ok(Storage {
-                builder,
-                sqlite: None,
-            });
+            return Ok(Storage { builder, db: None });
         };
-        let url = sqlite_url(data)?;
-        let store = SqliteStore::open(&url)
+        let url = data_url(data)?;
+        let store = AnyStore::connect(&url)
             .await
             .map_err(|e| format!("cannot open --data {url}: {e}"))?;
         // Seqs stay in memory: the builder seeds them from this archive.
         let builder = builder
-            .with_users(Arc::new(store.users()))
-            .with_groups(Arc::new(store.groups()))
-            .with_messages(Arc::new(store.messages()))
-            .with_conversations(Arc::new(store.conversations()))
-            .with_contacts(Arc::new(store.contacts()));
+            .with_users(store.users())
+            .with_groups(store.groups())
+            .with_messages(store.messages())
+            .with_conversations(store.conversations())
+            .with_contacts(store.contacts());
         Ok(Storage {
             builder,
-            sqlite: Some(store),
+            db: Some(store),
         })
     }
 }
@@ -172,7 +182,7 @@ pub struct Quickstart {
     pub router: Router,
     /// Cancel to stop serving (WebSocket sessions close).
     pub shutdown: CancellationToken,
-    sqlite: Option<SqliteStore>,
+    db: Option<AnyStore>,
 }
 
 impl Quickstart {
@@ -211,7 +221,7 @@ impl Quickstart {
             }
         };
         let shutdown = CancellationToken::new();
-        let (builder, devices) = notifications(settings, builder, &storage.sqlite, &shutdown)?;
+        let (builder, devices) = notifications(settings, builder, &storage.db, &shutdown)?;
         let node = builder
             .with_config(config)
             .start()
@@ -242,20 +252,20 @@ impl Quickstart {
             node,
             router: app.build(),
             shutdown,
-            sqlite: storage.sqlite,
+            db: storage.db,
         })
     }
 
-    /// Whether users, groups and messages are kept in SQLite.
+    /// Whether users, groups and messages are kept in a SQL database.
     pub fn is_durable(&self) -> bool {
-        self.sqlite.is_some()
+        self.db.is_some()
     }
 
     /// Stops the node (workers, sessions) and closes the database.
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.node.shutdown().await;
-        if let Some(db) = self.sqlite {
+        if let Some(db) = self.db {
             db.close().await;
         }
     }
@@ -267,14 +277,14 @@ impl Quickstart {
 fn notifications(
     settings: &Settings,
     builder: NodeBuilder,
-    sqlite: &Option<SqliteStore>,
+    db: &Option<AnyStore>,
     shutdown: &CancellationToken,
 ) -> Result<(NodeBuilder, Option<Arc<dyn DeviceStore>>), String> {
     let Some((url, secret)) = &settings.notify_webhook else {
         return Ok((builder, None));
     };
-    let devices: Arc<dyn DeviceStore> = match sqlite {
-        Some(db) => Arc::new(db.devices()),
+    let devices: Arc<dyn DeviceStore> = match db {
+        Some(db) => db.devices(),
         None => Arc::new(MemoryDeviceStore::new()),
     };
     let webhook = WebhookNotifier::new(url.clone(), secret.as_bytes().to_vec())

@@ -66,7 +66,7 @@ struct Args {
     /// Sends per second allowed per user (0 = unlimited).
     #[arg(long, env = "IM_SEND_RATE")]
     send_rate: Option<f64>,
-    /// Keep users, groups and messages in SQLite, e.g. sqlite://im.db
+    /// Keep users, groups and messages in a database: sqlite://im.db, postgres://… or mysql://…
     /// (created if missing); default: everything in memory.
     #[arg(long, env = "IM_DATA", value_name = "URL")]
     data: Option<String>,
@@ -269,7 +269,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let qs = Quickstart::start(&settings).await?;
     if let Some(data) = &settings.data {
-        tracing::info!(data = %data, "users, groups and messages are kept in SQLite");
+        tracing::info!(data = %im_store::mysql::redact(data), "users, groups and messages are kept in the database");
     }
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (http, ws) = if tls.is_some() {

@@ -23,7 +23,7 @@ use sqlx::MySql;
 use crate::sql::{engine_stores, SqlConfig, SqlStore};
 
 pub use reshard::ReshardReport;
-pub(crate) use shards::redact;
+pub use shards::redact;
 pub use shards::MySqlShards;
 
 engine_stores!(

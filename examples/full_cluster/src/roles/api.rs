@@ -51,8 +51,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     }
     if c.notifications.enabled {
         // Push tokens live on the primary database, where task reads them.
-        let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
-        app = app.with_devices(Arc::new(mysql.devices()));
+        let db = infra::until_up("the database", &shutdown, || infra::database(&c)).await?;
+        app = app.with_devices(db.devices());
     }
     let router = app.build();
     let listener = infra::bind(c.api.listen).await?;

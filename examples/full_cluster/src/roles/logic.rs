@@ -20,11 +20,8 @@ use crate::infra;
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let grpc_tls = infra::grpc_server_tls(&c)?;
     let redis = infra::until_up("Redis", &shutdown, || infra::redis(&c)).await?;
-    let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
-    let archive = infra::until_up("MySQL archive shards", &shutdown, || {
-        infra::archive(&c, &mysql)
-    })
-    .await?;
+    let db = infra::until_up("the database", &shutdown, || infra::database(&c)).await?;
+    let archive = infra::until_up("the archive", &shutdown, || infra::archive(&c, &db)).await?;
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let queue: Arc<dyn MessageQueue> = Arc::new(redis.queue());
     let audit = c.cluster.audit.then_some(AUDIT_GROUP);
@@ -37,12 +34,12 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let mut ports = NodeBuilder::new()
         .with_secret(c.cluster.jwt_secret.as_bytes())
         .with_token_ttl(Duration::from_secs(c.cluster.token_ttl_secs))
-        .with_users(Arc::new(mysql.users()))
-        .with_groups(Arc::new(mysql.groups()))
+        .with_users(db.users())
+        .with_groups(db.groups())
         // Contacts stay on the primary database, like users and groups.
-        .with_contacts(Arc::new(mysql.contacts()))
-        .with_messages(archive.messages())
-        .with_conversations(archive.conversations())
+        .with_contacts(db.contacts())
+        .with_messages(archive.messages.clone())
+        .with_conversations(archive.conversations.clone())
         .with_queue(queue)
         .with_pipeline(Arc::new(redis.send_pipeline(redis.queue())))
         .with_sequences(Arc::new(redis.sequences()))
@@ -114,11 +111,11 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         c.logic.ops_listen,
         [
             Arc::new(infra::RedisReady(redis.clone())) as _,
-            infra::MySqlReady::primary(&mysql),
+            infra::SqlReady::primary(&db),
             Arc::new(infra::EtcdReady(etcd.clone())),
         ]
         .into_iter()
-        .chain(infra::MySqlReady::shards(&c, &archive))
+        .chain(infra::SqlReady::shards(&archive))
         .collect(),
         stop_ops.clone(),
     )

@@ -10,7 +10,7 @@ use crate::infra;
 /// Copies to `to` (step 1), or cleans the configured shards up (step 2).
 pub async fn run(c: Config, to: Option<Vec<String>>, cleanup: bool) -> Result<(), String> {
     let primary = infra::mysql(&c).await?;
-    let current = infra::archive(&c, &primary).await?;
+    let current = infra::mysql_archive(&c, &primary).await?;
     if cleanup {
         let r = current
             .remove_strays()

@@ -25,11 +25,8 @@ use crate::infra;
 pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let grpc = infra::grpc_client_config(&c)?;
     let redis = infra::until_up("Redis", &shutdown, || infra::redis(&c)).await?;
-    let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
-    let archive = infra::until_up("MySQL archive shards", &shutdown, || {
-        infra::archive(&c, &mysql)
-    })
-    .await?;
+    let db = infra::until_up("the database", &shutdown, || infra::database(&c)).await?;
+    let archive = infra::until_up("the archive", &shutdown, || infra::archive(&c, &db)).await?;
     let etcd = infra::until_up("etcd", &shutdown, || infra::etcd(&c)).await?;
     let queue: Arc<dyn MessageQueue> = Arc::new(redis.queue());
     for g in [PUSH_GROUP, PERSIST_GROUP] {
@@ -60,7 +57,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     }
     // Offline notifications: one dispatcher per process, fed by its pushers.
     let offline: Option<Arc<dyn OfflineSink>> = if c.notifications.enabled {
-        let devices: Arc<dyn DeviceStore> = Arc::new(mysql.devices());
+        let devices: Arc<dyn DeviceStore> = db.devices();
         let dispatcher = Arc::new(
             NotifyDispatcher::new(
                 Arc::new(infra::notifier(&c)?),
@@ -70,18 +67,14 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
                     ..NotifyConfig::default()
                 },
             )
-            .with_badge(Arc::new(UnreadBadge::new(archive.conversations()))),
+            .with_badge(Arc::new(UnreadBadge::new(archive.conversations.clone()))),
         );
         workers.push(tokio::spawn({
             let d = dispatcher.clone().spawn(stop_workers.clone());
             async move { d.await.map_err(|e| im_core::Error::Internal(e.to_string())) }
         }));
-        let (sink, titles) = OfflineNotifier::start(
-            Arc::new(mysql.users()),
-            Arc::new(mysql.groups()),
-            dispatcher,
-            stop_workers.clone(),
-        );
+        let (sink, titles) =
+            OfflineNotifier::start(db.users(), db.groups(), dispatcher, stop_workers.clone());
         workers.push(tokio::spawn(async move {
             titles
                 .await
@@ -95,7 +88,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         let w = PushWorker::new(
             queue.clone(),
             sessions.clone(),
-            Arc::new(mysql.groups()),
+            db.groups(),
             pusher.clone(),
             WorkerConfig {
                 consumer: format!("{}-push-{i}", c.task.id),
@@ -116,8 +109,8 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     for i in 0..c.task.persist_workers {
         let w = PersistWorker::new(
             queue.clone(),
-            archive.messages(),
-            archive.conversations(),
+            archive.messages.clone(),
+            archive.conversations.clone(),
             WorkerConfig {
                 consumer: format!("{}-persist-{i}", c.task.id),
                 linger: Duration::from_millis(c.task.persist_linger_ms),
@@ -155,11 +148,11 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         c.task.ops_listen,
         [
             Arc::new(infra::RedisReady(redis.clone())) as _,
-            infra::MySqlReady::primary(&mysql),
+            infra::SqlReady::primary(&db),
             Arc::new(infra::EtcdReady(etcd.clone())),
         ]
         .into_iter()
-        .chain(infra::MySqlReady::shards(&c, &archive))
+        .chain(infra::SqlReady::shards(&archive))
         .collect(),
         stop_ops.clone(),
     )
