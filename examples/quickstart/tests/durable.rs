@@ -1,5 +1,5 @@
-//! `--data sqlite://…`: the quickstart started twice on the same SQLite file
-//! keeps users, groups, messages, conversation lists and read cursors, and
+//! `--data sqlite://…` (and `postgres://…`): the quickstart started twice
+//! on the same database keeps users, groups, messages, conversation lists and read cursors, and
 //! seqs continue after the stored ones.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -151,11 +151,39 @@ async fn users_groups_and_messages_survive_a_restart() {
     std::fs::create_dir_all(&dir.0).unwrap();
     let file = dir.0.join("im.db");
     // No `mode` in the URL: the quickstart adds `mode=rwc` and creates the file.
-    let db = format!("sqlite://{}", file.display());
-
-    // First life: accounts, a group, messages.
-    let life = start(&db).await;
+    survives_a_restart(&format!("sqlite://{}", file.display())).await;
     assert!(file.exists());
+}
+
+/// `--data postgres://…`: the same two lives on a fresh PostgreSQL database
+/// (`POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_postgres() {
+    use sqlx::Connection;
+    let admin = std::env::var("POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {admin} ({e}): start it (scripts/services.sh checks \
+             it) or point POSTGRES_URL at one"
+        )
+    });
+    let name = format!("quickstart_durable_{}", rand_suffix());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
+    survives_a_restart(&format!("{base}/{name}")).await;
+    let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
+}
+
+/// Two lives of the quickstart on the database of `db`.
+async fn survives_a_restart(db: &str) {
+    // First life: accounts, a group, messages.
+    let life = start(db).await;
     for name in ["alice", "bob"] {
         let (s, v) = life
             .post(
@@ -231,7 +259,7 @@ async fn users_groups_and_messages_survive_a_restart() {
     life.stop().await;
 
     // Second life on the same file: a fresh process state, the same data.
-    let life = start(&db).await;
+    let life = start(db).await;
     let (s, v) = life
         .post(
             "/users",
