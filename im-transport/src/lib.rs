@@ -8,11 +8,14 @@
 //! - `webhook`: a `SendHook` that calls your HTTP endpoint before and after sends (HMAC-signed).
 //! - [`notify`]: `Notifier`s for offline devices — FCM, APNs, and a signed webhook.
 //! - `http`: the HTTP API (axum).
-//! - `client`: a Rust client of the public protocol.
+//! - `client`: the Rust client of the public protocol, now the `im-client`
+//!   crate, re-exported here so `im_transport::client::…` keeps working.
 //! - [`tls`]: rustls certificates for HTTPS/WSS and gRPC over TLS.
 #![warn(missing_docs)]
 
-pub mod client;
+/// The Rust client of the public protocol: the `im-client` crate (depend on
+/// it directly to leave the server side out of a client's build).
+pub use im_client as client;
 pub mod grpc;
 pub mod http;
 pub mod notify;

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{free_port, rand_u32};
+use im_client::{Connection, ImClient};
 use im_core::id::UserId;
 use im_core::model::{MessageKind, Target};
-use im_transport::client::{Connection, ImClient};
 use serde_json::{json, Value};
 
 /// One cluster at a time: each starts seven processes, and the machine has

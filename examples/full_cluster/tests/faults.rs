@@ -30,10 +30,10 @@ mod common;
 
 use common::{free_port, rand_u32};
 use futures::{SinkExt, StreamExt};
+use im_client::{Connection, ImClient};
 use im_core::id::UserId;
 use im_core::model::MessageKind;
 use im_core::task::{PERSIST_GROUP, PUSH_GROUP};
-use im_transport::client::{Connection, ImClient};
 use reliability::proxy::{Framing, Proxy};
 use reliability::report::Tally;
 use serde_json::{json, Value};
