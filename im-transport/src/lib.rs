@@ -11,15 +11,36 @@
 //! - `client`: the Rust client of the public protocol, now the `im-client`
 //!   crate, re-exported here so `im_transport::client::…` keeps working.
 //! - [`tls`]: rustls certificates for HTTPS/WSS and gRPC over TLS.
+//!
+//! ## Cargo features
+//! All on by default; with `default-features = false` pick what you use.
+//!
+//! | feature | compiles |
+//! |---|---|
+//! | `grpc` | [`grpc`] (tonic, prost; `build.rs` codegen runs only with it); implies `tls` |
+//! | `pool` | `grpc::LogicPool` and, with `http`, `grpc::DiscoveryLocator`; implies `grpc` |
+//! | `http` | `http` (axum API, OpenAPI, ops endpoints) and `server`; implies `tls` |
+//! | `ws` | `ws` (the WebSocket Connect server); implies `http` |
+//! | `notify` | [`notify`] (FCM, APNs, webhook notifiers) and `webhook` (the signed send hook) |
+//! | `tls` | [`tls`] (server certificates with reload; `ClientTls` from im-client) |
+//! | `client` | `client`: the `im-client` crate re-exported |
 #![warn(missing_docs)]
 
 /// The Rust client of the public protocol: the `im-client` crate (depend on
 /// it directly to leave the server side out of a client's build).
+#[cfg(feature = "client")]
 pub use im_client as client;
+#[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "notify")]
 pub mod notify;
+#[cfg(feature = "http")]
 pub mod server;
+#[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "notify")]
 pub mod webhook;
+#[cfg(feature = "ws")]
 pub mod ws;
