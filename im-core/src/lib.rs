@@ -19,6 +19,9 @@
 //! - [`task`]: the Task layer — what happens after Logic acks: push and persist workers.
 //! - [`connect`]: the Connect layer without the network: the session hub and frame handling.
 //! - [`node`]: composition of all layers over any set of ports.
+//! - [`builder`]: [`NodeBuilder`](builder::NodeBuilder) — a node's ports from
+//!   defaults and overrides, each set once.
+//! - [`prelude`]: what an embedder needs in one `use`.
 //! - [`memory`]: the in-memory backend of every port (the embedded default).
 //! - `testkit` (feature `testkit`): one conformance suite per port.
 //!
@@ -28,6 +31,7 @@
 
 pub mod attachments;
 pub mod auth;
+pub mod builder;
 pub mod compose;
 pub mod connect;
 pub mod error;
@@ -38,6 +42,7 @@ pub mod memory;
 pub mod model;
 pub mod node;
 pub mod ports;
+pub mod prelude;
 pub mod protocol;
 pub mod task;
 #[cfg(any(test, feature = "testkit"))]

@@ -20,15 +20,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtAuthenticator;
-use crate::compose::ComposedSendPipeline;
 use crate::connect::{ConnectConfig, ConnectService, Hub, LocalPusher};
 use crate::error::Result;
 use crate::logic::{Logic, LogicConfig, LogicPorts};
-use crate::memory::{
-    MemoryContactStore, MemoryConversationStore, MemoryDedupStore, MemoryGroupStore,
-    MemoryMessageStore, MemoryPartitionLeases, MemoryQueue, MemoryScheduleStore,
-    MemorySequenceAllocator, MemorySessionStore, MemoryTokenRevocations, MemoryUserStore,
-};
+use crate::memory::MemoryUserStore;
 use crate::model::NodeId;
 use crate::ports::{MessageQueue, MessageStore, PartitionLeases, Pusher};
 use crate::task::{PersistWorker, PushWorker, Scheduler, SchedulerConfig, WorkerConfig};
@@ -55,37 +50,10 @@ impl Backends {
     /// The embedded default: every port in memory, JWTs signed with `secret`
     /// and valid for a day.
     pub fn memory(secret: &[u8]) -> Backends {
-        let queue: Arc<dyn MessageQueue> = Arc::new(MemoryQueue::default());
-        let messages: Arc<dyn MessageStore> = Arc::new(MemoryMessageStore::default());
-        let sequences = Arc::new(MemorySequenceAllocator::new());
-        let pipeline = Arc::new(ComposedSendPipeline::new(
-            Arc::new(MemoryDedupStore::new()),
-            sequences.clone(),
-            queue.clone(),
-        ));
-        Backends {
-            logic: LogicPorts {
-                users: Arc::new(MemoryUserStore::new()),
-                groups: Arc::new(MemoryGroupStore::new()),
-                messages: messages.clone(),
-                sessions: Arc::new(MemorySessionStore::new()),
-                pipeline,
-                auth: Arc::new(JwtAuthenticator::new(secret, Duration::from_secs(86_400))),
-                revocations: Arc::new(MemoryTokenRevocations::new()),
-                queue: queue.clone(),
-                conversations: Arc::new(MemoryConversationStore::default()),
-                contacts: Arc::new(MemoryContactStore::new()),
-                sequences,
-                schedules: Arc::new(MemoryScheduleStore::new()),
-                hooks: Vec::new(),
-                objects: None,
-                throttle: Arc::new(crate::memory::MemoryThrottle::new()),
-            },
-            queue,
-            messages,
-            leases: Arc::new(MemoryPartitionLeases::new()),
-            offline: None,
-        }
+        let auth = Arc::new(JwtAuthenticator::new(secret, Duration::from_secs(86_400)));
+        crate::builder::NodeBuilder::new()
+            .assemble(Arc::new(MemoryUserStore::new()), auth)
+            .0
     }
 }
 

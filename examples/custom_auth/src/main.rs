@@ -30,16 +30,12 @@
 //!   logs every archived batch and prints its totals on shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use custom_auth::token::HmacTokenAuthenticator;
 use im_core::id::{now_ms, UserId};
-use im_core::node::{Node, NodeConfig};
-use im_transport::http::routes::SameHostLocator;
-use im_transport::http::{install_metrics, ApiConfig, ApiState};
-use im_transport::server::{app, serve, AppParts};
-use im_transport::ws::{WsConfig, WsState};
+use im_transport::app::AppBuilder;
+use im_transport::server::serve;
 use tokio_util::sync::CancellationToken;
 
 /// Command-line options.
@@ -131,35 +127,16 @@ async fn run(
     listen: SocketAddr,
     public_ws_url: Option<String>,
 ) -> Result<(), String> {
-    let metrics = install_metrics();
-    let (backends, audited) = custom_auth::backends(secret);
-    let node = Node::start(backends, NodeConfig::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (builder, audited) = custom_auth::builder(secret);
+    let node = builder.start().await.map_err(|e| e.to_string())?;
     let shutdown = CancellationToken::new();
-    let api_config = ApiConfig::default();
-    let router = app(AppParts {
-        api: Some((
-            ApiState::new(
-                node.logic.clone(),
-                Arc::new(SameHostLocator {
-                    public_url: public_ws_url,
-                    ..SameHostLocator::default()
-                }),
-                &api_config,
-            ),
-            api_config,
-        )),
-        ws: Some(WsState {
-            connect: node.connect.clone(),
-            config: Arc::new(WsConfig::default()),
-            shutdown: shutdown.clone(),
-            front_door: None,
-        }),
-        ready: Vec::new(),
-        metrics: Some(metrics),
-        web_page: true,
-    });
+    let mut app = AppBuilder::for_node(&node)
+        .with_web_page(true)
+        .with_shutdown(shutdown.clone());
+    if let Some(url) = public_ws_url {
+        app = app.with_public_ws_url(url);
+    }
+    let router = app.build();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

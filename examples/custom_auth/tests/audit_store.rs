@@ -11,7 +11,6 @@ use im_core::id::{now_ms, ConversationId, UserId};
 use im_core::logic::{LogicApi, Sender};
 use im_core::memory::MemoryMessageStore;
 use im_core::model::{MessageKind, Target};
-use im_core::node::{Node, NodeConfig};
 use im_core::protocol::SendRequest;
 use im_core::{testkit, Error};
 
@@ -43,8 +42,8 @@ async fn auditing_store_counts_new_messages_and_replays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_runs_on_the_custom_parts() {
     let secret = b"our-identity-system-shared-secret!!";
-    let (backends, audited) = custom_auth::backends(secret);
-    let node = Node::start(backends, NodeConfig::default()).await.unwrap();
+    let (builder, audited) = custom_auth::builder(secret);
+    let node = builder.start().await.unwrap();
     let minter = HmacTokenAuthenticator::new(secret);
     let (a, b) = (UserId(1001), UserId(1002));
     let exp = now_ms() + 60_000;

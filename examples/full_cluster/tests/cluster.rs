@@ -12,12 +12,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
+mod harness;
 
-use common::{free_port, rand_u32};
+use harness::{env_or, metric, Cluster, CONNECT_NODES};
 use im_client::{Connection, ImClient};
 use im_core::id::UserId;
 use im_core::model::{MessageKind, Target};
@@ -27,250 +26,31 @@ use serde_json::{json, Value};
 /// two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Proc {
-    name: String,
-    args: Vec<String>,
-    child: Child,
-}
-
-struct Cluster {
-    procs: Vec<Proc>,
-    ns: String,
-    /// Seed nodes of a Redis Cluster to run on (None: the standalone Redis).
-    redis_cluster: Option<String>,
-    /// The archive's shard URLs (empty: the archive is on `DATABASE_URL`).
-    db_shards: Vec<String>,
-    /// More environment for every process.
-    env: Vec<(String, String)>,
-    api: u16,
-    ws: [u16; 2],
-    logic_ops: [u16; 2],
-    task_ops: [u16; 2],
-    logs: std::path::PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
-        }
+/// Starts the seven processes with what every test here adds: attachments
+/// on the test S3 server, room for every test user to register from
+/// 127.0.0.1 (the login limits stay on), and `env`.
+fn start_cluster(scenario: &str, env: &[(&str, &str)]) -> Cluster {
+    let mut c = Cluster::new(scenario);
+    // Attachments on the test S3 server (SeaweedFS, scripts/services.sh).
+    let s3 = im_store::s3::S3Config::from_env();
+    for (k, v) in [
+        ("IM_ATTACHMENTS__ENABLED", "true"),
+        ("IM_ATTACHMENTS__S3_ENDPOINT", &s3.endpoint),
+        ("IM_ATTACHMENTS__S3_BUCKET", &s3.bucket),
+        ("IM_ATTACHMENTS__S3_ACCESS_KEY_ID", &s3.access_key_id),
+        (
+            "IM_ATTACHMENTS__S3_SECRET_ACCESS_KEY",
+            &s3.secret_access_key,
+        ),
+        ("IM_FRONT_DOOR__REGISTER_BURST", "1000"),
+    ] {
+        c.set_env(k, v);
     }
-}
-
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_owned())
-}
-
-impl Cluster {
-    fn spawn(&mut self, name: &str, args: &[String]) {
-        let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_full_cluster"));
-        if let Some(urls) = &self.redis_cluster {
-            cmd.env("IM_REDIS_CLUSTER_URLS", urls);
-        }
-        if !self.db_shards.is_empty() {
-            cmd.env("DATABASE_SHARD_URLS", self.db_shards.join(","));
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        // Attachments on the test S3 server (SeaweedFS, scripts/services.sh).
-        let s3 = im_store::s3::S3Config::from_env();
-        cmd.env("IM_ATTACHMENTS__ENABLED", "true")
-            .env("IM_ATTACHMENTS__S3_ENDPOINT", &s3.endpoint)
-            .env("IM_ATTACHMENTS__S3_BUCKET", &s3.bucket)
-            .env("IM_ATTACHMENTS__S3_ACCESS_KEY_ID", &s3.access_key_id)
-            .env(
-                "IM_ATTACHMENTS__S3_SECRET_ACCESS_KEY",
-                &s3.secret_access_key,
-            );
-        let child = cmd
-            .args(args)
-            .env("IM_CLUSTER__NAMESPACE", &self.ns)
-            .env(
-                "IM_CLUSTER__JWT_SECRET",
-                "cluster-test-secret-cluster-test-secret",
-            )
-            .env("IM_CLUSTER__LEASE_TTL_SECS", "2")
-            .env("IM_CLUSTER__MYSQL_POOL", "4")
-            .env("IM_TASK__CLAIM_IDLE_SECS", "3")
-            // Every test user registers from 127.0.0.1; the login limits stay on.
-            .env("IM_FRONT_DOOR__REGISTER_BURST", "1000")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.procs.retain(|p| p.name != name);
-        self.procs.push(Proc {
-            name: name.to_owned(),
-            args: args.to_vec(),
-            child,
-        });
+    for (k, v) in env {
+        c.set_env(k, v);
     }
-
-    fn start() -> Cluster {
-        Cluster::start_on(None, Vec::new(), Vec::new())
-    }
-
-    /// Starts the seven processes on the standalone Redis, or on the Redis
-    /// Cluster of `redis_cluster` (comma-separated seed URLs), with the
-    /// archive on `db_shards` (empty: on `DATABASE_URL`).
-    fn start_on(
-        redis_cluster: Option<String>,
-        db_shards: Vec<String>,
-        env: Vec<(String, String)>,
-    ) -> Cluster {
-        let ns = format!("imt{:x}", rand_u32());
-        let logs = std::env::temp_dir().join(format!("im-cluster-test-{ns}"));
-        std::fs::create_dir_all(&logs).unwrap();
-        let mut c = Cluster {
-            procs: Vec::new(),
-            ns,
-            redis_cluster,
-            db_shards,
-            env,
-            api: free_port(),
-            ws: [free_port(), free_port()],
-            logic_ops: [free_port(), free_port()],
-            task_ops: [free_port(), free_port()],
-            logs,
-        };
-        for i in 0..2 {
-            let (grpc, ops) = (free_port(), c.logic_ops[i]);
-            c.spawn(
-                &format!("logic-{}", i + 1),
-                &[
-                    "logic".into(),
-                    "--worker-id".into(),
-                    format!("{}", 900 + i),
-                    "--grpc-listen".into(),
-                    format!("127.0.0.1:{grpc}"),
-                    "--ops-listen".into(),
-                    format!("127.0.0.1:{ops}"),
-                ],
-            );
-        }
-        for i in 0..2 {
-            let ops = c.task_ops[i];
-            c.spawn(
-                &format!("task-{}", i + 1),
-                &[
-                    "task".into(),
-                    "--id".into(),
-                    format!("task-{}", i + 1),
-                    "--ops-listen".into(),
-                    format!("127.0.0.1:{ops}"),
-                ],
-            );
-        }
-        for i in 0..2 {
-            let (ws, grpc) = (c.ws[i], free_port());
-            c.spawn(
-                &format!("connect-{}", i + 1),
-                &[
-                    "connect".into(),
-                    "--node-id".into(),
-                    format!("connect-{}", i + 1),
-                    "--listen".into(),
-                    format!("127.0.0.1:{ws}"),
-                    "--grpc-listen".into(),
-                    format!("127.0.0.1:{grpc}"),
-                    "--send-rate".into(),
-                    "0".into(),
-                ],
-            );
-        }
-        let api = c.api;
-        c.spawn(
-            "api",
-            &[
-                "api".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{api}"),
-                "--send-rate".into(),
-                "0".into(),
-            ],
-        );
-        c
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api)
-    }
-
-    fn proc_mut(&mut self, name: &str) -> &mut Proc {
-        self.procs.iter_mut().find(|p| p.name == name).unwrap()
-    }
-
-    /// Starts a stopped process again with its arguments.
-    fn restart(&mut self, name: &str) {
-        let args = self.proc_mut(name).args.clone();
-        self.spawn(name, &args);
-    }
-
-    fn kill9(&mut self, name: &str) {
-        let p = self.proc_mut(name);
-        p.child.kill().unwrap();
-        p.child.wait().unwrap();
-    }
-
-    async fn term(&mut self, name: &str) -> std::process::ExitStatus {
-        let p = self.proc_mut(name);
-        let pid = p.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = p.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not exit within 20 s of SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let mut out = String::new();
-        for p in &self.procs {
-            let text = std::fs::read_to_string(self.logs.join(format!("{}.log", p.name)))
-                .unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(8).collect();
-            out.push_str(&format!(
-                "--- {} ---\n{}\n",
-                p.name,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        out
-    }
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str, what: &str, cluster: &Cluster) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(url).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "{what} not ready at {url} within 60 s\n{}",
-                cluster.log_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
-    let text = http.get(url).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    c.start();
+    c
 }
 
 /// Creates a group owned by `owner` with `members` added; answers its id.
@@ -353,7 +133,7 @@ fn require_redis_cluster(urls: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_loses_nothing_through_kills_and_restarts() {
     let _serial = SERIAL.lock().await;
-    loses_nothing(Cluster::start()).await;
+    loses_nothing(start_cluster("cluster-kills", &[]), Vec::new()).await;
 }
 
 /// The primary database and the second server, as the archive's two shards.
@@ -389,54 +169,21 @@ async fn the_cluster_loses_nothing_on_a_redis_cluster_and_two_db_shards() {
     require_redis_cluster(&urls);
     let shards = db_shard_urls();
     require_databases(&shards).await;
-    loses_nothing(Cluster::start_on(Some(urls), shards, Vec::new())).await;
+    let cluster = start_cluster(
+        "cluster-sharded",
+        &[
+            ("IM_REDIS_CLUSTER_URLS", &urls),
+            ("DATABASE_SHARD_URLS", &shards.join(",")),
+        ],
+    );
+    loses_nothing(cluster, shards).await;
 }
 
-async fn wait_cluster_ready(http: &reqwest::Client, cluster: &Cluster) {
-    let base = cluster.base();
-    wait_ready(http, &format!("{base}/healthz"), "api", cluster).await;
-    for (i, port) in cluster.ws.iter().enumerate() {
-        wait_ready(
-            http,
-            &format!("http://127.0.0.1:{port}/readyz"),
-            &format!("connect-{}", i + 1),
-            cluster,
-        )
-        .await;
-    }
-    for port in cluster.logic_ops.iter().chain(cluster.task_ops.iter()) {
-        wait_ready(
-            http,
-            &format!("http://127.0.0.1:{port}/readyz"),
-            "logic/task",
-            cluster,
-        )
-        .await;
-    }
-}
-
-async fn loses_nothing(mut cluster: Cluster) {
+/// `archive`: the archive's shards (empty: the archive is on `DATABASE_URL`).
+async fn loses_nothing(mut cluster: Cluster, archive: Vec<String>) {
     let http = reqwest::Client::new();
+    cluster.wait_all_ready(&http).await;
     let base = cluster.base();
-    wait_ready(&http, &format!("{base}/healthz"), "api", &cluster).await;
-    for (i, port) in cluster.ws.iter().enumerate() {
-        wait_ready(
-            &http,
-            &format!("http://127.0.0.1:{port}/readyz"),
-            &format!("connect-{}", i + 1),
-            &cluster,
-        )
-        .await;
-    }
-    for port in cluster.logic_ops.iter().chain(cluster.task_ops.iter()) {
-        wait_ready(
-            &http,
-            &format!("http://127.0.0.1:{port}/readyz"),
-            "logic/task",
-            &cluster,
-        )
-        .await;
-    }
     // Six users: three on each connect node (placement by GET /connect: least loaded / round robin).
     let mut users = Vec::new();
     for i in 0..6 {
@@ -478,22 +225,25 @@ async fn loses_nothing(mut cluster: Cluster) {
     let mut conns = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let mut u = u.clone();
-        u.ws_url = Some(format!("ws://127.0.0.1:{}/ws", cluster.ws[i % 2]));
+        u.ws_url = Some(cluster.ws_url(CONNECT_NODES[i % 2]));
         conns.push(u.connect().await.unwrap());
     }
     // Stable placement done: later reconnects ask GET /api/v1/connect.
     let ids: Vec<UserId> = users.iter().map(|u| u.user_id).collect();
 
-    // 1:1 across nodes (user 0 on node 1 → user 1 on node 2) and a group of all six.
+    // 1:1 from user 0 (node 1) to each other user (on both nodes) and a group of all six.
     let mut acked: Vec<u64> = Vec::new();
     let mut expected: HashMap<usize, HashSet<u64>> = HashMap::new();
+    // Five 1:1 conversations and the group: on two archive shards, the
+    // chance that every conversation lands on one shard is 2/64, not 1/2.
     for k in 0..10 {
+        let r = 1 + k % 5;
         let ack = conns[0]
-            .send(Target::User(ids[1]), format!("direct {k}"))
+            .send(Target::User(ids[r]), format!("direct {k}"))
             .await
             .unwrap();
         acked.push(ack.msg_id.0);
-        expected.entry(1).or_default().insert(ack.msg_id.0);
+        expected.entry(r).or_default().insert(ack.msg_id.0);
     }
     let gid = create_group(&http, &base, &users[0], "all", &ids[1..]).await;
     let group = Target::Group(gid.parse().unwrap());
@@ -612,10 +362,10 @@ async fn loses_nothing(mut cluster: Cluster) {
     }
 
     // Persisted exactly once: on one shard each, every shard holding some.
-    let archive = if cluster.db_shards.is_empty() {
+    let archive = if archive.is_empty() {
         vec![env_or("DATABASE_URL", "mysql://root@127.0.0.1:3306/test")]
     } else {
-        cluster.db_shards.clone()
+        archive
     };
     let mut dbs = Vec::new();
     for url in &archive {
@@ -678,8 +428,8 @@ async fn loses_nothing(mut cluster: Cluster) {
     assert_eq!(rows, distinct, "and exactly once");
 
     // Metrics parse and moved.
-    let logic2 = format!("http://127.0.0.1:{}/metrics", cluster.logic_ops[1]);
-    let task2 = format!("http://127.0.0.1:{}/metrics", cluster.task_ops[1]);
+    let logic2 = cluster.metrics_url("logic-2");
+    let task2 = cluster.metrics_url("task-2");
     assert!(
         metric(&http, &logic2, "im_messages_accepted_total").await > 0.0,
         "logic-2 accepted messages"
@@ -692,7 +442,7 @@ async fn loses_nothing(mut cluster: Cluster) {
         metric(&http, &task2, "im_messages_pushed_total").await > 0.0,
         "task-2 pushed messages"
     );
-    let connect2 = format!("http://127.0.0.1:{}/metrics", cluster.ws[1]);
+    let connect2 = cluster.metrics_url("connect-2");
     assert!(metric(&http, &connect2, "im_ws_connections").await >= 1.0);
 
     // Graceful stop of the rest: exit 0 on SIGTERM.
@@ -723,24 +473,10 @@ async fn wait_for_msg(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_sends_survive_a_task_restart() {
     let _serial = SERIAL.lock().await;
-    let mut cluster = Cluster::start();
+    let mut cluster = start_cluster("cluster-scheduled", &[]);
     let http = reqwest::Client::new();
+    cluster.wait_all_ready(&http).await;
     let base = cluster.base();
-    wait_ready(&http, &format!("{base}/healthz"), "api", &cluster).await;
-    for port in cluster
-        .ws
-        .iter()
-        .chain(cluster.logic_ops.iter())
-        .chain(cluster.task_ops.iter())
-    {
-        wait_ready(
-            &http,
-            &format!("http://127.0.0.1:{port}/readyz"),
-            "role",
-            &cluster,
-        )
-        .await;
-    }
     let mut users = Vec::new();
     for i in 0..2 {
         let name = format!("{}_s{i}", cluster.ns);
@@ -750,7 +486,7 @@ async fn scheduled_sends_survive_a_task_restart() {
         users.push(ImClient::login(&base, &name, "password123").await.unwrap());
     }
     let mut b = users[1].clone();
-    b.ws_url = Some(format!("ws://127.0.0.1:{}/ws", cluster.ws[0]));
+    b.ws_url = Some(cluster.ws_url("connect-1"));
     let mut conn = b.connect().await.unwrap();
     let to = json!({"user": users[1].user_id.to_string()});
 
@@ -783,13 +519,7 @@ async fn scheduled_sends_survive_a_task_restart() {
     cluster.kill9("task-1");
     cluster.kill9("task-2");
     cluster.restart("task-1");
-    wait_ready(
-        &http,
-        &format!("http://127.0.0.1:{}/readyz", cluster.task_ops[0]),
-        "task-1 after restart",
-        &cluster,
-    )
-    .await;
+    cluster.wait_ready(&http, "task-1").await;
     assert!(
         im_core::id::now_ms() < deliver_at,
         "the restart took too long for this test to mean anything"
@@ -854,9 +584,9 @@ async fn bursts_are_pushed_in_seq_order() {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as WsMessage;
     const N: usize = 100;
-    let cluster = Cluster::start();
+    let mut cluster = start_cluster("cluster-bursts", &[]);
     let http = reqwest::Client::new();
-    wait_cluster_ready(&http, &cluster).await;
+    cluster.wait_all_ready(&http).await;
     let base = cluster.base();
     let mut users = Vec::new();
     for i in 0..8 {
@@ -871,7 +601,7 @@ async fn bursts_are_pushed_in_seq_order() {
     // Recipients 6 (node 1) and 7 (node 2) listen first.
     let mut receivers = Vec::new();
     for r in 6..8 {
-        let mut ws = raw_ws(cluster.ws[r - 6], &users[r].token).await;
+        let mut ws = raw_ws(cluster.ws[CONNECT_NODES[r - 6]], &users[r].token).await;
         let want = 12 * N; // N direct from each sender + N group messages from each
         receivers.push(tokio::spawn(async move {
             let mut by_conv: HashMap<String, Vec<u64>> = HashMap::new();
@@ -904,7 +634,7 @@ async fn bursts_are_pushed_in_seq_order() {
     ];
     let mut senders = Vec::new();
     for s in 0..6 {
-        let mut ws = raw_ws(cluster.ws[s % 2], &users[s].token).await;
+        let mut ws = raw_ws(cluster.ws[CONNECT_NODES[s % 2]], &users[s].token).await;
         let targets = targets.clone();
         senders.push(tokio::spawn(async move {
             for k in 0..N {
@@ -972,12 +702,12 @@ async fn attachments_go_through_the_cluster_on_s3() {
             s3.endpoint
         );
     }
-    let cluster = Cluster::start();
+    let mut cluster = start_cluster("cluster-attachments", &[]);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    wait_cluster_ready(&http, &cluster).await;
+    cluster.wait_all_ready(&http).await;
     let base = cluster.base();
     let mut users = Vec::new();
     for who in ["a", "b", "e"] {
@@ -1085,21 +815,17 @@ async fn offline_recipients_are_notified_through_the_cluster() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let env = [
-        ("IM_NOTIFICATIONS__ENABLED", "true".to_owned()),
-        ("IM_NOTIFICATIONS__WEBHOOK_URL", hook),
-        (
-            "IM_NOTIFICATIONS__WEBHOOK_SECRET",
-            "cluster-hook-secret".to_owned(),
-        ),
-        ("IM_NOTIFICATIONS__WINDOW_MS", "2000".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let cluster = Cluster::start_on(None, Vec::new(), env);
+    let mut cluster = start_cluster(
+        "cluster-notify",
+        &[
+            ("IM_NOTIFICATIONS__ENABLED", "true"),
+            ("IM_NOTIFICATIONS__WEBHOOK_URL", &hook),
+            ("IM_NOTIFICATIONS__WEBHOOK_SECRET", "cluster-hook-secret"),
+            ("IM_NOTIFICATIONS__WINDOW_MS", "2000"),
+        ],
+    );
     let http = reqwest::Client::new();
-    wait_cluster_ready(&http, &cluster).await;
+    cluster.wait_all_ready(&http).await;
     let base = cluster.base();
     let mut users = Vec::new();
     for who in ["a", "b"] {
@@ -1165,9 +891,9 @@ async fn people_rules_hold_through_the_cluster() {
     let _serial = SERIAL.lock().await;
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message as WsMessage;
-    let cluster = Cluster::start();
+    let mut cluster = start_cluster("cluster-people", &[]);
     let http = reqwest::Client::new();
-    wait_cluster_ready(&http, &cluster).await;
+    cluster.wait_all_ready(&http).await;
     let base = cluster.base();
     let mut users = Vec::new();
     for who in ["a", "b", "c"] {
@@ -1204,8 +930,8 @@ async fn people_rules_hold_through_the_cluster() {
     assert_eq!(p["display_name"], "Alice");
 
     // b listens on connect node 2, c on node 1.
-    let mut bws = raw_ws(cluster.ws[1], &users[1].token).await;
-    let mut cws = raw_ws(cluster.ws[0], &users[2].token).await;
+    let mut bws = raw_ws(cluster.ws["connect-2"], &users[1].token).await;
+    let mut cws = raw_ws(cluster.ws["connect-1"], &users[2].token).await;
     async fn frame_of(ws: &mut RawWs, kind: &str) -> Value {
         loop {
             let f = tokio::time::timeout(Duration::from_secs(10), ws.next())

@@ -6,17 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod harness;
 
+use harness::{env_or, rand_u32};
 use im_core::id::{ConversationId, MessageId, UserId};
 use im_core::model::{Message, MessageKind, Target};
 use im_core::ports::{ConversationStore, MessageStore};
 use im_store::mysql::{MySqlShards, MySqlStore};
 use sqlx::Connection;
-
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_owned())
-}
 
 /// `url` with its database replaced by `db`.
 fn with_database(url: &str, db: &str) -> String {
@@ -57,7 +54,7 @@ async fn reshard_copies_then_cleans_up_without_losing_a_message() {
         env_or("DATABASE_URL", "mysql://root@127.0.0.1:3306/test"),
         env_or("DATABASE_SHARD1_URL", "mysql://root@127.0.0.1:3307/test"),
     ];
-    let db = format!("im_reshard_{:x}", common::rand_u32());
+    let db = format!("im_reshard_{:x}", rand_u32());
     let urls: Vec<String> = servers.iter().map(|s| with_database(s, &db)).collect();
     let mut admins = Vec::new();
     for s in &servers {
@@ -71,7 +68,7 @@ async fn reshard_copies_then_cleans_up_without_losing_a_message() {
 
     // An archive on the first database alone: 40 conversations × 3 messages.
     let old = MySqlStore::from_url(&urls[0]).await.unwrap();
-    let me = UserId(7_000_000 + u64::from(common::rand_u32()));
+    let me = UserId(7_000_000 + u64::from(rand_u32()));
     let mut batch = Vec::new();
     let mut convs = Vec::new();
     for i in 0..40u64 {

@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-mod common;
+mod harness;
 
-use common::{free_port, rand_u32};
+use harness::{free_port, rand_u32};
 use im_client::{ClientOptions, ImClient};
 use im_core::model::Target;
 use im_transport::tls::ClientTls;

@@ -9,32 +9,27 @@
 //! sequences are seeded from the stored messages by
 //! [`SeededSequenceAllocator`].
 
-pub mod seq;
-
 use std::sync::Arc;
 
 use axum::Router;
 use im_core::attachments::AttachmentPolicy;
-use im_core::compose::ComposedSendPipeline;
+use im_core::builder::NodeBuilder;
 use im_core::frontdoor::{FrontDoor, FrontDoorConfig};
-use im_core::memory::{MemoryDedupStore, MemorySequenceAllocator};
 use im_core::memory::{MemoryDeviceStore, MemoryObjectStorage, MemoryThrottle};
-use im_core::node::{Backends, Node, NodeConfig};
-use im_core::ports::{DeviceStore, MessageStore, Platform, SequenceAllocator};
+use im_core::node::{Node, NodeConfig};
+use im_core::ports::{DeviceStore, Platform};
 use im_core::task::notify::{NotifyConfig, NotifyDispatcher};
 use im_core::task::{ByPlatform, OfflineNotifier, UnreadBadge};
 use im_store::s3::{S3Config, S3ObjectStorage};
 use im_store::sqlite::SqliteStore;
+use im_transport::app::AppBuilder;
 use im_transport::http::attachments::Attachments;
-use im_transport::http::routes::SameHostLocator;
-use im_transport::http::{install_metrics, ApiConfig, ApiState};
+use im_transport::http::ApiConfig;
 use im_transport::notify::WebhookNotifier;
-use im_transport::server::{app, AppParts};
 use im_transport::tls::TlsFiles;
-use im_transport::ws::{WsConfig, WsState};
 use tokio_util::sync::CancellationToken;
 
-pub use seq::SeededSequenceAllocator;
+pub use im_core::compose::SeededSequenceAllocator;
 
 /// What the quickstart runs with (flags, environment and config file merged).
 #[derive(Debug, Clone)]
@@ -129,10 +124,11 @@ pub fn sqlite_url(data: &str) -> Result<String, String> {
     })
 }
 
-/// The ports of the node, and the SQLite database behind some of them.
+/// The node's builder with its storage set, and the SQLite database behind
+/// some of its ports.
 pub struct Storage {
-    /// Every port the node runs on.
-    pub backends: Backends,
+    /// The node's ports so far (everything else is in memory).
+    pub builder: NodeBuilder,
     /// The database holding users, groups and messages (with `--data`).
     pub sqlite: Option<SqliteStore>,
 }
@@ -142,10 +138,10 @@ impl Storage {
     /// conversation lists in SQLite, with sequences seeded from the stored
     /// messages.
     pub async fn open(secret: &[u8], data: Option<&str>) -> Result<Storage, String> {
-        let mut backends = Backends::memory(secret);
+        let builder = NodeBuilder::new().with_secret(secret);
         let Some(data) = data else {
             return Ok(Storage {
-                backends,
+                builder,
                 sqlite: None,
             });
         };
@@ -153,31 +149,15 @@ impl Storage {
         let store = SqliteStore::open(&url)
             .await
             .map_err(|e| format!("cannot open --data {url}: {e}"))?;
-        let messages: Arc<dyn MessageStore> = Arc::new(store.messages());
-        backends.logic.users = Arc::new(store.users());
-        backends.logic.groups = Arc::new(store.groups());
-        backends.logic.messages = messages.clone();
-        backends.messages = messages.clone();
-        // Conversation lists and read cursors live next to the messages they
-        // index (the persist workers record into it after each append).
-        backends.logic.conversations = Arc::new(store.conversations());
-        // Contacts, requests and blocks, next to the accounts.
-        backends.logic.contacts = Arc::new(store.contacts());
-        // The memory allocator would restart every conversation at 0 and
-        // collide with the stored seqs: seed it from the archive. Logic reads
-        // the last seqs (read cursors) from the same allocator.
-        let sequences: Arc<dyn SequenceAllocator> = Arc::new(SeededSequenceAllocator::new(
-            Arc::new(MemorySequenceAllocator::new()),
-            messages,
-        ));
-        backends.logic.sequences = sequences.clone();
-        backends.logic.pipeline = Arc::new(ComposedSendPipeline::new(
-            Arc::new(MemoryDedupStore::new()),
-            sequences,
-            backends.queue.clone(),
-        ));
+        // Seqs stay in memory: the builder seeds them from this archive.
+        let builder = builder
+            .with_users(Arc::new(store.users()))
+            .with_groups(Arc::new(store.groups()))
+            .with_messages(Arc::new(store.messages()))
+            .with_conversations(Arc::new(store.conversations()))
+            .with_contacts(Arc::new(store.contacts()));
         Ok(Storage {
-            backends,
+            builder,
             sqlite: Some(store),
         })
     }
@@ -206,7 +186,7 @@ impl Quickstart {
         config.connect.send_burst = burst;
         config.logic.direct_messages = settings.direct_messages;
         config.logic.relation_checks = settings.relation_checks;
-        let mut backends = storage.backends;
+        let mut builder = storage.builder;
         // Attachments in memory, their signed URLs relative to this server;
         // or in an S3 bucket.
         let attachments = match (settings.attachments.clone(), &settings.attachments_s3) {
@@ -214,7 +194,7 @@ impl Quickstart {
             (Some(policy), Some(s3)) => {
                 let objects =
                     Arc::new(S3ObjectStorage::new(s3.clone()).map_err(|e| e.to_string())?);
-                backends.logic.objects = Some(objects.clone());
+                builder = builder.with_objects(objects.clone());
                 config.logic.attachments = policy.clone();
                 Some(Attachments::new(objects, policy))
             }
@@ -225,93 +205,42 @@ impl Quickstart {
                     key.as_bytes(),
                     settings.attachments_max_bytes,
                 ));
-                backends.logic.objects = Some(objects.clone());
+                builder = builder.with_objects(objects.clone());
                 config.logic.attachments = policy.clone();
                 Some(Attachments::in_memory(objects, policy))
             }
         };
-        // Offline notifications: a device store next to the users, the
-        // coalescing dispatcher, and the push workers' offline sink.
         let shutdown = CancellationToken::new();
-        let devices: Option<Arc<dyn DeviceStore>> = match &settings.notify_webhook {
-            None => None,
-            Some((url, secret)) => {
-                let devices: Arc<dyn DeviceStore> = match &storage.sqlite {
-                    Some(db) => Arc::new(db.devices()),
-                    None => Arc::new(MemoryDeviceStore::new()),
-                };
-                let webhook = WebhookNotifier::new(url.clone(), secret.as_bytes().to_vec())
-                    .map_err(|e| format!("notification webhook: {e}"))?;
-                let notifier = ByPlatform::new().with(Platform::Webhook, Arc::new(webhook));
-                let dispatcher = Arc::new(
-                    NotifyDispatcher::new(
-                        Arc::new(notifier),
-                        devices.clone(),
-                        NotifyConfig {
-                            coalesce_window: settings.notify_window,
-                            ..NotifyConfig::default()
-                        },
-                    )
-                    .with_badge(Arc::new(UnreadBadge::new(
-                        backends.logic.conversations.clone(),
-                    ))),
-                );
-                dispatcher.clone().spawn(shutdown.clone());
-                let (sink, _) = OfflineNotifier::start(
-                    backends.logic.users.clone(),
-                    backends.logic.groups.clone(),
-                    dispatcher,
-                    shutdown.clone(),
-                );
-                backends.offline = Some(sink);
-                Some(devices)
-            }
-        };
-        let node = Node::start(backends, config)
+        let (builder, devices) = notifications(settings, builder, &storage.sqlite, &shutdown)?;
+        let node = builder
+            .with_config(config)
+            .start()
             .await
             .map_err(|e| e.to_string())?;
-        let api_config = ApiConfig {
-            send_rate: rate,
-            send_burst: burst,
-            ..ApiConfig::default()
-        };
-        let locator = Arc::new(SameHostLocator {
-            public_url: settings.public_ws_url.clone(),
-            secure: settings.tls.is_some(),
-        });
         // One node: its own counts in memory are the whole deployment's.
-        let door = Arc::new(FrontDoor::new(
-            Arc::new(MemoryThrottle::new()),
-            settings.front_door.clone(),
-        ));
-        let router = app(AppParts {
-            api: Some((
-                {
-                    let mut state = ApiState::new(node.logic.clone(), locator, &api_config)
-                        .with_front_door(door.clone());
-                    if let Some(a) = attachments {
-                        state = state.with_attachments(a);
-                    }
-                    if let Some(d) = devices {
-                        state = state.with_devices(d);
-                    }
-                    state
-                },
-                api_config,
-            )),
-            ws: Some(WsState {
-                connect: node.connect.clone(),
-                config: Arc::new(WsConfig::default()),
-                shutdown: shutdown.clone(),
-                front_door: Some(door),
-            }),
-            ready: Vec::new(),
-            metrics: Some(install_metrics()),
-            web_page: settings.web_page,
-        });
+        let door = FrontDoor::new(Arc::new(MemoryThrottle::new()), settings.front_door.clone());
+        let mut app = AppBuilder::for_node(&node)
+            .with_api_config(ApiConfig {
+                send_rate: rate,
+                send_burst: burst,
+                ..ApiConfig::default()
+            })
+            .with_tls_urls(settings.tls.is_some())
+            .with_front_door(Arc::new(door))
+            .with_web_page(settings.web_page)
+            .with_shutdown(shutdown.clone());
+        if let Some(url) = &settings.public_ws_url {
+            app = app.with_public_ws_url(url);
+        }
+        if let Some(a) = attachments {
+            app = app.with_attachments(a);
+        }
+        if let Some(d) = devices {
+            app = app.with_devices(d);
+        }
         Ok(Quickstart {
             node,
-            router,
+            router: app.build(),
             shutdown,
             sqlite: storage.sqlite,
         })
@@ -330,6 +259,42 @@ impl Quickstart {
             db.close().await;
         }
     }
+}
+
+/// Offline notifications (with `--notify-webhook`): a device store next to
+/// the users, and the coalescing dispatcher behind the push workers'
+/// offline sink, reading the same stores as the node.
+fn notifications(
+    settings: &Settings,
+    builder: NodeBuilder,
+    sqlite: &Option<SqliteStore>,
+    shutdown: &CancellationToken,
+) -> Result<(NodeBuilder, Option<Arc<dyn DeviceStore>>), String> {
+    let Some((url, secret)) = &settings.notify_webhook else {
+        return Ok((builder, None));
+    };
+    let devices: Arc<dyn DeviceStore> = match sqlite {
+        Some(db) => Arc::new(db.devices()),
+        None => Arc::new(MemoryDeviceStore::new()),
+    };
+    let webhook = WebhookNotifier::new(url.clone(), secret.as_bytes().to_vec())
+        .map_err(|e| format!("notification webhook: {e}"))?;
+    let notifier = ByPlatform::new().with(Platform::Webhook, Arc::new(webhook));
+    let config = NotifyConfig {
+        coalesce_window: settings.notify_window,
+        ..NotifyConfig::default()
+    };
+    let (stop, store) = (shutdown.clone(), devices.clone());
+    let builder = builder.with_offline_from(move |ports| {
+        let dispatcher = Arc::new(
+            NotifyDispatcher::new(Arc::new(notifier), store, config)
+                .with_badge(Arc::new(UnreadBadge::new(ports.conversations.clone()))),
+        );
+        dispatcher.clone().spawn(stop.clone());
+        let users = ports.users.clone();
+        OfflineNotifier::start(users, ports.groups.clone(), dispatcher, stop).0
+    });
+    Ok((builder, Some(devices)))
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ impl Drop for Admitted<'_> {
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Xn7fS3ZPaaT0Yw7jwLd3m0mhLFdE1PRTqQ0Xv1IMbts";
 
 impl Logic {
-    pub(super) async fn register_user(&self, username: &str, password: &str) -> Result<UserId> {
+    pub(super) async fn register(&self, username: &str, password: &str) -> Result<UserId> {
         validate_username(username)?;
         validate_password(password)?;
         if self.ports.users.by_username(username).await?.is_some() {
@@ -121,7 +121,7 @@ impl Logic {
         Ok(user.id)
     }
 
-    pub(super) async fn login_user(&self, username: &str, password: &str) -> Result<Login> {
+    pub(super) async fn login(&self, username: &str, password: &str) -> Result<Login> {
         let wrong = || Error::Unauthenticated("wrong username or password".into());
         if validate_username(username).is_err() || password.len() > 1024 {
             return Err(wrong());
@@ -151,7 +151,7 @@ impl Logic {
 
 impl Logic {
     /// The identity of a token the authenticator accepts and nobody logged out.
-    pub(super) async fn verify_bearer(&self, token: &str) -> Result<Identity> {
+    pub(super) async fn verify_token(&self, token: &str) -> Result<Identity> {
         let identity = self.ports.auth.verify(token).await?;
         if self.ports.revocations.is_revoked(&token_id(token)).await? {
             return Err(Error::Unauthenticated("token revoked".into()));
@@ -184,11 +184,11 @@ impl Logic {
     }
 
     /// Revokes a token until its expiry, then kicks the live sessions opened
-    /// with it. The order matters with [`Logic::open_session`], which binds
+    /// with it. The order matters with [`Logic::connect_session`], which binds
     /// first and checks the revocation after: a session opening concurrently
     /// is either found here or refused there.
-    pub(super) async fn logout_token(&self, token: &str) -> Result<()> {
-        // Not `verify_bearer`: logging out twice is a no-op, not an error.
+    pub(super) async fn logout(&self, token: &str) -> Result<()> {
+        // Not `verify_token`: logging out twice is a no-op, not an error.
         let identity = self.ports.auth.verify(token).await?;
         let id = token_id(token);
         let until = identity.expires_at.unwrap_or_else(|| {
@@ -207,7 +207,7 @@ impl Logic {
         if routes.is_empty() {
             return Ok(());
         }
-        // The routes go when the kicked sockets close (`close_session`).
+        // The routes go when the kicked sockets close (`disconnect_session`).
         self.publish_event(
             Event::Kick {
                 reason: LOGGED_OUT.into(),

@@ -54,7 +54,7 @@ impl Logic {
         Ok(())
     }
 
-    pub(super) async fn mark_conversation_read(
+    pub(super) async fn mark_read(
         &self,
         user: UserId,
         conversation: ConversationId,
@@ -114,7 +114,7 @@ impl Logic {
         Ok(None)
     }
 
-    pub(super) async fn recall_message(&self, actor: UserId, msg_id: MessageId) -> Result<()> {
+    pub(super) async fn recall(&self, actor: UserId, msg_id: MessageId) -> Result<()> {
         let message = self
             .stored_message(msg_id)
             .await?
@@ -176,7 +176,7 @@ impl Logic {
         .await
     }
 
-    pub(super) async fn relay_typing(&self, user: UserId, to: Target) -> Result<()> {
+    pub(super) async fn typing(&self, user: UserId, to: Target) -> Result<()> {
         if to == Target::User(user) {
             return Err(Error::InvalidArgument("cannot type to yourself".into()));
         }
@@ -215,7 +215,7 @@ impl Logic {
         .await
     }
 
-    pub(super) async fn list_conversations(
+    pub(super) async fn conversations(
         &self,
         user: UserId,
         cursor: Option<String>,

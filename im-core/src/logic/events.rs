@@ -33,7 +33,7 @@ impl Logic {
     /// Binds a new session's route; kicks the user's older sessions of the
     /// same device label when its policy is [`DevicePolicy::Single`]; tells
     /// presence subscribers when the user comes online.
-    pub(super) async fn open_session(&self, route: SessionRoute) -> Result<()> {
+    pub(super) async fn connect_session(&self, route: SessionRoute) -> Result<()> {
         let before = self.ports.sessions.lookup(&[route.user_id]).await?;
         self.ports
             .sessions
@@ -92,7 +92,7 @@ impl Logic {
 
     /// Unbinds a closed session's route; tells presence subscribers when it
     /// was the user's last session.
-    pub(super) async fn close_session(&self, route: SessionRoute) -> Result<()> {
+    pub(super) async fn disconnect_session(&self, route: SessionRoute) -> Result<()> {
         self.ports.sessions.unbind(&route).await?;
         if self
             .ports
@@ -135,7 +135,7 @@ impl Logic {
     }
 
     /// Presence of existing users, in the order asked.
-    pub(super) async fn presence_of(&self, users: &[UserId]) -> Result<Vec<Presence>> {
+    pub(super) async fn presence(&self, users: &[UserId]) -> Result<Vec<Presence>> {
         if users.len() > self.config.max_presence_users {
             return Err(Error::InvalidArgument(format!(
                 "at most {} users per presence request",
@@ -182,12 +182,12 @@ impl Logic {
             .collect())
     }
 
-    pub(super) async fn subscribe_to_presence(
+    pub(super) async fn subscribe_presence(
         &self,
         subscriber: UserId,
         users: Vec<UserId>,
     ) -> Result<Vec<Presence>> {
-        let now = self.presence_of(&users).await?;
+        let now = self.presence(&users).await?;
         self.ports
             .sessions
             .subscribe_presence(subscriber, &users, self.config.presence_ttl)

@@ -69,7 +69,7 @@ pub enum GroupCommand {
 }
 
 impl Logic {
-    pub(super) async fn create_group_owned(&self, actor: UserId, name: &str) -> Result<GroupId> {
+    pub(super) async fn create_group(&self, actor: UserId, name: &str) -> Result<GroupId> {
         validate_group_name(name)?;
         let group = Group {
             id: GroupId(self.next_id()),
@@ -131,7 +131,7 @@ impl Logic {
         }
     }
 
-    pub(super) async fn add_group_member(
+    pub(super) async fn add_member(
         &self,
         actor: UserId,
         group: GroupId,
@@ -186,7 +186,7 @@ impl Logic {
         Ok(())
     }
 
-    pub(super) async fn remove_group_member(
+    pub(super) async fn remove_member(
         &self,
         actor: UserId,
         group: GroupId,
@@ -241,12 +241,12 @@ impl Logic {
         Ok(())
     }
 
-    pub(super) async fn list_members(&self, actor: UserId, group: GroupId) -> Result<Vec<Member>> {
+    pub(super) async fn members(&self, actor: UserId, group: GroupId) -> Result<Vec<Member>> {
         self.role_of_member(group, actor).await?;
         self.ports.groups.members(group).await
     }
 
-    pub(super) async fn group_info(&self, actor: UserId, group: GroupId) -> Result<Group> {
+    pub(super) async fn group(&self, actor: UserId, group: GroupId) -> Result<Group> {
         self.role_of_member(group, actor).await?;
         self.ports
             .groups
@@ -255,7 +255,7 @@ impl Logic {
             .ok_or_else(|| Error::NotFound(format!("no group {group}")))
     }
 
-    pub(super) async fn administer(
+    pub(super) async fn administer_group(
         &self,
         actor: UserId,
         group: GroupId,

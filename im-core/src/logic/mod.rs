@@ -277,8 +277,13 @@ pub trait LogicApi: Send + Sync + 'static {
     async fn disconnect_session(&self, route: SessionRoute) -> Result<()>;
     /// Sends one message.
     async fn send(&self, sender: Sender, request: SendRequest) -> Result<SendAck>;
-    /// Sends many messages (answers in the same order).
-    async fn send_batch(&self, sends: Vec<(Sender, SendRequest)>) -> Vec<Result<SendAck>>;
+    /// Sends many messages (answers in the same order). Provided: every
+    /// send at once through [`LogicApi::send`]; a remote implementation
+    /// overrides it with one call per batch.
+    async fn send_batch(&self, sends: Vec<(Sender, SendRequest)>) -> Vec<Result<SendAck>> {
+        let waits: Vec<_> = sends.into_iter().map(|(s, r)| self.send(s, r)).collect();
+        futures::future::join_all(waits).await
+    }
     /// Messages of a conversation after a seq, for a participant.
     async fn sync(
         &self,
@@ -446,23 +451,23 @@ impl Logic {
 #[async_trait]
 impl LogicApi for Logic {
     async fn register(&self, username: &str, password: &str) -> Result<UserId> {
-        self.register_user(username, password).await
+        Logic::register(self, username, password).await
     }
 
     async fn login(&self, username: &str, password: &str) -> Result<Login> {
-        self.login_user(username, password).await
+        Logic::login(self, username, password).await
     }
 
     async fn verify_token(&self, token: &str) -> Result<Identity> {
-        self.verify_bearer(token).await
+        Logic::verify_token(self, token).await
     }
 
     async fn logout(&self, token: &str) -> Result<()> {
-        self.logout_token(token).await
+        Logic::logout(self, token).await
     }
 
     async fn connect_session(&self, route: SessionRoute) -> Result<()> {
-        self.open_session(route).await
+        Logic::connect_session(self, route).await
     }
 
     async fn refresh_sessions(&self, routes: Vec<SessionRoute>) -> Result<()> {
@@ -473,16 +478,11 @@ impl LogicApi for Logic {
     }
 
     async fn disconnect_session(&self, route: SessionRoute) -> Result<()> {
-        self.close_session(route).await
+        Logic::disconnect_session(self, route).await
     }
 
     async fn send(&self, sender: Sender, request: SendRequest) -> Result<SendAck> {
-        self.submit(sender, request).await
-    }
-
-    async fn send_batch(&self, sends: Vec<(Sender, SendRequest)>) -> Vec<Result<SendAck>> {
-        let waits: Vec<_> = sends.into_iter().map(|(s, r)| self.submit(s, r)).collect();
-        futures::future::join_all(waits).await
+        Logic::send(self, sender, request).await
     }
 
     async fn sync(
@@ -492,28 +492,27 @@ impl LogicApi for Logic {
         after_seq: u64,
         limit: Option<u32>,
     ) -> Result<Page> {
-        self.sync_conversation(user, conversation, after_seq, limit)
-            .await
+        Logic::sync(self, user, conversation, after_seq, limit).await
     }
 
     async fn create_group(&self, actor: UserId, name: &str) -> Result<GroupId> {
-        self.create_group_owned(actor, name).await
+        Logic::create_group(self, actor, name).await
     }
 
     async fn add_member(&self, actor: UserId, group: GroupId, user: UserId) -> Result<()> {
-        self.add_group_member(actor, group, user).await
+        Logic::add_member(self, actor, group, user).await
     }
 
     async fn remove_member(&self, actor: UserId, group: GroupId, user: UserId) -> Result<()> {
-        self.remove_group_member(actor, group, user).await
+        Logic::remove_member(self, actor, group, user).await
     }
 
     async fn members(&self, actor: UserId, group: GroupId) -> Result<Vec<Member>> {
-        self.list_members(actor, group).await
+        Logic::members(self, actor, group).await
     }
 
     async fn group(&self, actor: UserId, group: GroupId) -> Result<Group> {
-        self.group_info(actor, group).await
+        Logic::group(self, actor, group).await
     }
 
     async fn administer_group(
@@ -522,7 +521,7 @@ impl LogicApi for Logic {
         group: GroupId,
         command: GroupCommand,
     ) -> Result<()> {
-        self.administer(actor, group, command).await
+        Logic::administer_group(self, actor, group, command).await
     }
 
     async fn mark_read(
@@ -532,16 +531,15 @@ impl LogicApi for Logic {
         seq: u64,
         origin: Option<(NodeId, SessionId)>,
     ) -> Result<()> {
-        self.mark_conversation_read(user, conversation, seq, origin)
-            .await
+        Logic::mark_read(self, user, conversation, seq, origin).await
     }
 
     async fn recall(&self, actor: UserId, msg_id: MessageId) -> Result<()> {
-        self.recall_message(actor, msg_id).await
+        Logic::recall(self, actor, msg_id).await
     }
 
     async fn typing(&self, user: UserId, to: Target) -> Result<()> {
-        self.relay_typing(user, to).await
+        Logic::typing(self, user, to).await
     }
 
     async fn conversations(
@@ -550,7 +548,7 @@ impl LogicApi for Logic {
         cursor: Option<String>,
         limit: Option<u32>,
     ) -> Result<ConversationPage> {
-        self.list_conversations(user, cursor, limit).await
+        Logic::conversations(self, user, cursor, limit).await
     }
 
     async fn cancel_scheduled(&self, user: UserId, msg_id: MessageId) -> Result<()> {
@@ -568,7 +566,7 @@ impl LogicApi for Logic {
     }
 
     async fn presence(&self, users: Vec<UserId>) -> Result<Vec<Presence>> {
-        self.presence_of(&users).await
+        Logic::presence(self, &users).await
     }
 
     async fn subscribe_presence(
@@ -576,10 +574,10 @@ impl LogicApi for Logic {
         subscriber: UserId,
         users: Vec<UserId>,
     ) -> Result<Vec<Presence>> {
-        self.subscribe_to_presence(subscriber, users).await
+        Logic::subscribe_presence(self, subscriber, users).await
     }
 
     async fn execute(&self, actor: UserId, command: Command) -> Result<Reply> {
-        self.run_command(actor, command).await
+        Logic::execute(self, actor, command).await
     }
 }

@@ -253,7 +253,7 @@ fn validate_avatar_url(url: &str) -> Result<()> {
 
 impl Logic {
     /// Runs one people command for `actor`.
-    pub(super) async fn run_command(&self, actor: UserId, command: Command) -> Result<Reply> {
+    pub(super) async fn execute(&self, actor: UserId, command: Command) -> Result<Reply> {
         // The send path's cached answer for a pair whose relation this
         // command changes is dropped once it is changed (a send racing the
         // change may still have cached the old answer before: drop after).

@@ -32,7 +32,7 @@ pub struct SendJob {
 }
 
 impl Logic {
-    pub(super) async fn submit(&self, sender: Sender, request: SendRequest) -> Result<SendAck> {
+    pub(super) async fn send(&self, sender: Sender, request: SendRequest) -> Result<SendAck> {
         // Cheap, stateless checks first, before queueing; a refused send may
         // be the retry of an accepted one, which gets its original ack.
         let shape = self.check_shape(sender.user, &request).and_then(|()| {

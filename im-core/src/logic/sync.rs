@@ -63,7 +63,7 @@ impl Logic {
         }
     }
 
-    pub(super) async fn sync_conversation(
+    pub(super) async fn sync(
         &self,
         user: UserId,
         conversation: ConversationId,

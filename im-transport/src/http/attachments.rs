@@ -28,8 +28,9 @@ use im_core::Error;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::errors::{ApiError, ErrorBody};
-use super::routes::{ApiJson, ApiState, Caller};
+use super::errors::{ApiError, ErrorBody, Unauthenticated};
+use super::extract::{ApiJson, Caller};
+use super::router::ApiState;
 
 /// Attachments of an API: the storage, its limits, and the in-memory
 /// storage's own URL server when that is the storage.
@@ -70,7 +71,7 @@ impl Attachments {
 pub struct UploadRequest {
     /// The conversation the attachment will be sent into: `{"user": id}` or
     /// `{"group": id}`, as in a send.
-    #[schema(value_type = super::openapi::TargetDoc)]
+    #[schema(value_type = super::schema::TargetDoc)]
     pub to: Target,
     /// The file name shown to people (1-200 bytes).
     pub name: String,
@@ -80,7 +81,7 @@ pub struct UploadRequest {
     pub mime: String,
     /// `image`, `file`, `audio` or `video`; by default from `mime`.
     #[serde(default)]
-    #[schema(value_type = Option<super::openapi::KindDoc>)]
+    #[schema(value_type = Option<super::schema::KindDoc>)]
     pub kind: Option<MessageKind>,
 }
 
@@ -114,7 +115,7 @@ pub struct Upload {
     /// The object key (goes in the message body).
     pub key: String,
     /// The kind of message to send it as.
-    #[schema(value_type = super::openapi::KindDoc)]
+    #[schema(value_type = super::schema::KindDoc)]
     pub kind: MessageKind,
     /// Upload with this request, then send.
     pub upload: PresignedDoc,
@@ -161,11 +162,11 @@ async fn participant(s: &ApiState, me: UserId, conversation: ConversationId) -> 
     responses(
         (status = 201, description = "Upload with `upload`, then send a message of `kind` with `body`", body = Upload),
         (status = 400, description = "`invalid_argument`: bad name, size, mime (not allowed for the kind) or target", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not a member of the group", body = ErrorBody),
         (status = 404, description = "`not_found`: attachments are not enabled on this server", body = ErrorBody),
         (status = 413, description = "`resource_exhausted`: larger than the kind allows", body = ErrorBody),
         (status = 503, description = "`unavailable`: the object storage is down; safe to retry", body = ErrorBody),
+        Unauthenticated,
     )
 )]
 pub async fn create_upload(
@@ -228,10 +229,10 @@ pub async fn create_upload(
     responses(
         (status = 200, description = "With `redirect=false`: the presigned download", body = PresignedDoc),
         (status = 302, description = "Redirect to the presigned download (`Location`)"),
-        (status = 401, description = "`unauthenticated`: missing, bad or expired token", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not a participant of the conversation", body = ErrorBody),
         (status = 404, description = "`not_found`: no such object (never uploaded, or recalled), or attachments are off", body = ErrorBody),
         (status = 503, description = "`unavailable`: the object storage is down; safe to retry", body = ErrorBody),
+        Unauthenticated,
     )
 )]
 pub async fn download(

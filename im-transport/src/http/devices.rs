@@ -17,8 +17,9 @@ use im_core::Error;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::errors::{ApiError, ErrorBody};
-use super::routes::{ApiJson, ApiState, Caller};
+use super::errors::{ApiError, ErrorBody, Unauthenticated};
+use super::extract::{ApiJson, Caller};
+use super::router::ApiState;
 
 /// `POST /api/v1/devices`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -100,9 +101,9 @@ fn devices(s: &ApiState) -> Result<&Arc<dyn DeviceStore>, ApiError> {
     responses(
         (status = 201, description = "Registered (replacing the label's previous token)", body = DeviceDoc),
         (status = 400, description = "`invalid_argument`: bad platform, token or label", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: notifications are off on this server", body = ErrorBody),
         (status = 413, description = "`resource_exhausted`: 20 devices already", body = ErrorBody),
+        Unauthenticated,
     )
 )]
 pub async fn register_device(
@@ -131,8 +132,8 @@ pub async fn register_device(
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The devices", body = DeviceList),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: notifications are off on this server", body = ErrorBody),
+        Unauthenticated,
     )
 )]
 pub async fn list_devices(
@@ -159,8 +160,8 @@ pub async fn list_devices(
     params(("device" = String, Path, description = "The device label")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such device, or notifications are off", body = ErrorBody),
+        Unauthenticated,
     )
 )]
 pub async fn remove_device(
@@ -186,8 +187,8 @@ pub async fn remove_device(
     responses(
         (status = 204, description = "Saved"),
         (status = 400, description = "`invalid_argument`", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: notifications are off on this server", body = ErrorBody),
+        Unauthenticated,
     )
 )]
 pub async fn notification_settings(

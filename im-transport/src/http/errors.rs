@@ -1,13 +1,18 @@
 //! The JSON error shape `{"error":{"code","message"}}` and the mapping of
 //! error codes to HTTP statuses; also for unknown routes (404) and wrong
 //! methods (405, `invalid_argument`).
+//!
+//! The error answers many routes share are documented once, as response sets
+//! for `#[utoipa::path(responses(...))]` ([`AuthErrors`], [`Unauthenticated`],
+//! [`Internal`], [`BodyTooLarge`], [`MalformedId`]); what is particular to a
+//! route (why it answers 403 or 404, a 503 with advice) stays on the route.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use im_core::{Error, ErrorCode};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 /// The body of every HTTP error: `{"error":{"code","message"}}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,6 +53,53 @@ pub enum ErrorCodeName {
     /// 500: a bug.
     Internal,
 }
+
+/// The errors of any authenticated route: a bad token (401), a bug (500), a
+/// dependency down (503).
+#[derive(Debug, IntoResponses)]
+pub enum AuthErrors {
+    /// 401.
+    #[response(
+        status = 401,
+        description = "`unauthenticated`: missing, bad or expired token"
+    )]
+    Unauthenticated(ErrorBody),
+    /// 500.
+    #[response(status = 500, description = "`internal`")]
+    Internal(ErrorBody),
+    /// 503.
+    #[response(
+        status = 503,
+        description = "`unavailable`: a dependency is down; safe to retry"
+    )]
+    Unavailable(ErrorBody),
+}
+
+/// A bad token (401) alone, for routes that describe their own 503.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 401,
+    description = "`unauthenticated`: missing, bad or expired token"
+)]
+pub struct Unauthenticated(pub ErrorBody);
+
+/// A bug (500) alone, for routes that describe their own 503.
+#[derive(Debug, IntoResponses)]
+#[response(status = 500, description = "`internal`")]
+pub struct Internal(pub ErrorBody);
+
+/// A request body over the API's limit (413).
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 413,
+    description = "`resource_exhausted`: request body too large"
+)]
+pub struct BodyTooLarge(pub ErrorBody);
+
+/// An id in the path that does not parse (400), for routes with no other 400.
+#[derive(Debug, IntoResponses)]
+#[response(status = 400, description = "`invalid_argument`: malformed id")]
+pub struct MalformedId(pub ErrorBody);
 
 /// A core error answered over HTTP.
 #[derive(Debug)]

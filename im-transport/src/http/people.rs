@@ -20,8 +20,9 @@ use im_core::Error;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::errors::{ApiError, ErrorBody};
-use super::routes::{parse, parse_limit, ApiJson, ApiState, Caller};
+use super::errors::{ApiError, ErrorBody, MalformedId, Unauthenticated};
+use super::extract::{parse, parse_limit, ApiJson, Caller};
+use super::router::ApiState;
 
 /// A user's public profile.
 #[derive(Serialize, ToSchema)]
@@ -245,7 +246,7 @@ async fn one_profile(s: &ApiState, me: UserId, id: UserId) -> Result<Response, A
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The caller's profile", body = ProfileDoc),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn me(State(s): State<ApiState>, Caller(me): Caller) -> Result<Response, ApiError> {
     one_profile(&s, me, me).await
@@ -257,9 +258,8 @@ pub async fn me(State(s): State<ApiState>, Caller(me): Caller) -> Result<Respons
     params(("user_id" = String, Path, description = "The user's id")),
     responses(
         (status = 200, description = "The profile", body = ProfileDoc),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        MalformedId, Unauthenticated,
     ))]
 pub async fn profile(
     State(s): State<ApiState>,
@@ -277,7 +277,7 @@ pub async fn profile(
     responses(
         (status = 200, description = "The new profile", body = ProfileDoc),
         (status = 400, description = "`invalid_argument`: a bad name or URL", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn set_profile(
     State(s): State<ApiState>,
@@ -306,7 +306,7 @@ pub async fn set_profile(
     responses(
         (status = 200, description = "The users found (unknown ones are left out)", body = ProfileList),
         (status = 400, description = "`invalid_argument`: more than 200 users, bad JSON", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn lookup(
     State(s): State<ApiState>,
@@ -340,8 +340,8 @@ pub async fn lookup(
     responses(
         (status = 200, description = "A page of users, ordered by username", body = UserPage),
         (status = 400, description = "`invalid_argument`: a short prefix, a malformed cursor, or paging past 100 results", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 429, description = "`resource_exhausted`: too many searches; see `Retry-After`", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn search(
     State(s): State<ApiState>,
@@ -371,7 +371,7 @@ pub async fn search(
     responses(
         (status = 200, description = "A page of contacts", body = ContactPage),
         (status = 400, description = "`invalid_argument`: malformed limit or cursor", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn contacts(
     State(s): State<ApiState>,
@@ -402,9 +402,9 @@ pub async fn contacts(
     responses(
         (status = 200, description = "`pending`, `accepted` (they had asked you) or `already_contacts`", body = RequestStatus),
         (status = 400, description = "`invalid_argument`: yourself, a long note, bad JSON", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 403, description = "`permission_denied`: this user does not accept your requests", body = ErrorBody),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn request_contact(
     State(s): State<ApiState>,
@@ -432,7 +432,7 @@ pub async fn request_contact(
     responses(
         (status = 200, description = "A page of requests", body = RequestPage),
         (status = 400, description = "`invalid_argument`: unknown direction, malformed limit or cursor", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn contact_requests(
     State(s): State<ApiState>,
@@ -480,9 +480,8 @@ async fn done(s: &ApiState, me: UserId, command: Command) -> Result<Response, Ap
     params(("user_id" = String, Path, description = "Who asked")),
     responses(
         (status = 204, description = "You are contacts now; both sides get a `contact` frame"),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: no pending request from this user", body = ErrorBody),
+        MalformedId, Unauthenticated,
     ))]
 pub async fn accept_request(
     State(s): State<ApiState>,
@@ -507,9 +506,8 @@ pub async fn accept_request(
     params(("user_id" = String, Path, description = "Who asked")),
     responses(
         (status = 204, description = "Declined; the asker gets a `contact` frame"),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: no pending request from this user", body = ErrorBody),
+        MalformedId, Unauthenticated,
     ))]
 pub async fn decline_request(
     State(s): State<ApiState>,
@@ -534,9 +532,8 @@ pub async fn decline_request(
     params(("user_id" = String, Path, description = "Whom the request asked")),
     responses(
         (status = 204, description = "Withdrawn"),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: no pending request to this user", body = ErrorBody),
+        MalformedId, Unauthenticated,
     ))]
 pub async fn cancel_request(
     State(s): State<ApiState>,
@@ -553,9 +550,8 @@ pub async fn cancel_request(
     params(("user_id" = String, Path, description = "The contact")),
     responses(
         (status = 204, description = "Removed; both sides get a `contact` frame"),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: not a contact", body = ErrorBody),
+        MalformedId, Unauthenticated,
     ))]
 pub async fn remove_contact(
     State(s): State<ApiState>,
@@ -576,7 +572,7 @@ pub async fn remove_contact(
     responses(
         (status = 200, description = "A page of blocked users", body = UserPage),
         (status = 400, description = "`invalid_argument`: malformed limit or cursor", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn blocked(
     State(s): State<ApiState>,
@@ -604,8 +600,8 @@ pub async fn blocked(
     responses(
         (status = 204, description = "Blocked"),
         (status = 400, description = "`invalid_argument`: malformed id, or yourself", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn block(
     State(s): State<ApiState>,
@@ -622,8 +618,7 @@ pub async fn block(
     params(("user_id" = String, Path, description = "Whom to unblock")),
     responses(
         (status = 204, description = "Not blocked (any more)"),
-        (status = 400, description = "`invalid_argument`: malformed id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        MalformedId, Unauthenticated,
     ))]
 pub async fn unblock(
     State(s): State<ApiState>,
@@ -641,9 +636,9 @@ pub async fn unblock(
     responses(
         (status = 200, description = "Both parties, or the group's members (at most 500)", body = ReadList),
         (status = 400, description = "`invalid_argument`: malformed conversation id", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not a participant", body = ErrorBody),
         (status = 404, description = "`not_found`: no such group or peer", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn reads(
     State(s): State<ApiState>,
@@ -664,12 +659,12 @@ pub async fn reads(
     params(("msg_id" = String, Path, description = "The message")),
     request_body = EditBody,
     responses(
-        (status = 200, description = "The message with its new body and `edited_at`", body = super::openapi::MessageDoc),
+        (status = 200, description = "The message with its new body and `edited_at`", body = super::schema::MessageDoc),
         (status = 400, description = "`invalid_argument`: not a text message, a body that is not a string, bad JSON", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not the sender, past the edit window, or recalled", body = ErrorBody),
         (status = 404, description = "`not_found`: no such message (or not yours to see)", body = ErrorBody),
         (status = 413, description = "`resource_exhausted`: body too large", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn edit_message(
     State(s): State<ApiState>,
@@ -702,9 +697,9 @@ pub async fn edit_message(
     responses(
         (status = 204, description = "Saved"),
         (status = 400, description = "`invalid_argument`: malformed id or bad JSON", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`", body = ErrorBody),
         (status = 403, description = "`permission_denied`: not the owner or an admin", body = ErrorBody),
         (status = 404, description = "`not_found`: no such group", body = ErrorBody),
+        Unauthenticated,
     ))]
 pub async fn group_history(
     State(s): State<ApiState>,

@@ -5,9 +5,6 @@
 //! policy. Neither the token nor the query string (which may hold it) is
 //! ever logged; the session keeps only the token's id and expiry.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -15,85 +12,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::TokioIo;
-use im_core::connect::ConnectService;
-use im_core::frontdoor::FrontDoor;
 use im_core::Error;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::sync::CancellationToken;
 
 use crate::http::errors::ApiError;
 
+use super::config::WsState;
 use super::session::run_session;
-
-/// Limits and timings of WebSocket sessions.
-#[derive(Debug, Clone)]
-pub struct WsConfig {
-    /// Largest message; bigger ones close the socket with 1009.
-    pub max_message: usize,
-    /// Largest frame.
-    pub max_frame: usize,
-    /// Read buffer per socket (small: idle sockets cost little).
-    pub read_buffer: usize,
-    /// Bytes buffered for writing before a flush is forced.
-    pub write_buffer: usize,
-    /// Most bytes buffered for writing before the session is failed.
-    pub max_write_buffer: usize,
-    /// A server ping is sent this often.
-    pub ping_every: Duration,
-    /// A session silent for this long (no frame, no pong) is closed.
-    pub idle_timeout: Duration,
-    /// A write that cannot complete for this long closes the session.
-    pub write_timeout: Duration,
-    /// Frames a session may have in flight (sends awaiting their ack) before
-    /// its reads pause.
-    pub max_in_flight: usize,
-    /// Allowed `Origin` values; empty: any.
-    pub allowed_origins: Vec<String>,
-}
-
-impl Default for WsConfig {
-    fn default() -> Self {
-        WsConfig {
-            max_message: 65_536,
-            max_frame: 65_536,
-            read_buffer: 1024,
-            write_buffer: 16 * 1024,
-            max_write_buffer: 1024 * 1024,
-            ping_every: Duration::from_secs(25),
-            idle_timeout: Duration::from_secs(75),
-            write_timeout: Duration::from_secs(10),
-            max_in_flight: 256,
-            allowed_origins: Vec::new(),
-        }
-    }
-}
-
-impl WsConfig {
-    pub(crate) fn tungstenite(&self) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .read_buffer_size(self.read_buffer)
-            .write_buffer_size(self.write_buffer)
-            .max_write_buffer_size(self.max_write_buffer.max(self.write_buffer + 1))
-            .max_message_size(Some(self.max_message))
-            .max_frame_size(Some(self.max_frame))
-    }
-}
-
-/// What the `/ws` route needs.
-#[derive(Clone)]
-pub struct WsState {
-    /// The node's Connect service.
-    pub connect: Arc<ConnectService>,
-    /// Session settings.
-    pub config: Arc<WsConfig>,
-    /// Cancelled on shutdown: sessions close with 1001.
-    pub shutdown: CancellationToken,
-    /// Limits open sockets and upgrades per client address (429 before the
-    /// upgrade); `None`: unlimited.
-    pub front_door: Option<Arc<FrontDoor>>,
-}
 
 /// A router serving `GET /ws`.
 pub fn ws_router(state: WsState) -> Router {

@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use super::server::WsState;
+use super::config::{WsConfig, WsState};
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 type Reply = Pin<Box<dyn Future<Output = Option<ServerFrame>> + Send>>;
@@ -196,10 +196,7 @@ async fn drive(
     }
 }
 
-async fn timed<F: Future<Output = Result<(), WsError>>>(
-    config: &super::WsConfig,
-    f: F,
-) -> Result<(), ()> {
+async fn timed<F: Future<Output = Result<(), WsError>>>(config: &WsConfig, f: F) -> Result<(), ()> {
     match tokio::time::timeout(config.write_timeout, f).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
@@ -209,7 +206,7 @@ async fn timed<F: Future<Output = Result<(), WsError>>>(
 /// Feeds `first` and everything already queued, then flushes once.
 async fn write_batch(
     ws: &mut Socket,
-    config: &super::WsConfig,
+    config: &WsConfig,
     first: Bytes,
     queue: &mut tokio::sync::mpsc::Receiver<Bytes>,
 ) -> Result<(), ()> {

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use im_core::logic::CoalescingLogic;
 use im_core::ports::{Discovery, ServiceInstance};
+use im_transport::app::AppBuilder;
 use im_transport::grpc::{DiscoveryLocator, LogicPool};
 use im_transport::http::attachments::Attachments;
-use im_transport::http::{install_metrics, ApiConfig, ApiState};
-use im_transport::server::{app, serve_maybe_tls, AppParts};
+use im_transport::http::ApiConfig;
+use im_transport::server::serve_maybe_tls;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -34,28 +35,26 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     ));
     let rate = (c.api.send_rate > 0.0).then_some(c.api.send_rate);
-    let api_config = ApiConfig {
-        send_rate: rate,
-        send_burst: c.api.send_rate.max(1.0) * 2.0,
-        ..ApiConfig::default()
-    };
-    let door = infra::front_door(&c, &shutdown).await?;
-    let mut state = ApiState::new(logic, locator, &api_config).with_front_door(door);
+    let mut app = AppBuilder::new()
+        .with_api(logic)
+        .with_locator(locator)
+        .with_api_config(ApiConfig {
+            send_rate: rate,
+            send_burst: c.api.send_rate.max(1.0) * 2.0,
+            ..ApiConfig::default()
+        })
+        .with_front_door(infra::front_door(&c, &shutdown).await?)
+        .with_ready(Arc::new(infra::EtcdReady(etcd.clone())))
+        .with_web_page(true);
     if let Some(objects) = infra::objects(&c)? {
-        state = state.with_attachments(Attachments::new(objects, c.attachments.limits.clone()));
+        app = app.with_attachments(Attachments::new(objects, c.attachments.limits.clone()));
     }
     if c.notifications.enabled {
         // Push tokens live on the primary database, where task reads them.
         let mysql = infra::until_up("MySQL", &shutdown, || infra::mysql(&c)).await?;
-        state = state.with_devices(Arc::new(mysql.devices()));
+        app = app.with_devices(Arc::new(mysql.devices()));
     }
-    let router = app(AppParts {
-        api: Some((state, api_config)),
-        ready: vec![Arc::new(infra::EtcdReady(etcd.clone()))],
-        metrics: Some(install_metrics()),
-        web_page: true,
-        ..AppParts::default()
-    });
+    let router = app.build();
     let listener = infra::bind(c.api.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -11,10 +11,11 @@ use im_core::connect::{ConnectConfig, ConnectService, Hub, CLOSE_GOING_AWAY};
 use im_core::logic::CoalescingLogic;
 use im_core::model::NodeId;
 use im_core::ports::{Discovery, ServiceInstance};
+use im_transport::app::AppBuilder;
 use im_transport::grpc::{ConnectRpcServer, LogicPool};
-use im_transport::http::{install_metrics, ReadyCheck};
-use im_transport::server::{app, serve_maybe_tls, AppParts};
-use im_transport::ws::{WsConfig, WsState};
+use im_transport::http::ReadyCheck;
+use im_transport::server::serve_maybe_tls;
+use im_transport::ws::WsConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -75,23 +76,17 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let ws_stop = CancellationToken::new();
     let listener = infra::bind(c.connect.listen).await?;
     let ws_addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let router = app(AppParts {
-        ws: Some(WsState {
-            connect: connect.clone(),
-            config: Arc::new(WsConfig {
-                allowed_origins: c.connect.allowed_origins.clone(),
-                ..WsConfig::default()
-            }),
-            shutdown: ws_stop.clone(),
-            front_door: Some(door),
-        }),
-        ready: vec![
-            Arc::new(infra::EtcdReady(etcd.clone())),
-            Arc::new(LogicKnown(logic_set)),
-        ],
-        metrics: Some(install_metrics()),
-        ..AppParts::default()
-    });
+    let router = AppBuilder::new()
+        .with_ws(connect.clone())
+        .with_ws_config(WsConfig {
+            allowed_origins: c.connect.allowed_origins.clone(),
+            ..WsConfig::default()
+        })
+        .with_shutdown(ws_stop.clone())
+        .with_front_door(door)
+        .with_ready(Arc::new(infra::EtcdReady(etcd.clone())))
+        .with_ready(Arc::new(LogicKnown(logic_set)))
+        .build();
     let http_stop = CancellationToken::new();
     let ws_scheme = if tls.is_some() { "wss" } else { "ws" };
     let http = {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use im_core::auth::JwtAuthenticator;
-use im_core::logic::{Logic, LogicConfig, LogicPorts};
+use im_core::builder::NodeBuilder;
+use im_core::logic::{Logic, LogicConfig};
 use im_core::ports::{Discovery, MessageQueue, ServiceInstance};
 use im_core::task::{AUDIT_GROUP, PERSIST_GROUP, PUSH_GROUP};
 use im_transport::grpc::LogicRpcServer;
@@ -34,7 +34,26 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             .await
             .map_err(|e| format!("creating group {g}: {e}"))?;
     }
-    let mut hooks: Vec<Arc<dyn im_core::ports::SendHook>> = Vec::new();
+    let mut ports = NodeBuilder::new()
+        .with_secret(c.cluster.jwt_secret.as_bytes())
+        .with_token_ttl(Duration::from_secs(c.cluster.token_ttl_secs))
+        .with_users(Arc::new(mysql.users()))
+        .with_groups(Arc::new(mysql.groups()))
+        // Contacts stay on the primary database, like users and groups.
+        .with_contacts(Arc::new(mysql.contacts()))
+        .with_messages(archive.messages())
+        .with_conversations(archive.conversations())
+        .with_queue(queue)
+        .with_pipeline(Arc::new(redis.send_pipeline(redis.queue())))
+        .with_sequences(Arc::new(redis.sequences()))
+        .with_sessions(Arc::new(redis.sessions()))
+        .with_schedules(Arc::new(redis.schedules()))
+        .with_revocations(Arc::new(redis.revocations()))
+        // Logic's own limits (user search) count in Redis, like the front door's.
+        .with_throttle(Arc::new(redis.throttle()));
+    if let Some(objects) = infra::objects(&c)? {
+        ports = ports.with_objects(objects);
+    }
     if !c.logic.webhook_url.is_empty() {
         let mut config = WebhookConfig::new(
             c.logic.webhook_url.clone(),
@@ -43,32 +62,11 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
         if c.logic.webhook_fail_open {
             config.failure_policy = FailurePolicy::Open;
         }
-        hooks.push(Arc::new(
+        ports = ports.with_hook(Arc::new(
             WebhookHook::new(config).map_err(|e| format!("webhook: {e}"))?,
         ));
     }
-    let ports = LogicPorts {
-        users: Arc::new(mysql.users()),
-        groups: Arc::new(mysql.groups()),
-        messages: archive.messages(),
-        sessions: Arc::new(redis.sessions()),
-        pipeline: Arc::new(redis.send_pipeline(redis.queue())),
-        queue,
-        conversations: archive.conversations(),
-        // Contacts stay on the primary database, like users and groups.
-        contacts: Arc::new(mysql.contacts()),
-        sequences: Arc::new(redis.sequences()),
-        schedules: Arc::new(redis.schedules()),
-        hooks,
-        auth: Arc::new(JwtAuthenticator::new(
-            c.cluster.jwt_secret.as_bytes(),
-            Duration::from_secs(c.cluster.token_ttl_secs),
-        )),
-        revocations: Arc::new(redis.revocations()),
-        objects: infra::objects(&c)?.map(|o| o as _),
-        // Logic's own limits (user search) count in Redis, like the front door's.
-        throttle: Arc::new(redis.throttle()),
-    };
+    let ports = ports.logic_ports().map_err(|e| e.to_string())?;
     let logic = Logic::new(
         ports,
         LogicConfig {

@@ -3,7 +3,7 @@
 //!
 //! # Why
 //!
-//! With `--data sqlite://…` the archive (messages, users, groups) survives a
+//! With a durable archive (e.g. the quickstart's `--data sqlite://…`) messages survive a
 //! restart, but the sequence allocator stays in memory and would start every
 //! conversation at seq 0 again. The next send would then get seq 1, which
 //! the archive already holds: `INSERT OR IGNORE` drops the new message
@@ -28,10 +28,10 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::error::Result;
+use crate::id::ConversationId;
+use crate::ports::{MessageStore, SequenceAllocator};
 use async_trait::async_trait;
-use im_core::id::ConversationId;
-use im_core::ports::{MessageStore, SequenceAllocator};
-use im_core::Result;
 
 /// A `SequenceAllocator` that seeds each conversation from the archive's
 /// last stored seq on first use (see the module docs for why).
@@ -111,8 +111,8 @@ impl SequenceAllocator for SeededSequenceAllocator {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use im_core::memory::{MemoryMessageStore, MemorySequenceAllocator};
-    use im_core::testkit::{random_direct, sample_message, sequence_suite};
+    use crate::memory::{MemoryMessageStore, MemorySequenceAllocator};
+    use crate::testkit::{random_direct, sample_message, sequence_suite};
 
     use super::*;
 
