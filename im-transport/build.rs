@@ -1,10 +1,21 @@
-//! Compiles `proto/im/v1/*.proto` with `protox` (pure Rust, no `protoc`) and
-//! generates the tonic/prost code into `OUT_DIR`.
-
-use std::path::PathBuf;
+//! With the `grpc` feature: compiles `proto/im/v1/*.proto` with `protox`
+//! (pure Rust, no `protoc`) and generates the tonic/prost code into
+//! `OUT_DIR`. Without it there is nothing to generate (and `protox` and
+//! `tonic-prost-build` are not even compiled).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
+    println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var_os("CARGO_FEATURE_GRPC").is_none() {
+        return Ok(());
+    }
+    #[cfg(feature = "grpc")]
+    generate()?;
+    Ok(())
+}
+
+#[cfg(feature = "grpc")]
+fn generate() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
     let files = [
         root.join("im/v1/logic.proto"),
         root.join("im/v1/connect.proto"),

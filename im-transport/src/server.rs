@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{api_router, ApiConfig, ApiState, ReadyCheck};
 use crate::tls::ServerTls;
+#[cfg(feature = "ws")]
 use crate::ws::{ws_router, WsState};
 
 /// The embedded web chat page (plain HTML/JS speaking the public protocol).
@@ -24,7 +25,8 @@ pub const WEB_PAGE: &str = include_str!("../web/index.html");
 pub struct AppParts {
     /// The HTTP API.
     pub api: Option<(ApiState, ApiConfig)>,
-    /// The WebSocket endpoint.
+    /// The WebSocket endpoint (feature `ws`).
+    #[cfg(feature = "ws")]
     pub ws: Option<WsState>,
     /// Readiness checks for `/readyz`.
     pub ready: Vec<Arc<dyn ReadyCheck>>,
@@ -40,6 +42,7 @@ pub fn app(parts: AppParts) -> Router {
     if let Some((state, config)) = parts.api {
         app = app.merge(api_router(state, &config));
     }
+    #[cfg(feature = "ws")]
     if let Some(ws) = parts.ws {
         app = app.merge(ws_router(ws));
     }

@@ -6,7 +6,9 @@
 //!   (checked every [`ServerTls::reload_interval`]) and keeps serving the
 //!   old certificate, with a warning, when the new files do not load.
 //! - [`ClientTls`]: the CA (and optional server name) gRPC clients verify
-//!   servers against, see [`crate::grpc::GrpcClientConfig::tls`].
+//!   servers against, see [`crate::grpc::GrpcClientConfig::tls`]. It lives
+//!   in `im-client` (HTTPS and WSS clients use it too) and is re-exported
+//!   here, with [`TlsError`] and [`provider`].
 //!
 //! Every loading error names the file it is about.
 
@@ -22,52 +24,10 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
+pub use im_client::tls::{provider, ClientTls, TlsError};
+
 /// How often [`ServerTls`] checks its files for changes by default.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Why a certificate or key could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read.
-    #[error("TLS: cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file holds no PEM certificate, or a malformed one.
-    #[error("TLS: {path} holds no valid PEM certificate{detail}")]
-    Certificate {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said (empty when the file has no certificate).
-        detail: String,
-    },
-    /// A file holds no PEM private key (PKCS#8, PKCS#1 or SEC1), or a malformed one.
-    #[error("TLS: {path} holds no valid PEM private key: {detail}")]
-    Key {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        detail: String,
-    },
-    /// rustls refused the certificate and key (e.g. they do not belong together).
-    #[error("TLS: certificate {cert} and key {key} are not usable together: {source}")]
-    Pair {
-        /// The certificate file.
-        cert: PathBuf,
-        /// The key file.
-        key: PathBuf,
-        /// rustls's reason.
-        #[source]
-        source: rustls::Error,
-    },
-    /// rustls or tonic refused the configuration.
-    #[error("TLS configuration: {0}")]
-    Config(String),
-}
 
 /// A PEM certificate chain (leaf first) and its PEM private key on disk.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -148,16 +108,6 @@ impl TlsFiles {
 }
 
 type Stamp = ((Option<SystemTime>, u64), (Option<SystemTime>, u64));
-
-/// The ring crypto provider (the only one this crate enables).
-///
-/// rustls 0.23.48 deprecates it for lacking post-quantum key exchange; it is
-/// kept deliberately (as tonic's `tls-ring` does) because the aws-lc-rs
-/// provider needs cmake and a long C build.
-#[allow(deprecated)]
-pub fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
@@ -299,47 +249,5 @@ impl ServerTls {
                 ),
             }
         }
-    }
-}
-
-/// How a gRPC client verifies servers: the CA certificate(s) it trusts and,
-/// optionally, the name the server certificate must carry (default: the
-/// host of the URL, which may be an IP address).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientTls {
-    /// PEM of the trusted CA certificate(s).
-    pub ca_pem: Vec<u8>,
-    /// The name to verify instead of the URL's host.
-    pub domain: Option<String>,
-}
-
-impl ClientTls {
-    /// Trusts the PEM certificate(s) in `ca_path` (an error names the file).
-    pub fn from_ca_file(ca_path: &Path, domain: Option<String>) -> Result<Self, TlsError> {
-        let ca_pem = read(ca_path)?;
-        parse_certs(ca_path, &ca_pem)?;
-        Ok(ClientTls { ca_pem, domain })
-    }
-
-    /// A rustls client configuration trusting these CA certificates (for
-    /// HTTPS and WSS clients, e.g. [`crate::client::ClientOptions::with_tls`]).
-    pub fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-        let path = Path::new("<CA certificate>");
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in parse_certs(path, &self.ca_pem)? {
-            roots.add(cert).map_err(|e| TlsError::Certificate {
-                path: path.to_owned(),
-                detail: format!(": {e}"),
-            })?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Certificate {
-                path: path.to_owned(),
-                detail: format!(": {e}"),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Arc::new(config))
     }
 }

@@ -124,8 +124,8 @@ async fn an_expired_token_closes_its_socket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_client_logs_out_and_stops() {
+    use im_client::{ClientError, ImClient};
     use im_core::model::Target;
-    use im_transport::client::{ClientError, ImClient};
     let srv = start(Backends::memory(SECRET)).await;
     srv.register("gina").await;
     let hal = srv.register("hal").await;

@@ -514,8 +514,8 @@ async fn http_errors_have_the_json_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_client_orders_dedups_and_survives_reconnects() {
+    use im_client::ImClient;
     use im_core::model::Target;
-    use im_transport::client::ImClient;
     let srv = start().await;
     let api = srv.base.trim_end_matches("/api/v1").to_owned();
     ImClient::register(&api, "carol", "password123")
@@ -566,9 +566,9 @@ async fn rust_client_orders_dedups_and_survives_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_client_people_contacts_blocks_and_edits() {
+    use im_client::{ClientError, ClientOptions, Event, ImClient};
     use im_core::model::{ContactEvent, Target};
     use im_core::ports::{Direction, RequestOutcome};
-    use im_transport::client::{ClientError, ClientOptions, Event, ImClient};
     let srv = start().await;
     let api = srv.base.trim_end_matches("/api/v1").to_owned();
     let opts = ClientOptions::default();

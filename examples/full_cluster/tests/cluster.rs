@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 mod harness;
 
 use harness::{env_or, metric, Cluster, CONNECT_NODES};
+use im_client::{Connection, ImClient};
 use im_core::id::UserId;
 use im_core::model::{MessageKind, Target};
-use im_transport::client::{Connection, ImClient};
 use serde_json::{json, Value};
 
 /// One cluster at a time: each starts seven processes, and the machine has

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 mod harness;
 
 use harness::{free_port, rand_u32};
+use im_client::{ClientOptions, ImClient};
 use im_core::model::Target;
-use im_transport::client::{ClientOptions, ImClient};
 use im_transport::tls::ClientTls;
 use serde_json::json;
 

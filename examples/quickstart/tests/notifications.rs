@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use im_client::ImClient;
 use im_core::model::Target;
-use im_transport::client::ImClient;
 use quickstart::{Quickstart, Settings};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use im_client::{ClientOptions, ImClient};
 use im_core::model::Target;
-use im_transport::client::{ClientOptions, ImClient};
 use im_transport::tls::ClientTls;
 
 struct Files {

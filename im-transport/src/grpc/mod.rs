@@ -29,15 +29,19 @@ pub mod pb {
 mod client;
 mod connect;
 mod convert;
+#[cfg(all(feature = "pool", feature = "http"))]
 mod locator;
 mod logic;
+#[cfg(feature = "pool")]
 mod pool;
 pub mod status;
 
 pub use client::{GrpcClientConfig, GrpcPusher, LogicGrpcClient, CONNECT_SERVICE};
 pub use connect::{ConnectRpcServer, ConnectRpcService};
+#[cfg(all(feature = "pool", feature = "http"))]
 pub use locator::{DiscoveryLocator, SESSIONS_META, WS_URL_META};
 pub use logic::{LogicRpcServer, LogicRpcService};
+#[cfg(feature = "pool")]
 pub use pool::{BreakerConfig, BreakerState, InstanceStatus, LogicPool, NO_INSTANCE};
 
 /// Largest encoded message either side accepts or sends (push batches).

@@ -27,7 +27,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// The server's certificate files and the clients' trust, in TLS builds.
 fn tls() -> Option<(
     Arc<im_transport::tls::ServerTls>,
-    im_transport::client::ClientOptions,
+    im_client::ClientOptions,
 )> {
     if !TLS {
         return None;
@@ -47,7 +47,7 @@ fn tls() -> Option<(
     let server =
         im_transport::tls::ServerTls::load(im_transport::tls::TlsFiles::new(&cert, &key)).unwrap();
     let trust = im_transport::tls::ClientTls::from_ca_file(&cert, None).unwrap();
-    let options = im_transport::client::ClientOptions::with_tls(&trust).unwrap();
+    let options = im_client::ClientOptions::with_tls(&trust).unwrap();
     Some((Arc::new(server), options))
 }
 
@@ -70,7 +70,7 @@ struct Server {
     ws: String,
     http: reqwest::Client,
     /// How clients reach it (TLS in `features_tls`).
-    options: im_transport::client::ClientOptions,
+    options: im_client::ClientOptions,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     shutdown: CancellationToken,
     node: Node,
@@ -127,7 +127,7 @@ async fn start_with(logic: LogicConfig) -> Server {
             (
                 "http",
                 "ws",
-                im_transport::client::ClientOptions::default(),
+                im_client::ClientOptions::default(),
                 None,
             )
         }
@@ -1272,7 +1272,7 @@ async fn multi_device_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_rust_client_stops_instead_of_kicking_back() {
     use im_core::model::Target;
-    use im_transport::client::{ClientError, ImClient};
+    use im_client::{ClientError, ImClient};
     let srv = start_with(LogicConfig {
         device_policies: HashMap::from([("web".to_owned(), DevicePolicy::Single)]),
         ..LogicConfig::default()
@@ -1549,7 +1549,7 @@ async fn scheduled_delivery_over_http_and_websocket() {
 async fn the_rust_client_gets_its_scheduled_send_once_delivered() {
     use im_core::model::{MessageKind, Target};
     use im_core::protocol::SendRequest;
-    use im_transport::client::ImClient;
+    use im_client::ImClient;
     let srv = start().await;
     let (b, _bt) = srv.user("bob").await;
     srv.user("alice").await;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, Stream, StreamExt};
+use im_client::ImClient;
 use im_core::auth::JwtAuthenticator;
 use im_core::id::{ConversationId, UserId};
 use im_core::logic::{GroupCommand, LogicApi};
@@ -29,7 +30,6 @@ use im_core::node::{Backends, Node, NodeConfig};
 use im_core::ports::{Authenticator, MessageStore};
 use im_core::protocol::SendRequest;
 use im_core::task::{PERSIST_GROUP, PUSH_GROUP};
-use im_transport::client::ImClient;
 use im_transport::http::routes::SameHostLocator;
 use im_transport::http::{ApiConfig, ApiState};
 use im_transport::server::{app, serve, AppParts};
@@ -690,12 +690,7 @@ async fn s02_lost_ack_then_retry() {
 type Got = Vec<(u64, String, Instant)>;
 
 /// Reads bob's client until it handed out `n` messages (in 30 s).
-async fn bob_has(
-    cb: &mut im_transport::client::Connection,
-    got: &mut Got,
-    tally: &mut Tally,
-    n: usize,
-) {
+async fn bob_has(cb: &mut im_client::Connection, got: &mut Got, tally: &mut Tally, n: usize) {
     while got.len() < n {
         let m = tokio::time::timeout(Duration::from_secs(30), cb.next_message())
             .await

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use im_transport::client::ImClient;
+use im_client::ImClient;
 use reliability::proxy::{Framing, Proxy};
 use serde_json::{json, Value};
 

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use im_client::ImClient;
 use im_core::id::UserId;
 use im_core::task::PERSIST_GROUP;
-use im_transport::client::ImClient;
 use reliability::proxy::{Framing, Proxy};
 use reliability::report::Tally;
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use im_transport::client::ImClient;
+use im_client::ImClient;
 use reliability::report::Tally;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message as WsMessage;

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use im_client::ImClient;
 use im_core::id::UserId;
-use im_transport::client::ImClient;
 use reliability::report::Tally;
 use tokio_util::sync::CancellationToken;
 

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use im_client::ImClient;
 use im_core::id::UserId;
-use im_transport::client::ImClient;
 use reliability::report::Tally;
 
 use crate::etcd_rig::{

@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use im_client::{Connection, ImClient};
 use im_core::id::UserId;
 use im_core::model::MessageKind;
-use im_transport::client::{Connection, ImClient};
 use reliability::report::Tally;
 use serde_json::{json, Value};
 use sqlx::MySqlPool;

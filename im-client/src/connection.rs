@@ -1,40 +1,16 @@
-//! A Rust client of the public protocol: log in over HTTP, hold a WebSocket
-//! with automatic reconnects, send with automatic `client_msg_id`s retried
-//! until acked, and receive messages without duplicates, in seq order per
-//! conversation, with gaps closed by `sync`. A connection the server replaces
-//! (`kicked`, close 4001, by a multi-device policy) ends for good instead of
-//! reconnecting, so two clients never take turns kicking each other.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), im_transport::client::ClientError> {
-//! use im_transport::client::ImClient;
-//! use im_core::model::Target;
-//! let alice = ImClient::login("http://127.0.0.1:8080", "alice", "password123").await?;
-//! let mut conn = alice.connect().await?;
-//! let ack = conn.send(Target::User("42".parse().unwrap()), "hello".into()).await?;
-//! println!("sent seq {}", ack.seq);
-//! while let Some(m) = conn.next_message().await {
-//!     println!("{}: {}", m.from, m.body);
-//! }
-//! # Ok(()) }
-//! ```
-//!
-//! The people around a conversation (protocol v1.2) are typed methods of
-//! [`ImClient`]: profiles ([`ImClient::me`], [`ImClient::lookup`],
-//! [`ImClient::search_users`]), contacts ([`ImClient::request_contact`] and
-//! the rest), blocks, read cursors and edits. Frames other than messages
-//! (`edited`, `contact`, `read`, `recalled`, errors without a send) come as
-//! [`Event`]s through [`Connection::next_event`] or [`Connection::take_events`].
+//! [`Connection`]: one WebSocket session of an [`ImClient`] and the task
+//! that drives it (reconnects, resends, dedup, seq order, gap sync), and the
+//! [`Event`]s it reports besides messages.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use im_core::id::{ConversationId, GroupId, MessageId, UserId};
-use im_core::logic::{ContactView, ReadCursor, RequestView};
-use im_core::model::{ContactEvent, Message, MessageKind, Profile, Target};
-use im_core::ports::{Direction, RequestOutcome};
+use im_core::id::{ConversationId, MessageId, UserId};
+use im_core::model::{ContactEvent, Message, MessageKind, Target};
 use im_core::protocol::{ClientFrame, SendAck, SendRequest, ServerFrame};
 use im_core::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
@@ -42,579 +18,8 @@ use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-/// Errors of the client.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The server answered with a protocol error.
-    #[error("{code}: {message}")]
-    Server {
-        /// The error code.
-        code: ErrorCode,
-        /// The message.
-        message: String,
-    },
-    /// HTTP transport failure.
-    #[error("http: {0}")]
-    Http(#[from] reqwest::Error),
-    /// WebSocket failure.
-    #[error("websocket: {0}")]
-    Ws(String),
-    /// The connection task ended.
-    #[error("connection closed")]
-    Closed,
-    /// The server replaced this session (`kicked`, close 4001); the
-    /// connection does not reconnect.
-    #[error("kicked: {0}")]
-    Kicked(String),
-    /// No ack within the deadline.
-    #[error("timed out")]
-    Timeout,
-}
-
-/// A logged-in user.
-#[derive(Clone)]
-pub struct ImClient {
-    http: reqwest::Client,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    api: String,
-    /// The user.
-    pub user_id: UserId,
-    /// The bearer token.
-    pub token: String,
-    /// The WebSocket URL of the first connection (else asked from
-    /// `GET /api/v1/connect`); reconnects fall back to the API when it is down.
-    pub ws_url: Option<String>,
-}
-
-impl std::fmt::Debug for ImClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The token is a credential: never in a log line.
-        f.debug_struct("ImClient")
-            .field("api", &self.api)
-            .field("user_id", &self.user_id)
-            .field("token", &"<redacted>")
-            .field("ws_url", &self.ws_url)
-            .finish()
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct ErrorBody {
-    error: ErrorInner,
-}
-#[derive(serde::Deserialize)]
-struct ErrorInner {
-    code: String,
-    message: String,
-}
-
-async fn check(res: reqwest::Response) -> Result<serde_json::Value, ClientError> {
-    let status = res.status();
-    let text = res.text().await?;
-    if status.is_success() {
-        return Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null));
-    }
-    let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(b) => (
-            ErrorCode::from_wire(&b.error.code).unwrap_or(ErrorCode::Internal),
-            b.error.message,
-        ),
-        Err(_) => (ErrorCode::Internal, format!("HTTP {status}")),
-    };
-    Err(ClientError::Server { code, message })
-}
-
-/// Decodes an answer into its typed form.
-fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ClientError> {
-    serde_json::from_value(v).map_err(|e| ClientError::Ws(format!("malformed answer: {e}")))
-}
-
-/// Decodes `{"<items>": [...], "next_cursor": ...}`.
-fn page<T: serde::de::DeserializeOwned>(
-    mut v: serde_json::Value,
-    items: &str,
-) -> Result<Page<T>, ClientError> {
-    let next_cursor = v["next_cursor"].as_str().map(str::to_owned);
-    Ok(Page {
-        items: decode(v[items].take())?,
-        next_cursor,
-    })
-}
-
-/// One page of a paged list (search, contacts, requests, blocks).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    /// The page's entries.
-    pub items: Vec<T>,
-    /// Pass as `cursor` to get the next page; `None` at the end.
-    pub next_cursor: Option<String>,
-}
-
-fn field<T: std::str::FromStr>(v: &serde_json::Value, name: &str) -> Result<T, ClientError> {
-    v[name]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| v[name].as_i64().map(|n| n.to_string()))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ClientError::Ws(format!("malformed answer: no {name}")))
-}
-
-/// How a client reaches the server: plain HTTP and WS, or HTTPS and WSS
-/// trusting given CA certificates.
-///
-/// ```
-/// use im_transport::client::ClientOptions;
-/// let plain = ClientOptions::default();
-/// assert!(!plain.is_tls());
-/// ```
-#[derive(Clone, Default)]
-pub struct ClientOptions {
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl std::fmt::Debug for ClientOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientOptions")
-            .field("tls", &self.tls.is_some())
-            .finish()
-    }
-}
-
-impl ClientOptions {
-    /// Trusts `tls`'s CA certificates for `https://` and `wss://` URLs.
-    pub fn with_tls(tls: &crate::tls::ClientTls) -> Result<Self, ClientError> {
-        let config = tls
-            .rustls_config()
-            .map_err(|e| ClientError::Ws(format!("TLS: {e}")))?;
-        Ok(ClientOptions { tls: Some(config) })
-    }
-
-    /// Whether these options speak TLS.
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
-    /// The rustls configuration of these options, when they speak TLS.
-    pub fn rustls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
-        self.tls.clone()
-    }
-
-    /// An HTTP client with these options' trust.
-    pub fn http_client(&self) -> Result<reqwest::Client, ClientError> {
-        match &self.tls {
-            None => Ok(reqwest::Client::new()),
-            Some(config) => Ok(reqwest::Client::builder()
-                .use_preconfigured_tls((**config).clone())
-                .build()?),
-        }
-    }
-}
-
-impl ImClient {
-    /// Registers an account (`api` is the server base, e.g. `http://127.0.0.1:8080`).
-    pub async fn register(
-        api: &str,
-        username: &str,
-        password: &str,
-    ) -> Result<UserId, ClientError> {
-        Self::register_with(&ClientOptions::default(), api, username, password).await
-    }
-
-    /// Registers an account over `options` (e.g. HTTPS).
-    pub async fn register_with(
-        options: &ClientOptions,
-        api: &str,
-        username: &str,
-        password: &str,
-    ) -> Result<UserId, ClientError> {
-        Self::register_account(options, api, username, password, None).await
-    }
-
-    /// Registers an account with the name others see (v1.2; 1–64
-    /// characters, not only whitespace). Without one, people see the username.
-    pub async fn register_named(
-        options: &ClientOptions,
-        api: &str,
-        username: &str,
-        password: &str,
-        display_name: &str,
-    ) -> Result<UserId, ClientError> {
-        Self::register_account(options, api, username, password, Some(display_name)).await
-    }
-
-    async fn register_account(
-        options: &ClientOptions,
-        api: &str,
-        username: &str,
-        password: &str,
-        display_name: Option<&str>,
-    ) -> Result<UserId, ClientError> {
-        let http = options.http_client()?;
-        let mut body = serde_json::json!({"username": username, "password": password});
-        if let Some(name) = display_name {
-            body["display_name"] = name.into();
-        }
-        let v = check(
-            http.post(format!("{}/api/v1/users", api.trim_end_matches('/')))
-                .json(&body)
-                .send()
-                .await?,
-        )
-        .await?;
-        field(&v, "user_id")
-    }
-
-    /// Logs in.
-    pub async fn login(api: &str, username: &str, password: &str) -> Result<ImClient, ClientError> {
-        Self::login_with(&ClientOptions::default(), api, username, password).await
-    }
-
-    /// Logs in over `options` (e.g. HTTPS; the WebSocket then speaks WSS
-    /// with the same trust).
-    pub async fn login_with(
-        options: &ClientOptions,
-        api: &str,
-        username: &str,
-        password: &str,
-    ) -> Result<ImClient, ClientError> {
-        let http = options.http_client()?;
-        let api = api.trim_end_matches('/').to_owned();
-        let v = check(
-            http.post(format!("{api}/api/v1/sessions"))
-                .json(&serde_json::json!({"username": username, "password": password}))
-                .send()
-                .await?,
-        )
-        .await?;
-        Ok(ImClient {
-            user_id: field(&v, "user_id")?,
-            token: v["token"].as_str().unwrap_or_default().to_owned(),
-            http,
-            tls: options.tls.clone(),
-            api,
-            ws_url: None,
-        })
-    }
-
-    /// Logs out (extension, `DELETE /api/v1/sessions`): the token is revoked
-    /// and its connections end with [`ClientError::Kicked`] (`"logged out"`).
-    pub async fn logout(&self) -> Result<(), ClientError> {
-        self.call(reqwest::Method::DELETE, "/sessions", None)
-            .await
-            .map(|_| ())
-    }
-
-    /// Calls the HTTP API with the bearer token; `body` None for GET.
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<serde_json::Value, ClientError> {
-        let mut req = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.api))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        check(req.send().await?).await
-    }
-
-    /// Calls the HTTP API with the bearer token and a query string (GET).
-    async fn get_query(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> Result<serde_json::Value, ClientError> {
-        let req = self
-            .http
-            .get(format!("{}/api/v1{path}", self.api))
-            .bearer_auth(&self.token)
-            .query(query);
-        check(req.send().await?).await
-    }
-
-    /// `?limit=&cursor=` of a paged list (absent ones are left out).
-    fn paging(limit: Option<u32>, cursor: Option<&str>) -> Vec<(&'static str, String)> {
-        let mut q = Vec::new();
-        if let Some(l) = limit {
-            q.push(("limit", l.to_string()));
-        }
-        if let Some(c) = cursor.filter(|c| !c.is_empty()) {
-            q.push(("cursor", c.to_owned()));
-        }
-        q
-    }
-
-    /// This user's own profile (`GET /users/me`, v1.2).
-    pub async fn me(&self) -> Result<Profile, ClientError> {
-        decode(self.call(reqwest::Method::GET, "/users/me", None).await?)
-    }
-
-    /// A user's public profile (`GET /users/{id}`, v1.2); `not_found` for an
-    /// unknown user.
-    pub async fn profile(&self, user: UserId) -> Result<Profile, ClientError> {
-        decode(
-            self.call(reqwest::Method::GET, &format!("/users/{user}"), None)
-                .await?,
-        )
-    }
-
-    /// Sets this user's display name and avatar (`PUT /users/me/profile`,
-    /// v1.2). Both are replaced: `None` clears one (a cleared display name
-    /// shows the username). Answers the new profile.
-    pub async fn set_profile(
-        &self,
-        display_name: Option<&str>,
-        avatar_url: Option<&str>,
-    ) -> Result<Profile, ClientError> {
-        let body = serde_json::json!({"display_name": display_name, "avatar_url": avatar_url});
-        decode(
-            self.call(reqwest::Method::PUT, "/users/me/profile", Some(body))
-                .await?,
-        )
-    }
-
-    /// Profiles of users by id and by exact username (`POST /users/lookup`,
-    /// v1.2; together at most 200). Unknown users are left out.
-    pub async fn lookup(
-        &self,
-        user_ids: &[UserId],
-        usernames: &[&str],
-    ) -> Result<Vec<Profile>, ClientError> {
-        let body = serde_json::json!({"user_ids": user_ids, "usernames": usernames});
-        let mut v = self
-            .call(reqwest::Method::POST, "/users/lookup", Some(body))
-            .await?;
-        decode(v["users"].take())
-    }
-
-    /// Users whose username starts with `prefix` (`GET /users/search`,
-    /// v1.2): at least 2 characters, pages of at most 20, ordered by
-    /// username. Rate-limited: `resource_exhausted` when searching too often.
-    pub async fn search_users(
-        &self,
-        prefix: &str,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Page<Profile>, ClientError> {
-        let mut q = Self::paging(limit, cursor);
-        q.push(("prefix", prefix.to_owned()));
-        page(self.get_query("/users/search", &q).await?, "users")
-    }
-
-    /// This user's contacts (`GET /contacts`, v1.2), ordered by user id.
-    pub async fn contacts(
-        &self,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Page<ContactView>, ClientError> {
-        let q = Self::paging(limit, cursor);
-        page(self.get_query("/contacts", &q).await?, "contacts")
-    }
-
-    /// Asks `user` to become contacts (`POST /contacts/requests`, v1.2),
-    /// with an optional note (at most 200 characters). `Pending` when asked
-    /// (they get a `contact` event), `Accepted` when they had asked first,
-    /// `AlreadyContacts` when nothing changed.
-    pub async fn request_contact(
-        &self,
-        user: UserId,
-        message: Option<&str>,
-    ) -> Result<RequestOutcome, ClientError> {
-        let mut body = serde_json::json!({"user_id": user});
-        if let Some(m) = message {
-            body["message"] = m.into();
-        }
-        let mut v = self
-            .call(reqwest::Method::POST, "/contacts/requests", Some(body))
-            .await?;
-        decode(v["status"].take())
-    }
-
-    /// This user's pending contact requests (`GET /contacts/requests`,
-    /// v1.2): those to it (`Incoming`) or those it made (`Outgoing`).
-    pub async fn contact_requests(
-        &self,
-        direction: Direction,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Page<RequestView>, ClientError> {
-        let mut q = Self::paging(limit, cursor);
-        let d = match direction {
-            Direction::Incoming => "incoming",
-            Direction::Outgoing => "outgoing",
-        };
-        q.push(("direction", d.to_owned()));
-        page(self.get_query("/contacts/requests", &q).await?, "requests")
-    }
-
-    /// Accepts `user`'s contact request (`POST
-    /// /contacts/requests/{id}/accept`, v1.2); `not_found` without one.
-    pub async fn accept_contact(&self, user: UserId) -> Result<(), ClientError> {
-        self.call(
-            reqwest::Method::POST,
-            &format!("/contacts/requests/{user}/accept"),
-            None,
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Declines `user`'s contact request (`POST
-    /// /contacts/requests/{id}/decline`, v1.2); `not_found` without one.
-    pub async fn decline_contact(&self, user: UserId) -> Result<(), ClientError> {
-        self.call(
-            reqwest::Method::POST,
-            &format!("/contacts/requests/{user}/decline"),
-            None,
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Withdraws this user's contact request to `user` (`DELETE
-    /// /contacts/requests/{id}`, v1.2); `not_found` without one.
-    pub async fn cancel_contact_request(&self, user: UserId) -> Result<(), ClientError> {
-        self.call(
-            reqwest::Method::DELETE,
-            &format!("/contacts/requests/{user}"),
-            None,
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Ends the contact relation with `user`, for both sides (`DELETE
-    /// /contacts/{id}`, v1.2); `not_found` when not contacts.
-    pub async fn remove_contact(&self, user: UserId) -> Result<(), ClientError> {
-        self.call(reqwest::Method::DELETE, &format!("/contacts/{user}"), None)
-            .await
-            .map(drop)
-    }
-
-    /// The users this user blocks (`GET /blocks`, v1.2).
-    pub async fn blocked(
-        &self,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Page<Profile>, ClientError> {
-        let q = Self::paging(limit, cursor);
-        page(self.get_query("/blocks", &q).await?, "users")
-    }
-
-    /// Blocks `user` (`PUT /blocks/{id}`, v1.2; idempotent): their 1:1
-    /// messages and contact requests are refused with `permission_denied`,
-    /// and a contact relation ends. They are not told.
-    pub async fn block(&self, user: UserId) -> Result<(), ClientError> {
-        self.call(reqwest::Method::PUT, &format!("/blocks/{user}"), None)
-            .await
-            .map(drop)
-    }
-
-    /// Unblocks `user` (`DELETE /blocks/{id}`, v1.2; idempotent).
-    pub async fn unblock(&self, user: UserId) -> Result<(), ClientError> {
-        self.call(reqwest::Method::DELETE, &format!("/blocks/{user}"), None)
-            .await
-            .map(drop)
-    }
-
-    /// The participants' read cursors of a conversation (`GET
-    /// /conversations/{id}/reads`, v1.2): both parties of a 1:1, or a
-    /// group's members (at most 500).
-    pub async fn reads(
-        &self,
-        conversation: ConversationId,
-    ) -> Result<Vec<ReadCursor>, ClientError> {
-        let mut v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/conversations/{conversation}/reads"),
-                None,
-            )
-            .await?;
-        decode(v["reads"].take())
-    }
-
-    /// Edits one of this user's text messages (`PATCH /messages/{id}`,
-    /// v1.2; within 24 h of sending). Answers the message with its new body
-    /// and `edited_at`; every participant gets an [`Event::Edited`].
-    pub async fn edit_message(
-        &self,
-        msg_id: MessageId,
-        body: &str,
-    ) -> Result<Message, ClientError> {
-        decode(
-            self.call(
-                reqwest::Method::PATCH,
-                &format!("/messages/{msg_id}"),
-                Some(serde_json::json!({ "body": body })),
-            )
-            .await?,
-        )
-    }
-
-    /// Whether members added to `group` from now on see the history from
-    /// before they joined (`PUT /groups/{id}/history`, v1.2; owner or admin).
-    /// By default they see only messages after their join.
-    pub async fn set_history_visible(
-        &self,
-        group: GroupId,
-        visible: bool,
-    ) -> Result<(), ClientError> {
-        self.call(
-            reqwest::Method::PUT,
-            &format!("/groups/{group}/history"),
-            Some(serde_json::json!({ "visible": visible })),
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn ws_url(&self) -> Result<String, ClientError> {
-        if let Some(u) = &self.ws_url {
-            return Ok(u.clone());
-        }
-        self.discover_ws_url().await
-    }
-
-    /// Asks `GET /api/v1/connect` for a live connect node.
-    pub async fn discover_ws_url(&self) -> Result<String, ClientError> {
-        let v = self.call(reqwest::Method::GET, "/connect", None).await?;
-        v["ws_url"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| ClientError::Ws("no ws_url".into()))
-    }
-
-    /// Opens a connection (reconnecting by itself until dropped).
-    pub async fn connect(&self) -> Result<Connection, ClientError> {
-        let url = self.ws_url().await?;
-        let socket = open(&url, &self.token, self.tls.clone()).await?;
-        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
-        let (msg_tx, msg_rx) = mpsc::channel(65_536);
-        let (event_tx, event_rx) = mpsc::channel(EVENT_BUFFER);
-        let driver = Driver {
-            client: self.clone(),
-            url,
-            cmds: cmd_rx,
-            out: msg_tx,
-            events: event_tx,
-            pending: HashMap::new(),
-            convs: HashMap::new(),
-        };
-        tokio::spawn(driver.run(socket));
-        Ok(Connection {
-            cmds: cmd_tx,
-            messages: msg_rx,
-            events: Some(event_rx),
-            next_id: rand::random::<u64>() >> 16,
-            ack_timeout: Duration::from_secs(30),
-        })
-    }
-}
+use crate::client::ImClient;
+use crate::error::ClientError;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -636,6 +41,18 @@ async fn open(
         .await
         .map_err(|e| ClientError::Ws(e.to_string()))?;
     Ok(ws)
+}
+
+/// A random number from the standard library's per-process random hash
+/// keys: enough to keep `client_msg_id`s of different connections apart.
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish()
 }
 
 enum Cmd {
@@ -767,7 +184,44 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Sends a text message; retried (same `client_msg_id`) across reconnects until acked.
+    /// Opens the socket at `url` and starts the task driving it.
+    pub(crate) async fn open(client: ImClient, url: String) -> Result<Connection, ClientError> {
+        let socket = open(&url, &client.token, client.tls.clone()).await?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (msg_tx, msg_rx) = mpsc::channel(65_536);
+        let (event_tx, event_rx) = mpsc::channel(EVENT_BUFFER);
+        let driver = Driver {
+            client,
+            url,
+            cmds: cmd_rx,
+            out: msg_tx,
+            events: event_tx,
+            pending: HashMap::new(),
+            convs: HashMap::new(),
+        };
+        tokio::spawn(driver.run(socket));
+        Ok(Connection {
+            cmds: cmd_tx,
+            messages: msg_rx,
+            events: Some(event_rx),
+            next_id: random_u64() >> 16,
+            ack_timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Sends a text message; retried (same `client_msg_id`) across
+    /// reconnects until acked. The ack carries the message's id and its seq
+    /// in the conversation; a refusal (e.g. not a member of the group) is
+    /// [`ClientError::Server`], no ack within 30 s [`ClientError::Timeout`].
+    ///
+    /// ```no_run
+    /// # async fn demo(mut conn: im_client::Connection, bob: im_core::id::UserId)
+    /// # -> Result<(), im_client::ClientError> {
+    /// use im_core::model::Target;
+    /// let ack = conn.send(Target::User(bob), "hello".into()).await?;
+    /// println!("sent as {} (seq {})", ack.msg_id, ack.seq);
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&mut self, to: Target, body: String) -> Result<SendAck, ClientError> {
         self.send_request(SendRequest {
             client_msg_id: String::new(),
@@ -803,7 +257,16 @@ impl Connection {
     /// The next message of any conversation (including this user's own sends,
     /// once acked): no duplicates, in seq order per conversation (except a
     /// message older than the first one seen of its conversation, which is
-    /// delivered late rather than dropped).
+    /// delivered late rather than dropped). `None` once the connection
+    /// ended (closed, or kicked by the server).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut conn: im_client::Connection) {
+    /// while let Some(m) = conn.next_message().await {
+    ///     println!("#{} from {}: {}", m.seq, m.from, m.body);
+    /// }
+    /// # }
+    /// ```
     pub async fn next_message(&mut self) -> Option<Message> {
         self.messages.recv().await
     }
@@ -813,6 +276,19 @@ impl Connection {
     /// Events are buffered apart from messages (at most [`EVENT_BUFFER`];
     /// when the reader falls that far behind, newer ones are dropped).
     /// `None` once the connection ended, or after [`Connection::take_events`].
+    ///
+    /// ```no_run
+    /// # async fn demo(mut conn: im_client::Connection) {
+    /// use im_client::Event;
+    /// while let Some(event) = conn.next_event().await {
+    ///     match event {
+    ///         Event::Edited { msg_id, body, .. } => println!("{msg_id} now reads {body}"),
+    ///         Event::Read { user_id, seq, .. } => println!("{user_id} read up to {seq}"),
+    ///         other => println!("{other:?}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub async fn next_event(&mut self) -> Option<Event> {
         self.events.as_mut()?.recv().await
     }
@@ -1251,26 +727,5 @@ mod tests {
         .unwrap();
         assert_eq!(Event::from_frame(send_error), None);
         assert_eq!(Event::from_frame(ServerFrame::Pong), None);
-    }
-
-    #[test]
-    fn pages_decode_items_and_the_cursor() {
-        let v = serde_json::json!({
-            "users": [{"user_id": "7", "username": "al", "display_name": "Al"}],
-            "next_cursor": "abc"
-        });
-        let p: Page<Profile> = page(v, "users").unwrap();
-        assert_eq!(p.items.len(), 1);
-        assert_eq!(p.items[0].display_name, "Al");
-        assert_eq!(p.next_cursor.as_deref(), Some("abc"));
-        let end: Page<Profile> = page(
-            serde_json::json!({"users": [], "next_cursor": null}),
-            "users",
-        )
-        .unwrap();
-        assert_eq!(end.next_cursor, None);
-        let v = serde_json::json!({"requests": [{"user": {"user_id": "7", "username": "al", "display_name": "al"}, "direction": "incoming", "ts": 1}]});
-        let r: Page<RequestView> = page(v, "requests").unwrap();
-        assert_eq!(r.items[0].direction, Direction::Incoming);
     }
 }
