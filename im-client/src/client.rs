@@ -165,6 +165,35 @@ impl ImClient {
         field(&v, "user_id")
     }
 
+    /// A client for a token issued elsewhere — e.g. the session token of
+    /// an application that embeds im with its own login (a custom
+    /// `Authenticator` on the server). No request is made until the first
+    /// call; `api` is where im's API is served (with any mount prefix, e.g.
+    /// `https://app.example.com/chat`).
+    ///
+    /// ```
+    /// use im_client::{ClientOptions, ImClient};
+    /// use im_core::id::UserId;
+    /// let alice = ImClient::with_token(&ClientOptions::default(), "http://127.0.0.1:3000/chat", UserId(1), "a-session-token")?;
+    /// assert_eq!(alice.user_id, UserId(1));
+    /// # Ok::<(), im_client::ClientError>(())
+    /// ```
+    pub fn with_token(
+        options: &ClientOptions,
+        api: &str,
+        user_id: UserId,
+        token: impl Into<String>,
+    ) -> Result<ImClient, ClientError> {
+        Ok(ImClient {
+            http: options.http_client()?,
+            tls: options.tls.clone(),
+            api: api.trim_end_matches('/').to_owned(),
+            user_id,
+            token: token.into(),
+            ws_url: None,
+        })
+    }
+
     /// Logs in with a username and password: the answer holds the user id
     /// and bearer token every later call uses. Wrong credentials are
     /// [`ClientError::Server`] with [`ErrorCode::Unauthenticated`].

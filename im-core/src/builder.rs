@@ -41,6 +41,11 @@ use crate::ports::{
 };
 use crate::task::OfflineSink;
 
+/// Builds the authenticator over the final user store.
+type MakeAuth = Box<dyn FnOnce(Arc<dyn UserStore>) -> Arc<dyn Authenticator> + Send>;
+/// Builds the offline sink over the final ports.
+type MakeOffline = Box<dyn FnOnce(&LogicPorts) -> Arc<dyn OfflineSink> + Send>;
+
 /// How the authenticator is made: given, or built over the user store.
 enum AuthSource {
     /// JWTs signed with the builder's secret.
@@ -48,7 +53,7 @@ enum AuthSource {
     /// A ready authenticator.
     Given(Arc<dyn Authenticator>),
     /// Built from the final user store (e.g. one that provisions accounts).
-    From(Box<dyn FnOnce(Arc<dyn UserStore>) -> Arc<dyn Authenticator> + Send>),
+    From(MakeAuth),
 }
 
 /// Assembles the ports of a node (and starts it): defaults in memory,
@@ -92,7 +97,7 @@ pub struct NodeBuilder {
 /// The offline sink, given or built over the final ports.
 enum OfflineSource {
     Given(Arc<dyn OfflineSink>),
-    From(Box<dyn FnOnce(&LogicPorts) -> Arc<dyn OfflineSink> + Send>),
+    From(MakeOffline),
 }
 
 impl std::fmt::Debug for NodeBuilder {

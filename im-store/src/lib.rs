@@ -31,6 +31,8 @@
 //! [`MessageQueue`]: im_core::ports::MessageQueue
 //! [`SendPipeline`]: im_core::ports::SendPipeline
 
+#![warn(missing_docs)]
+
 pub mod mysql;
 pub mod postgres;
 pub mod redis;

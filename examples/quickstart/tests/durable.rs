@@ -162,12 +162,14 @@ async fn the_same_on_postgres() {
     use sqlx::Connection;
     let admin = std::env::var("POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-        panic!(
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
             "PostgreSQL is not reachable at {admin} ({e}): start it (scripts/services.sh checks \
              it) or point POSTGRES_URL at one"
         )
-    });
+        });
     let name = format!("quickstart_durable_{}", rand_suffix());
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
