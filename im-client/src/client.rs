@@ -479,7 +479,7 @@ impl ImClient {
 
     /// Edits one of this user's text messages (`PATCH /messages/{id}`,
     /// v1.2; within 24 h of sending). Answers the message with its new body
-    /// and `edited_at`; every participant gets an [`Event::Edited`].
+    /// and `edited_at`; every participant gets an [`Event::Edited`](crate::Event::Edited).
     pub async fn edit_message(
         &self,
         msg_id: MessageId,

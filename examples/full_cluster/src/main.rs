@@ -64,7 +64,7 @@ struct Cli {
     /// PEM CA gRPC clients trust; set, they use TLS (default: --grpc-tls-cert) [cluster.grpc_tls_ca].
     #[arg(long, global = true)]
     grpc_tls_ca: Option<PathBuf>,
-    /// Log JSON lines [log_json].
+    /// Log JSON lines (config key `log_json`).
     #[arg(long, global = true)]
     log_json: bool,
     #[command(subcommand)]

@@ -11,7 +11,7 @@
 //! blocked read never stalls the shared one. With
 //! [`RedisConfig::cluster_urls`] it opens redis-rs's async cluster client
 //! instead (routing by slot, following MOVED/ASK); commands that span slots are
-//! split per slot ([`RedisConn::per_slot`]) and run in parallel.
+//! split per slot (`RedisConn::per_slot`) and run in parallel.
 //! A call that fails because the connection dropped returns
 //! [`Error::Unavailable`]; the manager reconnects in the background and the
 //! next call goes through. Nothing is retried automatically (a blind retry of
