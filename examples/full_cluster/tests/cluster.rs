@@ -1078,3 +1078,101 @@ async fn people_rules_hold_through_the_cluster() {
         "{bodies:?}"
     );
 }
+
+/// `cluster.database_url = postgres://…`: the seven processes on a fresh
+/// PostgreSQL database (`POSTGRES_URL`'s server): accounts, a group, a
+/// push across connect nodes, and every acked message persisted there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_runs_on_postgres() {
+    let _serial = SERIAL.lock().await;
+    use sqlx::Connection;
+    let admin = env_or("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test");
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {admin} ({e}): start it (scripts/services.sh \
+             checks it) or point POSTGRES_URL at one"
+            )
+        });
+    let name = format!("cluster_pg_{:08x}", harness::rand_u32());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let mut cluster = start_cluster("cluster-postgres", &[("IM_CLUSTER__DATABASE_URL", &url)]);
+    let http = reqwest::Client::new();
+    cluster.wait_all_ready(&http).await;
+    let base = cluster.base();
+    let mut users = Vec::new();
+    for who in ["a", "b"] {
+        let name = format!("{}_pg_{who}", cluster.ns);
+        ImClient::register(&base, &name, "password123")
+            .await
+            .unwrap();
+        users.push(ImClient::login(&base, &name, "password123").await.unwrap());
+    }
+    let mut conns = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let mut u = u.clone();
+        u.ws_url = Some(cluster.ws_url(CONNECT_NODES[i % 2]));
+        conns.push(u.connect().await.unwrap());
+    }
+    let gid = create_group(&http, &base, &users[0], "pg", &[users[1].user_id]).await;
+    let mut acked = HashSet::new();
+    for (k, to) in [
+        Target::User(users[1].user_id),
+        Target::Group(gid.parse().unwrap()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ack = conns[0].send(to, format!("on postgres {k}")).await.unwrap();
+        acked.insert(ack.msg_id.0);
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match conns[1].next_message().await {
+                    Some(m) if m.msg_id == ack.msg_id => return m,
+                    Some(_) => continue,
+                    None => panic!("b's connection closed"),
+                }
+            }
+        })
+        .await
+        .expect("pushed across connect nodes within 10 s");
+        assert_eq!(got.from, users[0].user_id);
+    }
+    // Persisted in PostgreSQL (off the delivery path: poll, bounded).
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT msg_id FROM messages")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+        let stored: HashSet<u64> = ids.into_iter().map(|i| i as u64).collect();
+        if acked.is_subset(&stored) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acked {acked:?}, in PostgreSQL {stored:?}\n{}",
+            cluster.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (users_in_pg,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert!(users_in_pg >= 2, "{users_in_pg} accounts in PostgreSQL");
+    for c in conns {
+        c.close().await;
+    }
+    drop(cluster);
+    drop(db);
+    let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
+}
