@@ -160,6 +160,10 @@ pub struct Logic {
     pub new_groups_show_history: bool,
     /// How long after sending its sender may edit a text message, in ms.
     pub edit_window_ms: u64,
+    /// Send batchers of this instance (a conversation always goes to the
+    /// same one). Fewer batchers make larger batches at a given rate (one
+    /// Redis round trip per batch); more overlap more round trips.
+    pub send_batchers: usize,
 }
 
 impl Default for Logic {
@@ -180,6 +184,7 @@ impl Default for Logic {
             relation_cache_ttl_ms: 2_000,
             new_groups_show_history: false,
             edit_window_ms: 86_400_000,
+            send_batchers: im_core::logic::LogicConfig::default().batchers,
         }
     }
 }
@@ -210,6 +215,11 @@ pub struct Connect {
     pub session_queue: usize,
     /// Allowed Origin values (empty: any).
     pub allowed_origins: Vec<String>,
+    /// `SendBatch` calls this node keeps in flight to Logic at once. Sends
+    /// that arrive meanwhile wait and go in the next call, so fewer calls in
+    /// flight make larger batches under load (fewer RPCs per message) at the
+    /// cost of a little queueing when Logic is slow.
+    pub logic_in_flight: usize,
 }
 
 impl Default for Connect {
@@ -225,6 +235,7 @@ impl Default for Connect {
             send_rate: 200.0,
             session_queue: 1024,
             allowed_origins: Vec::new(),
+            logic_in_flight: 8,
         }
     }
 }
