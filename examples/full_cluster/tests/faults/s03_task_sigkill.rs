@@ -49,23 +49,31 @@ async fn task_sigkill() {
     let u = users(&base, &cluster.ns, &["s0", "s1", "s2", "s3", "r0", "r1"]).await;
     let (r0, r1) = (u[4].user_id, u[5].user_id);
     let who: HashMap<UserId, ImClient> = u.iter().map(|c| (c.user_id, c.clone())).collect();
-    let g: Value = u[0]
-        .call(
-            reqwest::Method::POST,
-            "/groups",
-            Some(json!({"name": "faults"})),
-        )
-        .await
-        .unwrap();
-    let gid = g["group_id"].as_str().unwrap().to_owned();
-    for m in [r0, r1] {
-        u[0].call(
-            reqwest::Method::POST,
-            &format!("/groups/{gid}/members"),
-            Some(json!({"user_id": m.to_string()})),
-        )
-        .await
-        .unwrap();
+    // Eight groups {s0, r0, r1}: with the three 1:1 conversations the load
+    // spans eleven conversations, so some land in partitions task-1 holds
+    // (with four, all four fell to task-2's leases about once in sixteen
+    // runs, and task-1 never held an entry to be killed with).
+    let mut gids = Vec::new();
+    for n in 0..8 {
+        let g: Value = u[0]
+            .call(
+                reqwest::Method::POST,
+                "/groups",
+                Some(json!({"name": format!("faults-{n}")})),
+            )
+            .await
+            .unwrap();
+        let gid = g["group_id"].as_str().unwrap().to_owned();
+        for m in [r0, r1] {
+            u[0].call(
+                reqwest::Method::POST,
+                &format!("/groups/{gid}/members"),
+                Some(json!({"user_id": m.to_string()})),
+            )
+            .await
+            .unwrap();
+        }
+        gids.push(gid);
     }
     let inbox = Inbox::default();
     let mut listeners = Vec::new();
@@ -91,7 +99,7 @@ async fn task_sigkill() {
     let seen: Seen = Arc::default();
     let order = tokio::spawn(watch_order(raw, seen.clone(), watch_stop.clone()));
 
-    // 2,000 sends over HTTP: s0 into the group {s0, r0, r1}, s1..s3 to r0/r1.
+    // 2,000 sends over HTTP: s0 into the groups {s0, r0, r1} in turn, s1..s3 to r0/r1.
     mysql.set_latency(Duration::from_millis(150));
     let per_sender = 500usize;
     let stop_at = Arc::new(AtomicBool::new(false));
@@ -100,10 +108,11 @@ async fn task_sigkill() {
     for (i, from) in u[..4].iter().enumerate() {
         let (http, base, from) = (http.clone(), base.clone(), from.clone());
         let (to, recipients) = match i {
-            0 => (json!({"group": gid}), vec![r0, r1]),
-            1 | 3 => (to_user(r0), vec![r0]),
-            _ => (to_user(r1), vec![r1]),
+            0 => (None, vec![r0, r1]),
+            1 | 3 => (Some(to_user(r0)), vec![r0]),
+            _ => (Some(to_user(r1)), vec![r1]),
         };
+        let gids = gids.clone();
         let (stop_at, acks) = (stop_at.clone(), acks.clone());
         senders.push(tokio::spawn(async move {
             let mut acked = Vec::new();
@@ -114,6 +123,9 @@ async fn task_sigkill() {
                     break;
                 }
                 tick.tick().await;
+                let to = to
+                    .clone()
+                    .unwrap_or_else(|| json!({"group": gids[k % gids.len()]}));
                 let (a, f) =
                     send_until_acked(&http, &base, &from, &format!("l{i}-{k}"), &to, &recipients)
                         .await;
