@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """p50 and p99 send->deliver against the offered rate, from loadgen reports.
 
-    scripts/plot-rates.py out.svg docs/bench/open-5k.json docs/bench/open-10k.json ...
+    scripts/plot-rates.py out.svg docs/bench/openloop-cluster-5k.json docs/bench/openloop-cluster-10k.json ...
 
 Each argument after the first is a loadgen JSON report of an open-loop run
 (`--rate`); the plot has one point per report, a log-scale latency axis and
@@ -27,7 +27,7 @@ def main() -> int:
             print(f"{p}: not an open-loop report (no rate)", file=sys.stderr)
             return 1
         lat = r["latency_ms"]
-        points.append((r["rate"], lat["p50"], lat["p99"], r.get("lost", 0)))
+        points.append((r["rate"], lat["p50"], lat["p99"]))
     points.sort()
     xmax = max(p[0] for p in points) * 1.1
     lo, hi = 1.0, max(100.0, max(p[2] for p in points) * 1.5)

@@ -464,6 +464,14 @@ pub fn load(file: Option<&PathBuf>, overrides: figment::value::Dict) -> Result<C
         f = f.merge(Serialized::global(&k, v));
     }
     let c: Config = f.extract().map_err(|e| format!("configuration: {e}"))?;
+    for (key, value) in [
+        ("logic.send_batchers", c.logic.send_batchers),
+        ("connect.logic_in_flight", c.connect.logic_in_flight),
+    ] {
+        if value == 0 {
+            return Err(format!("configuration: {key} must be at least 1"));
+        }
+    }
     let shards = c.cluster.database_shard_urls.len();
     if shards > c.cluster.partitions.max(1) as usize {
         return Err(format!(
@@ -494,6 +502,36 @@ mod tests {
         assert_eq!(
             c.cluster.database_shard_urls,
             ["mysql://a/im", "mysql://b/im"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn send_path_batching_settings_are_read_and_zero_is_refused() {
+        let dir = std::env::temp_dir().join(format!("im-config-batching-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("im.toml");
+        std::fs::write(
+            &path,
+            "[logic]\nsend_batchers = 1\n[connect]\nlogic_in_flight = 2\n",
+        )
+        .unwrap();
+        let c = load(Some(&path), figment::value::Dict::new()).unwrap();
+        assert_eq!((c.logic.send_batchers, c.connect.logic_in_flight), (1, 2));
+        let defaults = load(None, figment::value::Dict::new()).unwrap();
+        assert_eq!(
+            (
+                defaults.logic.send_batchers,
+                defaults.connect.logic_in_flight
+            ),
+            (4, 8),
+            "the defaults stay what they were"
+        );
+        std::fs::write(&path, "[connect]\nlogic_in_flight = 0\n").unwrap();
+        let e = load(Some(&path), figment::value::Dict::new()).unwrap_err();
+        assert!(
+            e.contains("connect.logic_in_flight must be at least 1"),
+            "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -53,7 +53,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
     let logic = Arc::new(CoalescingLogic::new(
         Arc::new(LogicPool::new(logic_set.clone(), grpc)),
         256,
-        c.connect.logic_in_flight.max(1),
+        c.connect.logic_in_flight,
     ));
     let node = NodeId::new(c.connect.node_id.clone());
     let hub = Arc::new(Hub::new(node.clone(), c.connect.session_queue));

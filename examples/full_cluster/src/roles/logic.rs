@@ -84,7 +84,7 @@ pub async fn run(c: Config, shutdown: CancellationToken) -> Result<(), String> {
             relation_cache_ttl: Duration::from_millis(c.logic.relation_cache_ttl_ms),
             new_groups_show_history: c.logic.new_groups_show_history,
             edit_window: Duration::from_millis(c.logic.edit_window_ms),
-            batchers: c.logic.send_batchers.max(1),
+            batchers: c.logic.send_batchers,
             ..LogicConfig::default()
         },
     )
